@@ -1,0 +1,169 @@
+"""The normalised agent definition: one shape for every OSSA version, kind and extension.
+
+The executor, dispatcher, relay and telemetry read only this model, never raw manifests, so a new
+manifest shape costs one normaliser change and nothing downstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Kind = Literal["Agent", "Task", "Workflow"]
+ToolKind = Literal["function", "http", "mcp", "code_interpreter", "file_search"]
+
+
+class LLMSettings(BaseModel):
+    """Which model to call and how, in litellm's terms."""
+
+    provider: str | None = Field(None, description="Provider as the manifest names it, e.g. `openai`, `azure-openai`.")
+    litellm_provider: str | None = Field(None, description="litellm's provider id, e.g. `azure`, `bedrock`.")
+    model: str | None = Field(None, description="Model id as the manifest names it.")
+    litellm_model: str | None = Field(None, description="`<litellm_provider>/<model>`, what litellm is called with.")
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    fallback_models: list[str] = Field(default_factory=list)
+
+
+class RetryPolicy(BaseModel):
+    max_attempts: int = 3
+    backoff: Literal["none", "linear", "exponential"] = "exponential"
+    initial_delay_ms: int = 500
+    max_delay_ms: int = 10_000
+
+
+class HttpBinding(BaseModel):
+    endpoint: str
+    method: str = "POST"
+    auth: dict[str, Any] | None = None
+
+
+class McpBinding(BaseModel):
+    server: str | None = None
+    transport: str | None = None
+    command: list[str] | None = None
+    url: str | None = None
+
+
+class ToolDefinition(BaseModel):
+    """A tool the model may call, and where it runs."""
+
+    name: str = Field(description="The name the manifest gives, e.g. `security.scan`.")
+    function_name: str = Field(
+        "", description="What the model calls it: the name with characters function calling refuses replaced by `_`."
+    )
+    kind: ToolKind = "function"
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters_declared: bool = Field(
+        True, description="False when the manifest gave no schema (e.g. an MCP tool listed by name only)."
+    )
+    output_schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    confirmation: bool = Field(False, description="Needs human approval before it runs.")
+    idempotent: bool = False
+    timeout_seconds: float | None = None
+    http: HttpBinding | None = None
+    mcp: McpBinding | None = None
+    handler: str | None = Field(None, description="Declared handler reference (informational).")
+    sources: list[str] = Field(default_factory=list, description="JSON paths of every declaration merged here.")
+
+
+class Limits(BaseModel):
+    """Bounds a run must respect; None means no bound from the manifest."""
+
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    max_tokens_per_request: int | None = None
+    max_tokens_per_day: int | None = None
+    max_cost_per_day: float | None = None
+    max_concurrent_requests: int | None = None
+    timeout_seconds: float | None = None
+    max_latency_seconds: float | None = None
+    max_steps: int | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class RunDefaults(BaseModel):
+    """Per-run settings a manifest can preset (OpenAI `run_config`, Vercel `tool_calling`)."""
+
+    truncation_strategy: dict[str, Any] | None = None
+    response_format: Any = None
+    parallel_tool_calls: bool | None = None
+    tool_choice: str | None = None
+
+
+class ObservabilitySettings(BaseModel):
+    tracing: bool = True
+    metrics: bool = True
+    logs: bool = True
+    exporter: str | None = None
+    endpoint: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    trace_run_steps: bool = True
+    include_usage: bool = True
+    step_types: list[str] | None = None
+
+
+class StreamingSettings(BaseModel):
+    enabled: bool = True
+    events: list[str] | None = None
+    vercel_protocol: Literal["data", "text", "sse"] | None = None
+
+
+class TaskSettings(BaseModel):
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    execution: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkflowStepRef(BaseModel):
+    id: str
+    kind: str | None = None
+    ref: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class WorkflowSettings(BaseModel):
+    steps: list[WorkflowStepRef] = Field(default_factory=list)
+    raw_steps: list[Any] = Field(default_factory=list)
+
+
+class AgentDefinition(BaseModel):
+    """Everything ossabus needs to run an OSSA Agent, Task or Workflow."""
+
+    name: str
+    kind: Kind
+    api_version: str
+    version: str | None = Field(None, description="`metadata.version` of the manifest.")
+    description: str | None = None
+    labels: dict[str, Any] = Field(default_factory=dict)
+    annotations: dict[str, Any] = Field(default_factory=dict)
+    system_prompt: str | None = None
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    tools: list[ToolDefinition] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list, description="Abstract capabilities, e.g. `retrieval`.")
+    mcp_servers: list[McpBinding] = Field(default_factory=list, description="MCP servers whose tools are listed at run time.")
+    tool_resources: dict[str, Any] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
+    run_defaults: RunDefaults = Field(default_factory=RunDefaults)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    task: TaskSettings | None = None
+    workflow: WorkflowSettings | None = None
+    subagents: list[Any] = Field(default_factory=list, description="Kept for multi-agent orchestration.")
+    orchestration: dict[str, Any] | None = None
+    env_refs: list[str] = Field(default_factory=list, description="`${VAR}` names the manifest reads.")
+    openai_assistant_id: str | None = None
+
+    def tool(self, name: str) -> ToolDefinition | None:
+        """The tool with this manifest name or function name."""
+        return next((t for t in self.tools if name in (t.name, t.function_name)), None)

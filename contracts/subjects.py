@@ -1,0 +1,106 @@
+"""The subject map: every NATS subject, stream, consumer and bucket name ossabus uses.
+
+No other module writes a subject string. Subjects are named after OpenAI/OSSA event types so that
+wildcards select what a consumer needs: `ossa.events.*.<run_id>.>` is one run,
+`ossa.events.<thread_id>.>` one conversation.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "ossa"
+
+# --- run events: ossa.events.<thread_id>.<run_id>.<event> ------------------------------------
+EVENTS_ALL = f"{PREFIX}.events.>"
+EVENTS_STREAM = "OSSA_EVENTS"
+
+# --- work: ossa.tasks.<agent> ------------------------------------------------------------------
+TASKS_ALL = f"{PREFIX}.tasks.>"
+TASKS_STREAM = "OSSA_TASKS"
+EXECUTOR_CONSUMER = "ossa-executors"
+EXECUTOR_QUEUE = "ossa-executors"
+
+# --- tools: ossa.tools.<name>, request/reply in a queue group ----------------------------------
+TOOLS_ALL = f"{PREFIX}.tools.>"
+DISPATCHER_CALL = f"{PREFIX}.dispatcher.call"
+DISPATCHER_QUEUE = "ossa-dispatchers"
+
+# --- control -------------------------------------------------------------------------------------
+RUN_CANCEL = f"{PREFIX}.control.runs.cancel"
+
+# --- registry: request/reply, one subject per operation ------------------------------------------
+REGISTRY_LIST = f"{PREFIX}.registry.manifests.list"
+REGISTRY_GET = f"{PREFIX}.registry.manifests.get"
+REGISTRY_PUT = f"{PREFIX}.registry.manifests.put"
+REGISTRY_DELETE = f"{PREFIX}.registry.manifests.delete"
+REGISTRY_VALIDATE = f"{PREFIX}.registry.manifests.validate"
+REGISTRY_STATUS = f"{PREFIX}.registry.status"
+REGISTRY_QUEUE = "ossa-registry"
+REGISTRY_CHANGES_ALL = f"{PREFIX}.registry.changed.>"
+REGISTRY_STREAM = "OSSA_REGISTRY"
+
+# --- telemetry -----------------------------------------------------------------------------------
+TELEMETRY_USAGE = f"{PREFIX}.telemetry.usage"
+TELEMETRY_QUEUE = "ossa-telemetry"
+
+# --- state: JetStream key-value buckets and the object store -------------------------------------
+MANIFESTS_BUCKET = "ossa_manifests"
+THREADS_BUCKET = "ossa_threads"
+RUNS_BUCKET = "ossa_runs"
+MESSAGES_BUCKET = "ossa_messages"
+USAGE_BUCKET = "ossa_usage"
+FILES_OBJECT_STORE = "ossa_files"
+
+# A subject token may not contain separators, wildcards or whitespace.
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class InvalidSubjectToken(ValueError):
+    """Raised when an id cannot be used as one token of a subject."""
+
+
+def token(value: str) -> str:
+    """Return `value` if it is safe as a single subject token, else raise.
+
+    Ids come from clients (thread ids, agent names); a `.` or `>` in one would silently widen a
+    subscription or address another agent's work.
+    """
+    if not _TOKEN.match(value or ""):
+        raise InvalidSubjectToken(f"{value!r} cannot be used in a NATS subject")
+    return value
+
+
+def run_event(thread_id: str, run_id: str, event: str) -> str:
+    """Subject of one run event; `event` is the OpenAI event name, e.g. `thread.run.created`."""
+    return f"{PREFIX}.events.{token(thread_id)}.{token(run_id)}.{event}"
+
+
+def run_events(run_id: str) -> str:
+    """Filter for every event of one run, whatever its thread."""
+    return f"{PREFIX}.events.*.{token(run_id)}.>"
+
+
+def thread_events(thread_id: str) -> str:
+    """Filter for every event of every run of one thread."""
+    return f"{PREFIX}.events.{token(thread_id)}.>"
+
+
+def task(agent: str) -> str:
+    """Work-queue subject on which a run of `agent` is requested."""
+    return f"{PREFIX}.tasks.{token(agent)}"
+
+
+def tool(name: str) -> str:
+    """Request/reply subject served by whoever implements tool `name`."""
+    return f"{PREFIX}.tools.{token(name)}"
+
+
+def registry_changed(name: str) -> str:
+    """Subject of the change event published on every write of manifest `name`."""
+    return f"{PREFIX}.registry.changed.{token(name)}"
+
+
+def all_subjects() -> dict[str, str]:
+    """Every fixed subject and filter, by constant name, for documentation and export."""
+    return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, str) and v.startswith(PREFIX)}

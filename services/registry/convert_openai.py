@@ -1,0 +1,155 @@
+"""OSSA Agent <-> OpenAI Assistant object, following the mapping tables of seed 002.
+
+name <-> metadata.name, description <-> metadata.description, instructions <-> system prompt,
+model <-> llm provider/model, tools <-> capabilities and tools (code_interpreter <-> code_execution,
+file_search <-> retrieval, function <-> function / MCP / http tools), tool_resources <-> the
+extension's tool_resources, metadata <-> metadata.annotations. Converting an assistant to OSSA
+and back yields the same assistant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from ossabus.contracts.agent import AgentDefinition
+from ossabus.contracts.openai_objects import (
+    Assistant,
+    AssistantTool,
+    CodeInterpreterTool,
+    FileSearchTool,
+    FunctionObject,
+    FunctionTool,
+)
+from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider
+
+IMPORT_API_VERSION = "ossa/v0.3.4"
+_ASSISTANT_ID = re.compile(r"^asst_[a-zA-Z0-9]+$")
+METADATA_MAX_KEYS = 16
+
+
+def assistant_id_for(name: str) -> str:
+    """A stable `asst_` id for a manifest that does not declare one."""
+    return "asst_" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def assistant_model(definition: AgentDefinition) -> str:
+    """OpenAI models keep their bare name; any other provider is named `provider/model`."""
+    llm = definition.llm
+    if llm.model is None:
+        return ""
+    if llm.litellm_provider == "openai":
+        return llm.model.split("/", 1)[1] if llm.model.startswith("openai/") else llm.model
+    return llm.litellm_model or llm.model
+
+
+def to_assistant(definition: AgentDefinition, *, created_at: int) -> Assistant:
+    tools: list[AssistantTool] = []
+    for tool in definition.tools:
+        if tool.kind == "code_interpreter":
+            tools.append(CodeInterpreterTool())
+        elif tool.kind == "file_search":
+            tools.append(FileSearchTool())
+        else:
+            tools.append(
+                FunctionTool(
+                    function=FunctionObject(
+                        name=tool.function_name or tool.name,
+                        description=tool.description,
+                        parameters=tool.parameters,
+                        strict=tool.strict,
+                    )
+                )
+            )
+    metadata = {str(k): v if isinstance(v, str) else str(v) for k, v in definition.annotations.items()}
+    return Assistant(
+        id=definition.openai_assistant_id or assistant_id_for(definition.name),
+        created_at=created_at,
+        name=definition.name,
+        description=definition.description,
+        model=assistant_model(definition),
+        instructions=definition.system_prompt,
+        tools=tools,
+        tool_resources=definition.tool_resources or None,
+        metadata=dict(list(metadata.items())[:METADATA_MAX_KEYS]),
+        temperature=definition.llm.temperature,
+        top_p=definition.llm.top_p,
+        response_format=definition.run_defaults.response_format,
+    )
+
+
+def slug(text: str, limit: int = 63) -> str:
+    """A DNS-1123 label from free text: `Data Analyst` -> `data-analyst`."""
+    out = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return out[:limit].strip("-")
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """`anthropic/claude-3` -> (anthropic, claude-3); a bare OpenAI model -> (openai, model)."""
+    head, _, rest = model.partition("/")
+    if rest and head.lower() in PROVIDER_ALIASES:
+        return head.lower(), rest
+    return (infer_provider(model) or "openai"), model
+
+
+def from_assistant(assistant: dict[str, Any]) -> dict[str, Any]:
+    """An OSSA v0.3.4 Agent manifest (as a dict) from an OpenAI Assistant object."""
+    parsed = Assistant.model_validate(assistant)
+    name = slug(parsed.name or "") or slug(f"assistant-{parsed.id.removeprefix('asst_')}")
+    metadata: dict[str, Any] = {"name": name, "version": "1.0.0"}
+    if parsed.description:
+        metadata["description"] = parsed.description
+    if parsed.metadata:
+        metadata["annotations"] = dict(parsed.metadata)
+
+    spec: dict[str, Any] = {}
+    if parsed.instructions:
+        spec["prompts"] = {"system": parsed.instructions}
+    if parsed.model:
+        provider, model = split_model(parsed.model)
+        llm: dict[str, Any] = {"provider": provider, "model": model}
+        if parsed.temperature is not None:
+            llm["temperature"] = parsed.temperature
+        if parsed.top_p is not None:
+            llm["topP"] = parsed.top_p
+        spec["llm"] = llm
+
+    capabilities: list[str] = []
+    spec_tools: list[dict[str, Any]] = []
+    openai_tools: list[dict[str, Any]] = []
+    for tool in parsed.tools:
+        if isinstance(tool, CodeInterpreterTool):
+            capabilities.append("code_execution")
+            openai_tools.append({"type": "code_interpreter"})
+        elif isinstance(tool, FileSearchTool):
+            capabilities.append("retrieval")
+            openai_tools.append({"type": "file_search"})
+        else:
+            fn = tool.function
+            entry: dict[str, Any] = {"type": "function", "name": fn.name}
+            if fn.description is not None:
+                entry["description"] = fn.description
+            if fn.parameters is not None:
+                entry["parameters"] = fn.parameters
+            spec_tools.append(entry)
+            openai_tools.append({"type": "function", "function": fn.model_dump(exclude_none=True)})
+    if capabilities:
+        spec["capabilities"] = capabilities
+    if spec_tools:
+        spec["tools"] = spec_tools
+
+    extension: dict[str, Any] = {}
+    if _ASSISTANT_ID.match(parsed.id) and parsed.id != assistant_id_for(name):
+        extension["assistant_id"] = parsed.id
+    if openai_tools:
+        extension["tools"] = openai_tools
+    if parsed.tool_resources:
+        extension["tool_resources"] = parsed.tool_resources
+    if parsed.response_format is not None:
+        extension["run_config"] = {"response_format": parsed.response_format}
+
+    manifest: dict[str, Any] = {"apiVersion": IMPORT_API_VERSION, "kind": "Agent", "metadata": metadata, "spec": spec}
+    if extension:
+        manifest["extensions"] = {"openai_assistants": extension}
+    return manifest

@@ -1,0 +1,376 @@
+"""Turning any accepted manifest shape into one `AgentDefinition`.
+
+Where a value can come from several places, the manifest's own `spec` wins over extensions,
+because extensions describe how *other* platforms should see the agent. `${VAR}` and
+`${VAR:-default}` in provider, model and base URL are expanded here, from the registry's
+environment; secrets are never expanded into storage, only the names of the variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from ossabus.contracts.agent import (
+    AgentDefinition,
+    Limits,
+    LLMSettings,
+    ObservabilitySettings,
+    RetryPolicy,
+    RunDefaults,
+    StreamingSettings,
+    TaskSettings,
+    WorkflowSettings,
+    WorkflowStepRef,
+)
+from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider, litellm_model, litellm_provider
+from ossabus.registry.tools import ToolCollector, as_json_schema, check_json_schema
+from ossabus.registry.validation import Findings
+
+ENV_REF = re.compile(r"\$\{(?!\{)([^}]*)\}")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_INNER = re.compile(r"^(?P<name>[^:\-}]*)(?::?-(?P<default>.*))?$")
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def pick(source: dict, *keys: str) -> Any:
+    """First present key: manifests mix camelCase (0.2) and snake_case (0.3) spellings."""
+    for key in keys:
+        if key in source and source[key] is not None:
+            return source[key]
+    return None
+
+
+def first(*values: Any) -> Any:
+    """First value that is not None (unlike `or`, keeps 0 and false)."""
+    return next((v for v in values if v is not None), None)
+
+
+def normalize(data: dict, f: Findings) -> AgentDefinition | None:
+    spec = _dict(data.get("spec"))
+    ext = _dict(data.get("extensions"))
+    oa = _dict(ext.get("openai_assistants"))
+    va = _dict(ext.get("vercel_ai"))
+    metadata = _dict(data.get("metadata"))
+    kind = data["kind"]
+
+    env_refs = _collect_env_refs(data, f)
+    tools = ToolCollector(f)
+    tools.spec_capabilities(spec.get("capabilities"), ["spec", "capabilities"])
+    tools.spec_tools(spec.get("tools"), ["spec", "tools"])
+    tools.openai_tools(oa.get("tools"), ["extensions", "openai_assistants", "tools"])
+    if isinstance(ext.get("mcp"), dict):
+        tools.mcp_tools(ext["mcp"], ["extensions", "mcp"])
+    tools.vercel_tools(_dict(va.get("tool_calling")).get("tools"), ["extensions", "vercel_ai", "tool_calling", "tools"])
+
+    definition = AgentDefinition(
+        name=metadata["name"],
+        kind=kind,
+        api_version=data["apiVersion"],
+        version=str(metadata["version"]) if metadata.get("version") is not None else None,
+        description=metadata.get("description") if isinstance(metadata.get("description"), str) else None,
+        labels=_dict(metadata.get("labels")),
+        annotations=_dict(metadata.get("annotations")),
+        system_prompt=_system_prompt(spec, oa),
+        llm=_llm(spec, oa, va, f, needs_model=kind == "Agent"),
+        tools=list(tools.tools.values()),
+        capabilities=tools.capabilities,
+        mcp_servers=tools.mcp_servers,
+        tool_resources=_dict(oa.get("tool_resources")),
+        limits=_limits(spec, oa, va, f),
+        run_defaults=_run_defaults(oa, va),
+        observability=_observability(spec, oa),
+        streaming=_streaming(oa, va),
+        subagents=spec.get("subagents") if isinstance(spec.get("subagents"), list) else [],
+        orchestration=_dict(spec.get("orchestration") or data.get("orchestration")) or None,
+        env_refs=env_refs,
+        openai_assistant_id=oa.get("assistant_id") if isinstance(oa.get("assistant_id"), str) else None,
+    )
+    if kind == "Task":
+        definition.task = _task(spec, va, f)
+    if kind == "Workflow":
+        definition.workflow = _workflow(spec)
+    return definition
+
+
+def _system_prompt(spec: dict, oa: dict) -> str | None:
+    """`spec.prompts.system`, else `spec.role`, else the OpenAI extension's instructions.
+
+    A one-word role (`assistant`, `orchestration`) names a role rather than instructing the model,
+    so it is used only when nothing else is given.
+    """
+    prompts = spec.get("prompts")
+    system = prompts.get("system") if isinstance(prompts, dict) else None
+    if isinstance(system, dict):
+        system = pick(system, "template", "content", "text")
+    role = spec.get("role") if isinstance(spec.get("role"), str) else None
+    instructions = oa.get("instructions") if isinstance(oa.get("instructions"), str) else None
+    label_only = role is not None and len(role.split()) <= 1
+    for candidate in (system, None if label_only else role, instructions, role):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+def expand_env(value: Any) -> Any:
+    """Expand `${VAR}` / `${VAR:-default}` from the environment; unset without default stays as is."""
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        inner = _ENV_INNER.match(match.group(1))
+        if not inner:
+            return match.group(0)
+        found = os.environ.get(inner["name"])
+        if found is not None:
+            return found
+        return inner["default"] if inner["default"] is not None else match.group(0)
+
+    return ENV_REF.sub(replace, value)
+
+
+def _collect_env_refs(data: Any, f: Findings) -> list[str]:
+    """Every `${VAR}` the manifest reads; a reference that names no variable is an error."""
+    names: list[str] = []
+
+    def walk(value: Any, path: list[str | int]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, [*path, str(key)])
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, [*path, i])
+        elif isinstance(value, str) and "${" in value:
+            for match in ENV_REF.finditer(value):
+                inner = _ENV_INNER.match(match.group(1))
+                name = inner["name"] if inner else ""
+                if not ENV_NAME.match(name):
+                    f.error("env.invalid_reference", f"{match.group(0)!r} does not name an environment variable", path)
+                elif name not in names:
+                    names.append(name)
+
+    walk(data, [])
+    return names
+
+
+def _number(value: Any, f: Findings, path: list[str | int], cast: type = float) -> Any:
+    """A number from a number or numeric string; anything else is ignored with a warning."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return cast(value)
+    if isinstance(value, str):
+        expanded = expand_env(value)
+        try:
+            return cast(float(expanded)) if cast is int else cast(expanded)
+        except ValueError:
+            pass
+    f.warning("value.not_a_number", f"expected a number, got {value!r}; ignored", path)
+    return None
+
+
+def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMSettings:
+    llm = _dict(spec.get("llm"))
+    model_spec = spec.get("model")
+    model_obj = _dict(model_spec)
+    params = _dict(model_obj.get("parameters"))
+    vp = _dict(va.get("provider"))
+    base = ["spec", "llm"] if llm else ["spec", "model"] if model_obj else ["spec"]
+
+    provider = expand_env(pick(llm, "provider") or pick(model_obj, "provider") or pick(vp, "name"))
+    model = expand_env(
+        pick(llm, "model")
+        or (model_spec if isinstance(model_spec, str) else pick(model_obj, "name", "model"))
+        or pick(vp, "model")
+        or pick(oa, "model")
+    )
+    if provider is None and oa.get("model") and model == oa.get("model"):
+        provider = "openai"
+    settings = LLMSettings(
+        provider=provider if isinstance(provider, str) else None,
+        model=model if isinstance(model, str) else None,
+        temperature=_number(first(pick(llm, "temperature"), pick(params, "temperature")), f, [*base, "temperature"]),
+        top_p=_number(first(pick(llm, "topP", "top_p"), pick(params, "top_p", "topP")), f, [*base, "top_p"]),
+        max_tokens=_number(
+            first(pick(llm, "maxTokens", "max_tokens"), pick(params, "max_tokens", "maxTokens")), f, [*base, "maxTokens"], int
+        ),
+        seed=_number(first(pick(llm, "seed"), pick(params, "seed")), f, [*base, "seed"], int),
+        base_url=expand_env(pick(llm, "base_url", "baseUrl", "baseURL") or pick(vp, "base_url")),
+        api_key_env=pick(llm, "api_key_env", "apiKeyEnv") or pick(vp, "api_key_env"),
+        headers={str(k): str(v) for k, v in _dict(vp.get("headers")).items()},
+    )
+    stop = pick(llm, "stop") or pick(params, "stop")
+    settings.stop = [stop] if isinstance(stop, str) else [str(s) for s in stop] if isinstance(stop, list) else None
+    fallbacks = llm.get("fallback_models")
+    if isinstance(fallbacks, list):
+        settings.fallback_models = [
+            m if isinstance(m, str) else str(_dict(m).get("model")) for m in fallbacks if m
+        ]
+    _resolve_provider(settings, f, base, needs_model)
+    return settings
+
+
+def _resolve_provider(settings: LLMSettings, f: Findings, base: list[str | int], needs_model: bool) -> None:
+    if settings.model is None:
+        if needs_model:
+            f.warning("llm.model_missing", "no model declared; runs use the server's default model", base)
+        return
+    if "${" in settings.model:
+        f.warning("llm.model_unresolved", f"model {settings.model!r} reads an unset variable", base)
+        return
+    provider = settings.provider
+    if provider is not None and "${" in provider:
+        f.warning("llm.provider_unresolved", f"provider {provider!r} reads an unset variable", [*base, "provider"])
+        return
+    if provider is None:
+        provider = infer_provider(settings.model)
+        if provider is None:
+            f.warning(
+                "llm.provider_missing",
+                f"no provider declared and none implied by model {settings.model!r}; litellm will have to infer it",
+                base,
+            )
+            settings.litellm_model = settings.model
+            return
+    resolved = litellm_provider(provider)
+    if resolved is None:
+        known = ", ".join(sorted(PROVIDER_ALIASES))
+        f.error("llm.provider_unknown", f"provider {provider!r} is not known; use one of: {known}", [*base, "provider"])
+        return
+    settings.litellm_provider = resolved
+    settings.litellm_model = litellm_model(resolved, settings.model)
+
+
+def _limits(spec: dict, oa: dict, va: dict, f: Findings) -> Limits:
+    constraints = _dict(spec.get("constraints"))
+    cost, perf = _dict(constraints.get("cost")), _dict(constraints.get("performance"))
+    run_config = _dict(oa.get("run_config"))
+    autonomy = _dict(spec.get("autonomy"))
+    tool_calling = _dict(va.get("tool_calling"))
+    execution = _dict(spec.get("execution"))
+    c, p, r = ["spec", "constraints", "cost"], ["spec", "constraints", "performance"], ["extensions", "openai_assistants", "run_config"]
+    timeout = first(
+        pick(run_config, "timeout_seconds"),
+        pick(perf, "timeoutSeconds", "timeout_seconds"),
+        pick(execution, "timeout_seconds", "timeoutSeconds"),
+    )
+    return Limits(
+        max_prompt_tokens=_number(run_config.get("max_prompt_tokens"), f, [*r, "max_prompt_tokens"], int),
+        max_completion_tokens=_number(run_config.get("max_completion_tokens"), f, [*r, "max_completion_tokens"], int),
+        max_tokens_per_request=_number(pick(cost, "maxTokensPerRequest", "max_tokens_per_request"), f, c, int),
+        max_tokens_per_day=_number(pick(cost, "maxTokensPerDay", "max_tokens_per_day"), f, c, int),
+        max_cost_per_day=_number(pick(cost, "maxCostPerDay", "max_cost_per_day"), f, c),
+        max_concurrent_requests=_number(pick(perf, "maxConcurrentRequests", "max_concurrent_requests"), f, p, int),
+        timeout_seconds=_number(timeout, f, p),
+        max_latency_seconds=_number(pick(perf, "maxLatencySeconds", "max_latency_seconds"), f, p),
+        max_steps=_number(first(pick(autonomy, "max_iterations", "maxIterations"), tool_calling.get("max_steps")), f, ["spec"], int),
+        retry=_retry(spec, oa, f),
+    )
+
+
+def _retry(spec: dict, oa: dict, f: Findings) -> RetryPolicy:
+    policy = RetryPolicy()
+    llm_retry = _dict(_dict(spec.get("llm")).get("retry_config"))
+    spec_retry = _dict(spec.get("retry_policy"))
+    api_retry = _dict(_dict(oa.get("api_config")).get("retry"))
+    attempts = first(pick(llm_retry, "max_attempts"), pick(spec_retry, "max_attempts"), pick(api_retry, "max_retries"))
+    if (n := _number(attempts, f, ["spec", "llm", "retry_config"], int)) is not None:
+        policy.max_attempts = max(1, n)
+    strategy = llm_retry.get("backoff_strategy")
+    if strategy in ("none", "linear", "exponential"):
+        policy.backoff = strategy
+    for key in ("initial_delay_ms", "max_delay_ms"):
+        if (n := _number(llm_retry.get(key), f, ["spec", "llm", "retry_config", key], int)) is not None:
+            setattr(policy, key, n)
+    return policy
+
+
+def _run_defaults(oa: dict, va: dict) -> RunDefaults:
+    run_config = _dict(oa.get("run_config"))
+    tool_calling = _dict(va.get("tool_calling"))
+    parallel = run_config.get("parallel_tool_calls", tool_calling.get("parallel_tool_calls"))
+    mode = tool_calling.get("mode")
+    return RunDefaults(
+        truncation_strategy=_dict(run_config.get("truncation_strategy")) or None,
+        response_format=run_config.get("response_format"),
+        parallel_tool_calls=parallel if isinstance(parallel, bool) else None,
+        tool_choice=mode if mode in ("auto", "required", "none") else None,
+    )
+
+
+def _enabled(section: Any, default: bool = True) -> bool:
+    if isinstance(section, bool):
+        return section
+    if isinstance(section, dict) and isinstance(section.get("enabled"), bool):
+        return section["enabled"]
+    return default
+
+
+def _observability(spec: dict, oa: dict) -> ObservabilitySettings:
+    obs, mon, oa_obs = _dict(spec.get("observability")), _dict(spec.get("monitoring")), _dict(oa.get("observability"))
+    tracing, logging = _dict(obs.get("tracing")), _dict(obs.get("logging"))
+    settings = ObservabilitySettings(
+        tracing=_enabled(obs.get("tracing"), _enabled(mon.get("traces"))),
+        metrics=_enabled(obs.get("metrics"), _enabled(mon.get("metrics"))),
+        logs=_enabled(obs.get("logging"), _enabled(mon.get("logs"))),
+        exporter=pick(tracing, "exporter") or pick(oa_obs, "otel_exporter"),
+        endpoint=pick(tracing, "endpoint"),
+        log_level=pick(logging, "level"),
+        log_format=pick(logging, "format"),
+    )
+    if isinstance(oa_obs.get("trace_run_steps"), bool):
+        settings.trace_run_steps = oa_obs["trace_run_steps"]
+    if isinstance(oa_obs.get("include_usage"), bool):
+        settings.include_usage = oa_obs["include_usage"]
+    if isinstance(oa_obs.get("step_types"), list):
+        settings.step_types = [str(s) for s in oa_obs["step_types"]]
+    return settings
+
+
+def _streaming(oa: dict, va: dict) -> StreamingSettings:
+    streaming = _dict(oa.get("streaming"))
+    protocol = va.get("stream_protocol")
+    return StreamingSettings(
+        enabled=_enabled(streaming),
+        events=[str(e) for e in streaming["events"]] if isinstance(streaming.get("events"), list) else None,
+        vercel_protocol=protocol if protocol in ("data", "text", "sse") else None,
+    )
+
+
+def _task(spec: dict, va: dict, f: Findings) -> TaskSettings:
+    settings = TaskSettings(execution=_dict(spec.get("execution")))
+    for key, attr in (("input", "input_schema"), ("output", "output_schema")):
+        schema = spec.get(key)
+        if schema is not None and check_json_schema(f, schema, ["spec", key], f"spec.{key}"):
+            setattr(settings, attr, schema)
+    output = _dict(va.get("output_schema"))
+    if settings.output_schema is None and isinstance(output.get("schema"), dict):
+        schema = as_json_schema(output["schema"])
+        path = ["extensions", "vercel_ai", "output_schema", "schema"]
+        if check_json_schema(f, schema, path, "vercel_ai output schema"):
+            settings.output_schema = schema
+    return settings
+
+
+def _workflow(spec: dict) -> WorkflowSettings:
+    steps = spec.get("steps") if isinstance(spec.get("steps"), list) else []
+    refs: list[WorkflowStepRef] = []
+    for step in steps:
+        if not isinstance(step, dict) or not isinstance(step.get("id"), str):
+            continue
+        ref = step.get("ref") or step.get("agent_ref") or step.get("task_ref")
+        kind = step.get("kind") or ("Agent" if "agent_ref" in step else "Task" if "task_ref" in step else None)
+        depends = step.get("depends_on") or []
+        refs.append(
+            WorkflowStepRef(
+                id=step["id"],
+                kind=kind if isinstance(kind, str) else None,
+                ref=ref if isinstance(ref, str) else None,
+                depends_on=[depends] if isinstance(depends, str) else [str(d) for d in depends if d],
+            )
+        )
+    return WorkflowSettings(steps=refs, raw_steps=steps)
