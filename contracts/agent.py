@@ -57,7 +57,8 @@ class ToolDefinition(BaseModel):
 
     name: str = Field(description="The name the manifest gives, e.g. `security.scan`.")
     function_name: str = Field(
-        "", description="What the model calls it: the name with characters function calling refuses replaced by `_`."
+        "",
+        description="What the model calls it: the name with characters function calling refuses replaced by `_`.",
     )
     kind: ToolKind = "function"
     description: str | None = None
@@ -151,7 +152,9 @@ class AgentDefinition(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tools: list[ToolDefinition] = Field(default_factory=list)
     capabilities: list[str] = Field(default_factory=list, description="Abstract capabilities, e.g. `retrieval`.")
-    mcp_servers: list[McpBinding] = Field(default_factory=list, description="MCP servers whose tools are listed at run time.")
+    mcp_servers: list[McpBinding] = Field(
+        default_factory=list, description="MCP servers whose tools are listed at run time."
+    )
     tool_resources: dict[str, Any] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
     run_defaults: RunDefaults = Field(default_factory=RunDefaults)

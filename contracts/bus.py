@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.diagnostics import Diagnostic, ValidationReport
@@ -66,6 +66,12 @@ class Reply(BaseModel, Generic[T]):
     @classmethod
     def failure(cls, error: BusError) -> Reply[T]:
         return cls(ok=False, error=error)
+
+
+class AnyRequest(BaseModel):
+    """A request whose body the handler does not read (status queries, unbuilt operations)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 # --- registry ------------------------------------------------------------------------------------

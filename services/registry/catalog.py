@@ -14,7 +14,13 @@ from pathlib import Path
 
 from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.diagnostics import Diagnostic, ValidationReport
-from ossabus.registry.documents import Document, ParseError, manifest_files, parse_documents, read_manifest_file
+from ossabus.registry.documents import (
+    Document,
+    ParseError,
+    manifest_files,
+    parse_documents,
+    read_manifest_file,
+)
 from ossabus.registry.validation import NameResolver, validate_document
 
 
@@ -55,7 +61,13 @@ def documents_from_paths(paths: Iterable[Path]) -> tuple[list[Document], list[Di
     for root in paths:
         if not root.exists():
             problems.append(
-                Diagnostic(severity="error", source="ossabus", code="file.missing", message="no such file", file=str(root))
+                Diagnostic(
+                    severity="error",
+                    source="ossabus",
+                    code="file.missing",
+                    message="no such file",
+                    file=str(root),
+                )
             )
             continue
         for path in manifest_files(root):
@@ -121,8 +133,14 @@ def _place(entry: Entry) -> str:
     return f"{where}:{line}" if line else where
 
 
-def validate_text(text: str, *, fmt: str = "auto", strict: bool = False, source: str | None = None,
-                  resolve: NameResolver | None = None) -> Batch:
+def validate_text(
+    text: str,
+    *,
+    fmt: str = "auto",
+    strict: bool = False,
+    source: str | None = None,
+    resolve: NameResolver | None = None,
+) -> Batch:
     """Validate manifest text received over the bus or HTTP (one or more documents)."""
     try:
         docs = parse_documents(text, source, fmt)

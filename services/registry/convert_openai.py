@@ -149,7 +149,12 @@ def from_assistant(assistant: dict[str, Any]) -> dict[str, Any]:
     if parsed.response_format is not None:
         extension["run_config"] = {"response_format": parsed.response_format}
 
-    manifest: dict[str, Any] = {"apiVersion": IMPORT_API_VERSION, "kind": "Agent", "metadata": metadata, "spec": spec}
+    manifest: dict[str, Any] = {
+        "apiVersion": IMPORT_API_VERSION,
+        "kind": "Agent",
+        "metadata": metadata,
+        "spec": spec,
+    }
     if extension:
         manifest["extensions"] = {"openai_assistants": extension}
     return manifest

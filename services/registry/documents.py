@@ -38,6 +38,13 @@ class Document:
     node: yaml.Node | None = None
     problems: list[Diagnostic] = field(default_factory=list)
 
+    @property
+    def raw(self) -> str:
+        """This document's own text: the whole file when it holds one document, else its slice."""
+        if self.node is None or (self.index == 0 and self.text.count("\n---") == 0):
+            return self.text
+        return self.text[self.node.start_mark.index : self.node.end_mark.index].strip() + "\n"
+
     def line_of(self, path: list[str | int]) -> int | None:
         """1-based source line of the value at `path`, or of its nearest existing ancestor."""
         node = self.node
@@ -73,9 +80,7 @@ class ParseError(ValueError):
 
 def _error(code: str, message: str, file: str | None, line: int | None = None, doc: int | None = None):
     return ParseError(
-        Diagnostic(
-            severity="error", source="ossabus", code=code, message=message, file=file, line=line, document=doc
-        )
+        Diagnostic(severity="error", source="ossabus", code=code, message=message, file=file, line=line, document=doc)
     )
 
 

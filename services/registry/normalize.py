@@ -149,7 +149,11 @@ def _collect_env_refs(data: Any, f: Findings) -> list[str]:
                 inner = _ENV_INNER.match(match.group(1))
                 name = inner["name"] if inner else ""
                 if not ENV_NAME.match(name):
-                    f.error("env.invalid_reference", f"{match.group(0)!r} does not name an environment variable", path)
+                    f.error(
+                        "env.invalid_reference",
+                        f"{match.group(0)!r} does not name an environment variable",
+                        path,
+                    )
                 elif name not in names:
                     names.append(name)
 
@@ -196,7 +200,10 @@ def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMS
         temperature=_number(first(pick(llm, "temperature"), pick(params, "temperature")), f, [*base, "temperature"]),
         top_p=_number(first(pick(llm, "topP", "top_p"), pick(params, "top_p", "topP")), f, [*base, "top_p"]),
         max_tokens=_number(
-            first(pick(llm, "maxTokens", "max_tokens"), pick(params, "max_tokens", "maxTokens")), f, [*base, "maxTokens"], int
+            first(pick(llm, "maxTokens", "max_tokens"), pick(params, "max_tokens", "maxTokens")),
+            f,
+            [*base, "maxTokens"],
+            int,
         ),
         seed=_number(first(pick(llm, "seed"), pick(params, "seed")), f, [*base, "seed"], int),
         base_url=expand_env(pick(llm, "base_url", "baseUrl", "baseURL") or pick(vp, "base_url")),
@@ -207,9 +214,7 @@ def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMS
     settings.stop = [stop] if isinstance(stop, str) else [str(s) for s in stop] if isinstance(stop, list) else None
     fallbacks = llm.get("fallback_models")
     if isinstance(fallbacks, list):
-        settings.fallback_models = [
-            m if isinstance(m, str) else str(_dict(m).get("model")) for m in fallbacks if m
-        ]
+        settings.fallback_models = [m if isinstance(m, str) else str(_dict(m).get("model")) for m in fallbacks if m]
     _resolve_provider(settings, f, base, needs_model)
     return settings
 
@@ -239,7 +244,11 @@ def _resolve_provider(settings: LLMSettings, f: Findings, base: list[str | int],
     resolved = litellm_provider(provider)
     if resolved is None:
         known = ", ".join(sorted(PROVIDER_ALIASES))
-        f.error("llm.provider_unknown", f"provider {provider!r} is not known; use one of: {known}", [*base, "provider"])
+        f.error(
+            "llm.provider_unknown",
+            f"provider {provider!r} is not known; use one of: {known}",
+            [*base, "provider"],
+        )
         return
     settings.litellm_provider = resolved
     settings.litellm_model = litellm_model(resolved, settings.model)
@@ -252,7 +261,11 @@ def _limits(spec: dict, oa: dict, va: dict, f: Findings) -> Limits:
     autonomy = _dict(spec.get("autonomy"))
     tool_calling = _dict(va.get("tool_calling"))
     execution = _dict(spec.get("execution"))
-    c, p, r = ["spec", "constraints", "cost"], ["spec", "constraints", "performance"], ["extensions", "openai_assistants", "run_config"]
+    c, p, r = (
+        ["spec", "constraints", "cost"],
+        ["spec", "constraints", "performance"],
+        ["extensions", "openai_assistants", "run_config"],
+    )
     timeout = first(
         pick(run_config, "timeout_seconds"),
         pick(perf, "timeoutSeconds", "timeout_seconds"),
@@ -267,7 +280,12 @@ def _limits(spec: dict, oa: dict, va: dict, f: Findings) -> Limits:
         max_concurrent_requests=_number(pick(perf, "maxConcurrentRequests", "max_concurrent_requests"), f, p, int),
         timeout_seconds=_number(timeout, f, p),
         max_latency_seconds=_number(pick(perf, "maxLatencySeconds", "max_latency_seconds"), f, p),
-        max_steps=_number(first(pick(autonomy, "max_iterations", "maxIterations"), tool_calling.get("max_steps")), f, ["spec"], int),
+        max_steps=_number(
+            first(pick(autonomy, "max_iterations", "maxIterations"), tool_calling.get("max_steps")),
+            f,
+            ["spec"],
+            int,
+        ),
         retry=_retry(spec, oa, f),
     )
 
@@ -311,7 +329,11 @@ def _enabled(section: Any, default: bool = True) -> bool:
 
 
 def _observability(spec: dict, oa: dict) -> ObservabilitySettings:
-    obs, mon, oa_obs = _dict(spec.get("observability")), _dict(spec.get("monitoring")), _dict(oa.get("observability"))
+    obs, mon, oa_obs = (
+        _dict(spec.get("observability")),
+        _dict(spec.get("monitoring")),
+        _dict(oa.get("observability")),
+    )
     tracing, logging = _dict(obs.get("tracing")), _dict(obs.get("logging"))
     settings = ObservabilitySettings(
         tracing=_enabled(obs.get("tracing"), _enabled(mon.get("traces"))),

@@ -12,7 +12,11 @@ from jsonschema import Draft7Validator
 
 KNOWN_SCHEMAS = ("0.2.2", "0.3.3", "0.3.4")
 NEWEST = KNOWN_SCHEMAS[-1]
-KINDS_BY_SCHEMA = {"0.2.2": ("Agent",), "0.3.3": ("Agent", "Task", "Workflow"), "0.3.4": ("Agent", "Task", "Workflow")}
+KINDS_BY_SCHEMA = {
+    "0.2.2": ("Agent",),
+    "0.3.3": ("Agent", "Task", "Workflow"),
+    "0.3.4": ("Agent", "Task", "Workflow"),
+}
 _API_VERSION = re.compile(r"^ossa/v(?P<major>0)\.(?P<minor>\d+)\.(?P<patch>\d+)(?P<pre>-[0-9A-Za-z.\-]+)?$")
 
 

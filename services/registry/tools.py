@@ -21,14 +21,26 @@ FUNCTION_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 FUNCTION_NAME_MAX = 64
 BUILTIN_BY_CAPABILITY = {"code_execution": "code_interpreter", "retrieval": "file_search"}
 HTTP_TYPES = ("http", "api", "webhook")
-_SCHEMA_KEYS = {"type", "properties", "$ref", "anyOf", "oneOf", "allOf", "enum", "$schema", "items", "const", "not"}
+_SCHEMA_KEYS = {
+    "type",
+    "properties",
+    "$ref",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "enum",
+    "$schema",
+    "items",
+    "const",
+    "not",
+}
 
 
 def as_json_schema(value: Any) -> Any:
     """Accept Vercel's shorthand (`{order_id: {type: string}}`) as an object schema."""
-    if isinstance(value, dict) and value and not (_SCHEMA_KEYS & value.keys()):
-        if all(isinstance(v, dict) for v in value.values()):
-            return {"type": "object", "properties": value}
+    is_shorthand = isinstance(value, dict) and value and not (_SCHEMA_KEYS & value.keys())
+    if is_shorthand and all(isinstance(v, dict) for v in value.values()):
+        return {"type": "object", "properties": value}
     return value
 
 
@@ -101,7 +113,9 @@ class ToolCollector:
                 if not isinstance(endpoint, str):
                     self.f.error("tool.http_endpoint_missing", f"http tool {name!r} needs an endpoint", path)
                     continue
-                http = HttpBinding(endpoint=endpoint, method=str(item.get("method", "POST")).upper(), auth=item.get("auth"))
+                http = HttpBinding(
+                    endpoint=endpoint, method=str(item.get("method", "POST")).upper(), auth=item.get("auth")
+                )
             keys = ("parameters", "input_schema", "inputSchema")
             params_path = _key_path(path, item, *keys) or _key_path([*path, "function"], function, "parameters")
             self._add(
@@ -138,7 +152,9 @@ class ToolCollector:
                     seen=seen,
                 )
             else:
-                self.f.warning("tool.unrecognised", "OpenAI tool must be function, code_interpreter or file_search", path)
+                self.f.warning(
+                    "tool.unrecognised", "OpenAI tool must be function, code_interpreter or file_search", path
+                )
 
     def mcp_tools(self, ext: dict, base: list[str | int]) -> None:
         server = ext.get("server_name")

@@ -168,7 +168,13 @@ def _check_envelope(f: Findings, data: dict, choice) -> bool:
 def _check_schema(f: Findings, data: dict, version: str, strict: bool) -> None:
     severity: Severity = "error" if strict else "warning"
     for err in validator(version).iter_errors(data):
-        f.add(severity, f"schema.{err.validator}", _schema_message(err), list(err.absolute_path), source="schema")
+        f.add(
+            severity,
+            f"schema.{err.validator}",
+            _schema_message(err),
+            list(err.absolute_path),
+            source="schema",
+        )
 
 
 def _schema_message(err: ValidationError) -> str:

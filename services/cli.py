@@ -1,0 +1,309 @@
+"""The `ossabus` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from ossabus import __version__
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+SERVICE_NAMES = ("registry", "executor", "dispatcher", "relay", "telemetry")
+
+
+def _add_bus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nats-url", help="use this NATS server (default: $NATS_URL)")
+    p.add_argument("--log-format", choices=("text", "json"), help="log format (default: text)")
+    p.add_argument("--replicas", type=int, default=1, help="JetStream replicas for streams and buckets")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ossabus", description="Run OSSA agents on NATS.")
+    parser.add_argument("--version", action="version", version=f"ossabus {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start nats-server (unless --nats-url) and all five services in this process")
+    up.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 picks a free one)")
+    up.add_argument(
+        "--manifests",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="also load manifests from DIR (repeatable)",
+    )
+    up.add_argument(
+        "--no-bundled-manifests", action="store_true", help="do not load the manifests shipped with ossabus"
+    )
+    up.add_argument("--data-dir", type=Path, help="where JetStream keeps data (default: per-user data folder)")
+    up.add_argument("--nats-port", type=int, default=4222, help="port of the embedded nats-server (-1: random)")
+    _add_bus_options(up)
+
+    serve = sub.add_parser("serve", help="run one service against a shared NATS")
+    serve.add_argument("service", choices=SERVICE_NAMES)
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (relay)")
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (relay)")
+    serve.add_argument(
+        "--manifests",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="also load manifests from DIR (registry)",
+    )
+    serve.add_argument("--no-bundled-manifests", action="store_true")
+    _add_bus_options(serve)
+
+    val = sub.add_parser("validate", help="check OSSA manifests; exit 1 when any has errors")
+    val.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    val.add_argument("--strict", action="store_true", help="every official-schema error is an error")
+    val.add_argument("--json", action="store_true", help="machine-readable output")
+
+    conv = sub.add_parser("convert", help="convert a manifest or an OpenAI Assistant object")
+    conv.add_argument("path", type=Path)
+    conv.add_argument("--to", required=True, choices=("openai-assistant", "vercel-ai", "ossa"))
+
+    imp = sub.add_parser("import-assistant", help="OpenAI Assistant JSON -> OSSA manifest YAML")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+
+    contracts = sub.add_parser("contracts", help="bus contracts")
+    csub = contracts.add_subparsers(dest="contracts_command", required=True)
+    export = csub.add_parser("export", help="write JSON Schemas of the bus messages to DIR")
+    export.add_argument("dir", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "up": cmd_up,
+        "serve": cmd_serve,
+        "validate": cmd_validate,
+        "convert": cmd_convert,
+        "import-assistant": cmd_import_assistant,
+        "contracts": cmd_contracts,
+    }[args.command]
+    try:
+        return handler(args)
+    except BrokenPipeError:  # `ossabus validate ... | head`
+        return EXIT_OK
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"ossabus: {message}", file=sys.stderr)
+    return code
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace):
+    from ossabus.runtime.settings import Settings
+
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        manifest_dirs=list(args.manifests),
+        load_bundled_manifests=not args.no_bundled_manifests,
+        replicas=args.replicas,
+    )
+    if args.nats_url:
+        settings.nats_url = args.nats_url
+    if args.log_format:
+        settings.log_format = args.log_format
+    if getattr(args, "data_dir", None):
+        settings.data_dir = args.data_dir
+    if getattr(args, "nats_port", None) is not None:
+        settings.nats_port = args.nats_port
+    for folder in settings.manifest_dirs:
+        if not folder.exists():
+            raise FileNotFoundError(f"--manifests {folder}: no such folder")
+    return settings
+
+
+def _run(args: argparse.Namespace, names: list[str], embedded: bool) -> int:
+    from ossabus.runtime.logs import configure_logging
+    from ossabus.runtime.nats_server import NatsServerError
+    from ossabus.runtime.stack import StartupError, run
+
+    try:
+        settings = _settings(args)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    configure_logging(settings.log_format, settings.log_level)
+    if not embedded and not settings.nats_url:
+        settings.nats_url = "nats://127.0.0.1:4222"
+    from ossabus.relay.service import HttpPortError
+
+    try:
+        asyncio.run(run(settings, names, embedded=embedded))
+    except (StartupError, NatsServerError, HttpPortError) as exc:
+        logging.getLogger("ossabus").error("%s", exc)
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        logging.getLogger("ossabus").exception("ossabus stopped on an unexpected error")
+        return 1
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return _run(args, list(SERVICE_NAMES), embedded=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _run(args, [args.service], embedded=False)
+
+
+# --- manifests -------------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ossabus.registry.catalog import documents_from_paths, validate_batch
+
+    docs, unreadable = documents_from_paths(args.paths)
+    batch = validate_batch(docs, strict=args.strict, unreadable=unreadable)
+    if args.json:
+        out = {
+            "valid": batch.ok,
+            "strict": args.strict,
+            "unreadable": [d.model_dump(mode="json") for d in batch.unreadable],
+            "manifests": [
+                {
+                    "file": e.document.file,
+                    "document": e.document.index,
+                    "valid": e.valid,
+                    **e.report.model_dump(mode="json", exclude={"strict"}),
+                    "env_refs": e.definition.env_refs if e.definition else [],
+                }
+                for e in batch.entries
+            ],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        for diagnostic in batch.diagnostics:
+            print(diagnostic.render())
+        valid = sum(1 for e in batch.entries if e.valid)
+        invalid = len(batch.entries) - valid + len(batch.unreadable)
+        errors = sum(1 for d in batch.diagnostics if d.severity == "error")
+        warnings = sum(1 for d in batch.diagnostics if d.severity == "warning")
+        mode = "strict" if args.strict else "lenient"
+        print(
+            f"{len(batch.entries)} manifest(s) checked ({mode}): {valid} valid, {invalid} invalid; "
+            f"{errors} error(s), {warnings} warning(s)"
+        )
+    return EXIT_OK if batch.ok else EXIT_INVALID
+
+
+def _load_single(path: Path):
+    """The one valid definition in `path`, or an error message."""
+    from ossabus.registry.catalog import documents_from_paths, validate_batch
+
+    docs, unreadable = documents_from_paths([path])
+    batch = validate_batch(docs, unreadable=unreadable)
+    if not batch.ok:
+        return None, "\n".join(d.render() for d in batch.diagnostics if d.severity == "error")
+    if len(batch.entries) != 1:
+        return None, f"{path} holds {len(batch.entries)} manifests; convert one at a time"
+    return batch.entries[0], None
+
+
+def _read_assistant(path: Path) -> tuple[dict | None, str | None]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"{path}: no such file"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{path}: not a JSON file ({exc})"
+    if not isinstance(data, dict) or "apiVersion" in data:
+        return None, f"{path}: not an OpenAI Assistant object"
+    return data, None
+
+
+def _import(path: Path) -> tuple[str | None, str | None]:
+    from pydantic import ValidationError
+
+    from ossabus.registry.convert_openai import from_assistant
+
+    data, error = _read_assistant(path)
+    if error:
+        return None, error
+    try:
+        manifest = from_assistant(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return (
+            None,
+            f"{path}: not a valid Assistant object: {'.'.join(map(str, first['loc']))}: {first['msg']}",
+        )
+    return yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), None
+
+
+def cmd_import_assistant(args: argparse.Namespace) -> int:
+    text, error = _import(args.file)
+    if error:
+        return _fail(error, EXIT_INVALID)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _is_assistant_json(path: Path) -> bool:
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, dict) and "apiVersion" not in data and (data.get("object") == "assistant" or "model" in data)
+    )
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Input: an OSSA manifest or an OpenAI Assistant JSON object (told apart by `apiVersion`)."""
+    import time
+
+    from ossabus.registry.convert_openai import to_assistant
+    from ossabus.registry.convert_vercel import to_vercel
+
+    if _is_assistant_json(args.path):
+        if args.to != "ossa":
+            return _fail("an OpenAI Assistant object converts only --to ossa", EXIT_USAGE)
+        return cmd_import_assistant(argparse.Namespace(file=args.path, output=None))
+    entry, error = _load_single(args.path)
+    if error:
+        return _fail(error, EXIT_INVALID)
+    definition = entry.definition
+    if args.to == "openai-assistant":
+        out = to_assistant(definition, created_at=int(time.time())).model_dump(mode="json")
+    elif args.to == "vercel-ai":
+        out = to_vercel(definition)
+    else:
+        sys.stdout.write(yaml.safe_dump(entry.document.data, sort_keys=False, allow_unicode=True))
+        return EXIT_OK
+    print(json.dumps(out, indent=2))
+    return EXIT_OK
+
+
+def cmd_contracts(args: argparse.Namespace) -> int:
+    from ossabus.contracts.export import export_schemas
+
+    for path in export_schemas(args.dir):
+        print(path)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

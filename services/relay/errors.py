@@ -1,0 +1,124 @@
+"""Every error the HTTP edge returns, in OpenAI's shape: `{"error": {message, type, param, code}}`.
+
+Clients' own mistakes get 4xx with the offending parameter named; our failures get a 5xx that says
+nothing of internals (the traceback goes to the log, tagged with the request id).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ossabus.contracts.bus import BusError
+from ossabus.runtime.bus import BusFailure
+
+log = logging.getLogger(__name__)
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    501: "server_error",
+    503: "server_error",
+}
+_CODE_BY_STATUS = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    """Raise from a route to answer with an OpenAI-shaped error."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        extra: dict | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.extra = (
+            status,
+            message,
+            param,
+            code,
+            extra or {},
+        )
+
+
+def error_response(
+    status: int, message: str, *, param: str | None = None, code: str | None = None, extra: dict | None = None
+) -> JSONResponse:
+    body = {
+        "message": message,
+        "type": _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+        "param": param,
+        "code": code if code is not None else _CODE_BY_STATUS.get(status),
+        **(extra or {}),
+    }
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def bus_error_response(error: BusError) -> JSONResponse:
+    extra = {"diagnostics": [d.model_dump(mode="json") for d in error.diagnostics]} if error.diagnostics else None
+    return error_response(error.status, error.message, param=error.param, code=error.code, extra=extra)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def on_api_error(_: Request, exc: ApiError):
+        return error_response(exc.status, exc.message, param=exc.param, code=exc.code, extra=exc.extra)
+
+    @app.exception_handler(BusFailure)
+    async def on_bus_failure(_: Request, exc: BusFailure):
+        return bus_error_response(exc.error)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        param = ".".join(loc) or None
+        return error_response(
+            400,
+            f"{param or 'request'}: {first.get('msg', 'invalid value')}",
+            param=param,
+            code="invalid_value",
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 413:
+            message = "request body is too large"
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception):
+        log.exception(
+            "unhandled error on %s %s (request %s)",
+            request.method,
+            request.url.path,
+            getattr(request.state, "request_id", None),
+        )
+        return error_response(500, "the server had an error while processing your request", code="server_error")

@@ -1,0 +1,88 @@
+"""The relay service: the HTTP edge, served by uvicorn inside our own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+import uvicorn
+
+from ossabus.relay.app import create_app
+from ossabus.relay.edge import EdgeMiddleware
+from ossabus.runtime.bus import BusClient
+from ossabus.runtime.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class HttpPortError(RuntimeError):
+    pass
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # the supervisor owns SIGINT/SIGTERM for every service
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before serving so a taken port is a clear error at start, not a log line and an exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise HttpPortError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class RelayService(Service):
+    name = "relay"
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.server: _Server | None = None
+        self.task: asyncio.Task | None = None
+        self.socket: socket.socket | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.socket is not None
+        host, port = self.socket.getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        self.socket = bind(self.settings.host, self.settings.port)
+        await super().start()
+
+    async def started(self) -> None:
+        app = create_app(self.broker, BusClient(self.broker, self.settings.request_timeout_s))
+        config = uvicorn.Config(
+            EdgeMiddleware(app),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+        )
+        self.server = _Server(config)
+        assert self.socket is not None
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
+        while not self.server.started and not self.task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.01)
+        if self.task.done():
+            self.task.result()
+        host, port = self.address
+        log.info("HTTP API on http://%s:%d", host, port)
+
+    async def stopping(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            await self.task
+        if self.socket is not None:
+            self.socket.close()

@@ -1,0 +1,151 @@
+"""Creating the streams, key-value buckets and object store ossabus needs, idempotently.
+
+Run at every start by every process: creating what exists with the same configuration is a no-op,
+and a changed configuration (say, a new retention) is applied as an update, so upgrades need no
+migration step. Data survives restarts because everything is file-backed JetStream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from ossabus.contracts import subjects
+
+DAY = 24 * 3600
+MANIFEST_HISTORY = 64  # the most JetStream KV keeps per key
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Sizes and replication of what we provision; replicas > 1 needs a JetStream cluster."""
+
+    replicas: int = 1
+    events_max_age_s: int = DAY
+    events_max_bytes: int = 1024**3
+    tasks_max_age_s: int = 7 * DAY
+    dedupe_window_s: int = 600
+
+
+def streams(t: Topology) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=subjects.TASKS_STREAM,
+            subjects=[subjects.TASKS_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_age=t.tasks_max_age_s,
+            duplicate_window=t.dedupe_window_s,
+            num_replicas=t.replicas,
+            description="Run requests; executors share one durable pull consumer.",
+        ),
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=[subjects.EVENTS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=t.events_max_age_s,
+            max_bytes=t.events_max_bytes,
+            discard=DiscardPolicy.OLD,
+            num_replicas=t.replicas,
+            description="Run events, kept for replaying and resuming streams.",
+        ),
+        StreamConfig(
+            name=subjects.REGISTRY_STREAM,
+            subjects=[subjects.REGISTRY_CHANGES_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * DAY,
+            max_msgs_per_subject=100,
+            num_replicas=t.replicas,
+            description="Manifest change events.",
+        ),
+    ]
+
+
+def buckets(t: Topology) -> list[KeyValueConfig]:
+    def kv(name: str, history: int, description: str) -> KeyValueConfig:
+        return KeyValueConfig(
+            bucket=name,
+            history=history,
+            storage=StorageType.FILE,
+            replicas=t.replicas,
+            description=description,
+        )
+
+    return [
+        kv(subjects.MANIFESTS_BUCKET, MANIFEST_HISTORY, "OSSA manifests; history holds their versions."),
+        kv(subjects.THREADS_BUCKET, 1, "Threads."),
+        kv(subjects.RUNS_BUCKET, 1, "Runs and their steps."),
+        kv(subjects.MESSAGES_BUCKET, 1, "Thread messages."),
+        kv(subjects.USAGE_BUCKET, 1, "Usage and cost counters."),
+    ]
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != 10058:  # stream name already in use with a different configuration
+            raise
+        await js.update_stream(config)
+
+
+async def provision(js: JetStreamContext, topology: Topology | None = None) -> None:
+    """Make sure every stream, bucket and store exists with the configuration of this version."""
+    t = topology or Topology()
+    for config in streams(t):
+        await _ensure_stream(js, config)
+    for config in buckets(t):
+        try:
+            await js.create_key_value(config)
+        except BadRequestError as exc:
+            if exc.err_code != 10058:
+                raise
+            await js.update_stream(_kv_stream(config))
+    try:
+        await js.object_store(subjects.FILES_OBJECT_STORE)
+    except NotFoundError:
+        await js.create_object_store(
+            subjects.FILES_OBJECT_STORE,
+            ObjectStoreConfig(storage=StorageType.FILE, replicas=t.replicas, description="Uploaded files."),
+        )
+
+
+def _kv_stream(config: KeyValueConfig) -> StreamConfig:
+    return StreamConfig(
+        name=f"KV_{config.bucket}",
+        subjects=[f"$KV.{config.bucket}.>"],
+        max_msgs_per_subject=config.history,
+        num_replicas=config.replicas,
+        description=config.description,
+        storage=config.storage,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+        allow_direct=True,
+        discard=DiscardPolicy.NEW,
+    )
+
+
+async def missing(js: JetStreamContext) -> list[str]:
+    """Names of expected streams that do not exist (empty when provisioned), for readiness."""
+    expected = [c.name for c in streams(Topology())]
+    expected += [f"KV_{c.bucket}" for c in buckets(Topology())]
+    expected.append(f"OBJ_{subjects.FILES_OBJECT_STORE}")
+    absent = []
+    for name in expected:
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            absent.append(name)
+    return absent

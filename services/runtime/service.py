@@ -1,0 +1,58 @@
+"""The shape every ossabus service shares: a FastStream NATS broker, subscribers, start and stop."""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from faststream.nats import NatsBroker
+
+from ossabus.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(settings: Settings, name: str) -> NatsBroker:
+    """A broker that reconnects forever: a NATS restart must not take a service down."""
+    assert settings.nats_url, "the NATS URL is known before services are built"
+    return NatsBroker(
+        settings.nats_url,
+        name=f"ossabus-{name}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        logger=logging.getLogger(f"ossabus.bus.{name}"),
+        log_level=logging.DEBUG,
+        graceful_timeout=15.0,
+    )
+
+
+class Service:
+    """Base of the five services; `register` adds subscribers before the broker starts."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.broker = make_broker(settings, self.name)
+
+    def register(self) -> None:
+        """Declare subscribers on `self.broker`."""
+
+    async def started(self) -> None:
+        """Runs once the broker is connected and subscribers are live."""
+
+    async def stopping(self) -> None:
+        """Runs before the broker drains; stop accepting new work here."""
+
+    async def start(self) -> None:
+        self.register()
+        await self.broker.start()
+        await self.started()
+        log.info("%s service started", self.name)
+
+    async def stop(self) -> None:
+        try:
+            await self.stopping()
+        finally:
+            await self.broker.stop()
+        log.info("%s service stopped", self.name)

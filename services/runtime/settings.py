@@ -1,0 +1,44 @@
+"""Process settings, from command-line flags with environment variables as defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_NATS_PORT = 4222
+
+
+def default_data_dir() -> Path:
+    """Per-user data folder (`~/.local/share/ossabus` on Linux), overridable with OSSABUS_DATA_DIR."""
+    return Path(os.environ.get("OSSABUS_DATA_DIR") or platformdirs.user_data_dir("ossabus", appauthor=False))
+
+
+def bundled_manifests_dir() -> Path:
+    """The manifests shipped inside the package (the repository's `manifests/` folder)."""
+    from importlib import resources
+
+    return Path(str(resources.files("ossabus.manifests")))
+
+
+@dataclass
+class Settings:
+    nats_url: str | None = field(default_factory=lambda: os.environ.get("NATS_URL") or None)
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_HTTP_PORT
+    nats_host: str = "127.0.0.1"
+    nats_port: int = DEFAULT_NATS_PORT
+    manifest_dirs: list[Path] = field(default_factory=list)
+    load_bundled_manifests: bool = True
+    replicas: int = 1
+    request_timeout_s: float = 10.0
+    log_format: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_FORMAT", "text"))
+    log_level: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_LEVEL", "INFO"))
+
+    def all_manifest_dirs(self) -> list[Path]:
+        dirs = [bundled_manifests_dir()] if self.load_bundled_manifests else []
+        return [*dirs, *self.manifest_dirs]

@@ -1,0 +1,119 @@
+"""Assembling processes: `ossabus up` (everything in one process) and `ossabus serve <service>`."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+
+import nats
+
+from ossabus.dispatcher.service import DispatcherService
+from ossabus.executor.service import ExecutorService
+from ossabus.registry.service import RegistryService
+from ossabus.relay.service import RelayService
+from ossabus.runtime.nats_server import EmbeddedNats
+from ossabus.runtime.provision import Topology, provision
+from ossabus.runtime.service import Service
+from ossabus.runtime.settings import Settings
+from ossabus.runtime.supervisor import install_stop_signals, run_until_stopped
+from ossabus.telemetry.service import TelemetryService
+
+log = logging.getLogger(__name__)
+
+# Start order: the registry first (others resolve agents through it), the HTTP edge last.
+SERVICES: dict[str, type[Service]] = {
+    "registry": RegistryService,
+    "executor": ExecutorService,
+    "dispatcher": DispatcherService,
+    "telemetry": TelemetryService,
+    "relay": RelayService,
+}
+MIN_RECOMMENDED_PAYLOAD = 4 * 1024 * 1024
+
+
+class StartupError(RuntimeError):
+    """A reason not to start, worded for the person who ran the command."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """Without API keys the API is open to anyone who can reach it, so only loopback is allowed."""
+    if not is_loopback(settings.host) and not os.environ.get("OSSABUS_API_KEYS"):
+        raise StartupError(
+            f"refusing to listen on {settings.host}: without OSSABUS_API_KEYS anyone who can reach this address "
+            "could use the API. Set OSSABUS_API_KEYS=key1,key2 (clients then send 'Authorization: Bearer <key>'), "
+            "or listen on 127.0.0.1."
+        )
+
+
+async def prepare_bus(settings: Settings) -> None:
+    """Connect once to provision streams and buckets, and warn about a too-small max_payload."""
+    try:
+        nc = await nats.connect(
+            settings.nats_url,
+            connect_timeout=5,
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+            name="ossabus-provision",
+        )
+    except Exception as exc:
+        raise StartupError(f"cannot connect to NATS at {settings.nats_url}: {exc}") from exc
+    try:
+        if nc.max_payload < MIN_RECOMMENDED_PAYLOAD:
+            log.warning(
+                "NATS max_payload is %d bytes; set it to at least 4MB so manifests near 1 MiB can be stored",
+                nc.max_payload,
+            )
+        try:
+            await provision(nc.jetstream(), Topology(replicas=settings.replicas))
+        except Exception as exc:
+            raise StartupError(
+                f"cannot provision JetStream at {settings.nats_url} (is JetStream enabled?): {exc}"
+            ) from exc
+    finally:
+        await nc.close()
+
+
+async def run(settings: Settings, names: list[str], *, embedded: bool) -> None:
+    """Start NATS (when embedded), provision, run the named services until a stop signal."""
+    if "relay" in names:
+        check_exposure(settings)
+    server: EmbeddedNats | None = None
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    try:
+        if embedded and not settings.nats_url:
+            server = EmbeddedNats(settings.data_dir / "nats", settings.nats_host, settings.nats_port)
+            settings.nats_url = await asyncio.to_thread(server.start)
+            log.info("embedded nats-server with JetStream at %s (data in %s)", settings.nats_url, server.data_dir)
+        await prepare_bus(settings)
+        services = [SERVICES[n](settings) for n in SERVICES if n in names]
+        ready = asyncio.create_task(_announce(services, settings, stop))
+        await run_until_stopped(services, stop)
+        ready.cancel()
+    finally:
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+            log.info("embedded nats-server stopped")
+
+
+async def _announce(services: list[Service], settings: Settings, stop: asyncio.Event) -> None:
+    """Say once, plainly, where things are, when every service has started."""
+    while not stop.is_set():
+        relay = next((s for s in services if isinstance(s, RelayService)), None)
+        if relay is None or (relay.server is not None and relay.server.started):
+            where = f"http://{relay.address[0]}:{relay.address[1]}" if relay else "(no HTTP)"
+            names = ", ".join(s.name for s in services)
+            log.info("ossabus is up: %s; NATS %s; services: %s", where, settings.nats_url, names)
+            return
+        await asyncio.sleep(0.05)
