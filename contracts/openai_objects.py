@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 
 class FunctionObject(BaseModel):
@@ -58,6 +58,11 @@ class Assistant(BaseModel):
     temperature: float | None = None
     top_p: float | None = None
     response_format: Any = None
+
+    @field_serializer("tools")
+    def _tools_without_nulls(self, tools: list[AssistantTool]) -> list[dict[str, Any]]:
+        """OpenAI's schema has no nulls inside tools (`description`, `file_search` are absent, not null)."""
+        return [tool.model_dump(mode="json", exclude_none=True) for tool in tools]
 
 
 class ErrorObject(BaseModel):

@@ -66,7 +66,7 @@ def token(value: str) -> str:
     Ids come from clients (thread ids, agent names); a `.` or `>` in one would silently widen a
     subscription or address another agent's work.
     """
-    if not _TOKEN.match(value or ""):
+    if not _TOKEN.fullmatch(value or ""):
         raise InvalidSubjectToken(f"{value!r} cannot be used in a NATS subject")
     return value
 
@@ -103,4 +103,4 @@ def registry_changed(name: str) -> str:
 
 def all_subjects() -> dict[str, str]:
     """Every fixed subject and filter, by constant name, for documentation and export."""
-    return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, str) and v.startswith(PREFIX)}
+    return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, str) and v.startswith(f"{PREFIX}.")}

@@ -25,6 +25,10 @@ from ossabus.contracts.openai_objects import (
 from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider
 
 IMPORT_API_VERSION = "ossa/v0.3.4"
+# An assistant's free-text name ("Data Analyst") cannot be a manifest name; it travels in this
+# annotation and is not part of the assistant's OpenAI metadata.
+DISPLAY_NAME = "ossabus.io/display-name"
+RESERVED_ANNOTATIONS = (DISPLAY_NAME,)
 _ASSISTANT_ID = re.compile(r"^asst_[a-zA-Z0-9]+$")
 METADATA_MAX_KEYS = 16
 
@@ -62,11 +66,16 @@ def to_assistant(definition: AgentDefinition, *, created_at: int) -> Assistant:
                     )
                 )
             )
-    metadata = {str(k): v if isinstance(v, str) else str(v) for k, v in definition.annotations.items()}
+    metadata = {
+        str(k): v if isinstance(v, str) else str(v)
+        for k, v in definition.annotations.items()
+        if k not in RESERVED_ANNOTATIONS
+    }
+    display_name = definition.annotations.get(DISPLAY_NAME)
     return Assistant(
         id=definition.openai_assistant_id or assistant_id_for(definition.name),
         created_at=created_at,
-        name=definition.name,
+        name=display_name if isinstance(display_name, str) else definition.name,
         description=definition.description,
         model=assistant_model(definition),
         instructions=definition.system_prompt,
@@ -100,8 +109,11 @@ def from_assistant(assistant: dict[str, Any]) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name, "version": "1.0.0"}
     if parsed.description:
         metadata["description"] = parsed.description
-    if parsed.metadata:
-        metadata["annotations"] = dict(parsed.metadata)
+    annotations = dict(parsed.metadata)
+    if parsed.name and parsed.name != name:
+        annotations[DISPLAY_NAME] = parsed.name
+    if annotations:
+        metadata["annotations"] = annotations
 
     spec: dict[str, Any] = {}
     if parsed.instructions:
@@ -140,7 +152,7 @@ def from_assistant(assistant: dict[str, Any]) -> dict[str, Any]:
         spec["tools"] = spec_tools
 
     extension: dict[str, Any] = {}
-    if _ASSISTANT_ID.match(parsed.id) and parsed.id != assistant_id_for(name):
+    if _ASSISTANT_ID.fullmatch(parsed.id) and parsed.id != assistant_id_for(name):
         extension["assistant_id"] = parsed.id
     if openai_tools:
         extension["tools"] = openai_tools

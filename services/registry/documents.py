@@ -46,27 +46,29 @@ class Document:
         return self.text[self.node.start_mark.index : self.node.end_mark.index].strip() + "\n"
 
     def line_of(self, path: list[str | int]) -> int | None:
-        """1-based source line of the value at `path`, or of its nearest existing ancestor."""
+        """1-based source line of the value at `path` (its key's line inside a mapping), or of its
+        nearest existing ancestor."""
         node = self.node
         if node is None:
             return None
         line = node.start_mark.line
         for step in path:
-            child = _child(node, step)
-            if child is None:
+            found = _child(node, step)
+            if found is None:
                 break
-            node = child
-            line = node.start_mark.line
+            mark_node, node = found
+            line = mark_node.start_mark.line
         return line + 1
 
 
-def _child(node: yaml.Node, step: str | int) -> yaml.Node | None:
+def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    """(node whose line to report, child node) for one path step."""
     if isinstance(node, yaml.MappingNode) and isinstance(step, str):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == step:
-                return value
+                return key, value
     if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
-        return node.value[step]
+        return node.value[step], node.value[step]
     return None
 
 

@@ -77,7 +77,7 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         annotations=_dict(metadata.get("annotations")),
         system_prompt=_system_prompt(spec, oa),
         llm=_llm(spec, oa, va, f, needs_model=kind == "Agent"),
-        tools=list(tools.tools.values()),
+        tools=_in_openai_order(list(tools.tools.values()), oa.get("tools")),
         capabilities=tools.capabilities,
         mcp_servers=tools.mcp_servers,
         tool_resources=_dict(oa.get("tool_resources")),
@@ -95,6 +95,17 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
     if kind == "Workflow":
         definition.workflow = _workflow(spec)
     return definition
+
+
+def _in_openai_order(tools: list, openai_tools: Any) -> list:
+    """Tools the OpenAI extension lists come first, in its order: it is the explicit OpenAI view."""
+    order: list[str] = []
+    for item in openai_tools if isinstance(openai_tools, list) else []:
+        if isinstance(item, dict):
+            fn = item.get("function") if isinstance(item.get("function"), dict) else {}
+            order.append(str(fn.get("name") or item.get("type")))
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(tools, key=lambda t: rank.get(t.function_name, rank.get(t.name, len(order))))
 
 
 def _system_prompt(spec: dict, oa: dict) -> str | None:
@@ -148,7 +159,7 @@ def _collect_env_refs(data: Any, f: Findings) -> list[str]:
             for match in ENV_REF.finditer(value):
                 inner = _ENV_INNER.match(match.group(1))
                 name = inner["name"] if inner else ""
-                if not ENV_NAME.match(name):
+                if not ENV_NAME.fullmatch(name):
                     f.error(
                         "env.invalid_reference",
                         f"{match.group(0)!r} does not name an environment variable",

