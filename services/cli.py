@@ -146,7 +146,6 @@ def _run(args: argparse.Namespace, names: list[str], embedded: bool) -> int:
     try:
         asyncio.run(run(settings, names, embedded=embedded))
     except (StartupError, NatsServerError, HttpPortError) as exc:
-        logging.getLogger("ossabus").error("%s", exc)
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
         pass

@@ -28,7 +28,7 @@ async def readyz(request: Request):
         absent = await missing(broker.connection.jetstream())
         checks["streams"] = {"ok": not absent, "missing": absent}
         try:
-            status = await request.app.state.bus.call(subjects.REGISTRY_STATUS, AnyRequest(), RegistryStatus, timeout=2)
+            status = await request.app.state.bus.call(subjects.REGISTRY_STATUS, AnyRequest(), RegistryStatus, wait_s=2)
             checks["manifests"] = {
                 "ok": status.loaded,
                 "count": status.manifests,

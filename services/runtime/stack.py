@@ -56,18 +56,29 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
+async def _ignore(_: Exception) -> None:
+    """Connection errors are reported once, by the StartupError that follows."""
+
+
 async def prepare_bus(settings: Settings) -> None:
     """Connect once to provision streams and buckets, and warn about a too-small max_payload."""
     try:
-        nc = await nats.connect(
-            settings.nats_url,
-            connect_timeout=5,
-            max_reconnect_attempts=0,
-            allow_reconnect=False,
-            name="ossabus-provision",
+        # nats-py retries a refused first connect forever unless max_reconnect_attempts > 0, hence
+        # one attempt and an overall deadline: a wrong URL must fail the start, not hang it.
+        nc = await asyncio.wait_for(
+            nats.connect(
+                settings.nats_url,
+                connect_timeout=5,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=False,
+                name="ossabus-provision",
+                error_cb=_ignore,
+            ),
+            timeout=15,
         )
-    except Exception as exc:
-        raise StartupError(f"cannot connect to NATS at {settings.nats_url}: {exc}") from exc
+    except (Exception, TimeoutError) as exc:
+        raise StartupError(f"cannot connect to NATS at {settings.nats_url}: {exc or type(exc).__name__}") from exc
     try:
         if nc.max_payload < MIN_RECOMMENDED_PAYLOAD:
             log.warning(

@@ -1,0 +1,168 @@
+"""ossabus as whole processes: embedded NATS, restarts, clean stops, split services, refusals."""
+
+import os
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import free_port, ossabus_command, reset_jetstream, start_stack
+
+YAML = {"content-type": "application/yaml"}
+AGENT = "apiVersion: ossa/v0.3.4\nkind: Agent\nmetadata: {name: kept}\nspec: {role: You keep things.}\n"
+
+
+def nats_pid(data_dir: Path) -> int:
+    ports = list((data_dir / "nats" / "ports").glob("*.ports"))
+    assert len(ports) == 1
+    return int(re.search(r"_(\d+)\.ports$", ports[0].name).group(1))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_up_with_embedded_nats_survives_restart_and_stops_cleanly(tmp_path):
+    data = tmp_path / "data"
+    args = ["up", "--data-dir", str(data), "--nats-port", "-1"]
+    started = time.monotonic()
+    stack = start_stack(args, tmp_path / "first.log", free_port())
+    startup_s = time.monotonic() - started
+    assert startup_s < 15, f"ossabus up took {startup_s:.1f}s"
+    listed = httpx.get(f"{stack.base_url}/v1/ossa/manifests", params={"limit": 100}).json()
+    assert len(listed["data"]) == 15
+    created = httpx.post(f"{stack.base_url}/v1/ossa/manifests", content=AGENT, headers=YAML)
+    assert created.status_code == 201
+    pid = nats_pid(data)
+    assert alive(pid)
+    assert stack.stop() == 0
+    assert not alive(pid), "the embedded nats-server outlived ossabus"
+    assert "SIGTERM received: draining" in stack.logs()
+
+    again = start_stack(args, tmp_path / "second.log", free_port())
+    try:
+        kept = httpx.get(f"{again.base_url}/v1/ossa/manifests/kept").json()
+        assert (kept["version"], kept["source"]) == (1, "api")
+        tutor = httpx.get(f"{again.base_url}/v1/ossa/manifests/math-tutor").json()
+        assert tutor["version"] == 1  # unchanged files are not new versions
+        assert "15 unchanged" in again.logs()
+    finally:
+        assert again.stop() == 0
+
+
+def test_up_explains_a_taken_nats_port(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ossabus_command("up", "--data-dir", str(tmp_path), "--nats-port", str(port), "--port", str(free_port())),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already taken" in result.stderr
+    assert "--nats-url" in result.stderr
+
+
+def test_serve_explains_a_taken_http_port(nats_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ossabus_command("serve", "relay", "--nats-url", nats_url, "--port", str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_up_refuses_a_public_address_without_api_keys(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OSSABUS_API_KEYS"}
+    result = subprocess.run(
+        ossabus_command("up", "--host", "0.0.0.0", "--data-dir", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "OSSABUS_API_KEYS" in result.stderr
+    assert not (tmp_path / "nats").exists(), "nothing should start before the refusal"
+
+
+def test_serve_reports_an_unreachable_nats():
+    result = subprocess.run(
+        ossabus_command("serve", "registry", "--nats-url", f"nats://127.0.0.1:{free_port()}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cannot connect to NATS" in result.stderr
+
+
+def test_services_in_separate_processes_with_api_keys(nats_url, tmp_path):
+    import asyncio
+
+    asyncio.run(reset_jetstream(nats_url))
+    registry = subprocess.Popen(
+        ossabus_command("serve", "registry", "--nats-url", nats_url),
+        stdout=(tmp_path / "registry.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        relay = start_stack(
+            ["serve", "relay", "--nats-url", nats_url],
+            tmp_path / "relay.log",
+            free_port(),
+            env={"OSSABUS_API_KEYS": "key-one, key-two"},
+        )
+        try:
+            url = f"{relay.base_url}/v1/ossa/manifests"
+            missing = httpx.get(url)
+            assert missing.status_code == 401
+            assert missing.json()["error"]["code"] == "missing_api_key"
+            wrong = httpx.get(url, headers={"authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+            assert wrong.json()["error"]["type"] == "authentication_error"
+            ok = httpx.get(url, headers={"authorization": "Bearer key-two"}, params={"limit": 100})
+            assert ok.status_code == 200
+            assert len(ok.json()["data"]) == 15
+            assert httpx.get(f"{relay.base_url}/healthz").status_code == 200
+        finally:
+            assert relay.stop() == 0
+    finally:
+        registry.terminate()
+        assert registry.wait(30) == 0
+
+
+@pytest.mark.parametrize("service", ["executor", "dispatcher", "telemetry"])
+def test_each_service_runs_alone_and_stops_on_sigterm(nats_url, service, tmp_path):
+    log = tmp_path / f"{service}.log"
+    process = subprocess.Popen(
+        ossabus_command("serve", service, "--nats-url", nats_url), stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 30
+    while f"{service} service started" not in log.read_text() and time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.1)
+    process.terminate()
+    assert process.wait(30) == 0, log.read_text()
+    assert f"{service} service stopped" in log.read_text()

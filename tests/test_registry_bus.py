@@ -1,0 +1,178 @@
+"""The registry over the real bus: request/reply, versions, change events, bad requests."""
+
+import asyncio
+import json
+import textwrap
+
+import nats
+import pytest
+from nats.errors import NoRespondersError
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import TaskMessage
+from ossabus.dispatcher.service import DispatcherService
+from ossabus.executor.service import ExecutorService
+from ossabus.registry.service import RegistryService
+from ossabus.runtime.settings import Settings
+from ossabus.telemetry.service import TelemetryService
+
+
+def manifest(name: str, prompt: str = "You help.") -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata:
+          name: {name}
+          version: 1.0.0
+        spec:
+          prompts: {{system: {prompt}}}
+          llm: {{provider: openai, model: gpt-4o}}
+        """)
+
+
+@pytest.fixture
+async def registry(clean_bus, tmp_path):
+    (tmp_path / "one.yaml").write_text(manifest("from-file"))
+    service = RegistryService(Settings(nats_url=clean_bus, manifest_dirs=[tmp_path], load_bundled_manifests=False))
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def ask(nc: nats.NATS, subject: str, body: dict | bytes) -> dict:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    reply = await nc.request(subject, payload, timeout=5)
+    return json.loads(reply.data)
+
+
+async def test_loaded_manifests_are_listed_and_fetched(registry, nc):
+    listing = await ask(nc, subjects.REGISTRY_LIST, {})
+    assert listing["ok"] is True
+    assert [m["name"] for m in listing["result"]["data"]] == ["from-file"]
+    record = (await ask(nc, subjects.REGISTRY_GET, {"name": "from-file"}))["result"]
+    assert record["version"] == 1
+    assert record["definition"]["system_prompt"] == "You help."
+    assert record["source"].endswith("one.yaml")
+    status = (await ask(nc, subjects.REGISTRY_STATUS, {}))["result"]
+    assert status == {"loaded": True, "manifests": 1, "load_errors": []}
+
+
+async def test_every_write_is_a_version_and_publishes_a_change_event(registry, nc):
+    events = await nc.subscribe(subjects.registry_changed("agent-a"))
+    first = await ask(nc, subjects.REGISTRY_PUT, {"content": manifest("agent-a", "One."), "mode": "create"})
+    assert (first["result"]["created"], first["result"]["record"]["version"]) == (True, 1)
+    second = await ask(nc, subjects.REGISTRY_PUT, {"content": manifest("agent-a", "Two.")})
+    assert (second["result"]["created"], second["result"]["record"]["version"]) == (False, 2)
+    same = await ask(nc, subjects.REGISTRY_PUT, {"content": manifest("agent-a", "Two.")})
+    assert (same["result"]["changed"], same["result"]["record"]["version"]) == (False, 2)
+
+    old = (await ask(nc, subjects.REGISTRY_GET, {"name": "agent-a", "version": 1}))["result"]
+    assert old["definition"]["system_prompt"] == "One."
+    received = [json.loads((await events.next_msg(timeout=5)).data) for _ in range(2)]
+    assert [(e["name"], e["action"], e["version"]) for e in received] == [("agent-a", "put", 1), ("agent-a", "put", 2)]
+    with pytest.raises(nats.errors.TimeoutError):
+        await events.next_msg(timeout=0.3)  # the unchanged write announced nothing
+
+    deleted = await ask(nc, subjects.REGISTRY_DELETE, {"name": "agent-a"})
+    assert deleted["result"] == {"name": "agent-a", "deleted": True}
+    assert json.loads((await events.next_msg(timeout=5)).data)["action"] == "delete"
+    again = await ask(nc, subjects.REGISTRY_PUT, {"content": manifest("agent-a", "Three.")})
+    assert again["result"]["record"]["version"] == 3  # a re-created name keeps counting
+
+
+async def test_create_of_an_existing_name_is_a_conflict_and_stores_nothing(registry, nc):
+    reply = await ask(nc, subjects.REGISTRY_PUT, {"content": manifest("from-file", "Other."), "mode": "create"})
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "conflict"
+    record = (await ask(nc, subjects.REGISTRY_GET, {"name": "from-file"}))["result"]
+    assert (record["version"], record["definition"]["system_prompt"]) == (1, "You help.")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        (b"not json", "invalid_request", None),
+        ({"content": 42}, "invalid_request", "content"),
+        ({"content": "a: [1"}, "invalid_manifest", "$"),
+        ({"content": manifest("Bad_Name")}, "invalid_manifest", "$.metadata.name"),
+        ({"content": manifest("x") + "---\n" + manifest("y")}, "invalid_request", None),
+        ({"content": manifest("x"), "name": "y"}, "invalid_request", "metadata.name"),
+        ({"content": "a: '" + "x" * (1024 * 1024) + "'"}, "too_large", None),
+    ],
+)
+async def test_bad_puts_get_typed_errors_and_store_nothing(registry, nc, body, code, param):
+    reply = await ask(nc, subjects.REGISTRY_PUT, body)
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == code
+    if param:
+        assert reply["error"]["param"] == param
+    names = [m["name"] for m in (await ask(nc, subjects.REGISTRY_LIST, {}))["result"]["data"]]
+    assert names == ["from-file"]
+
+
+async def test_missing_manifests_and_versions_are_not_found(registry, nc):
+    for request in ({"name": "nope"}, {"name": "from-file", "version": 9}):
+        reply = await ask(nc, subjects.REGISTRY_GET, request)
+        assert reply["error"]["code"] == "not_found"
+    assert (await ask(nc, subjects.REGISTRY_DELETE, {"name": "nope"}))["error"]["code"] == "not_found"
+
+
+async def test_validate_reports_without_storing(registry, nc):
+    reply = await ask(nc, subjects.REGISTRY_VALIDATE, {"content": manifest("checked"), "strict": True})
+    assert reply["result"]["valid"] is True
+    assert reply["result"]["definitions"][0]["name"] == "checked"
+    broken = await ask(nc, subjects.REGISTRY_VALIDATE, {"content": "kind: Agent\n"})
+    assert broken["result"]["valid"] is False
+    codes = {d["code"] for r in broken["result"]["reports"] for d in r["diagnostics"]}
+    assert {"manifest.api_version_missing", "manifest.metadata_missing"} <= codes
+    assert (await ask(nc, subjects.REGISTRY_GET, {"name": "checked"}))["error"]["code"] == "not_found"
+
+
+async def test_concurrent_writers_of_one_name_each_get_their_own_version(registry, nc):
+    replies = await asyncio.gather(
+        *(ask(nc, subjects.REGISTRY_PUT, {"content": manifest("racer", f"Take {i}.")}) for i in range(8))
+    )
+    assert all(r["ok"] for r in replies)
+    assert sorted(r["result"]["record"]["version"] for r in replies) == list(range(1, 9))
+
+
+async def test_manifests_survive_a_registry_restart_without_new_versions(clean_bus, tmp_path, nc):
+    (tmp_path / "one.yaml").write_text(manifest("keeper"))
+    settings = Settings(nats_url=clean_bus, manifest_dirs=[tmp_path], load_bundled_manifests=False)
+    for _ in range(2):
+        service = RegistryService(settings)
+        await service.start()
+        record = (await ask(nc, subjects.REGISTRY_GET, {"name": "keeper"}))["result"]
+        await service.stop()
+        assert record["version"] == 1
+
+
+async def test_a_stopped_registry_is_no_silent_timeout(clean_bus, nc):
+    with pytest.raises(NoRespondersError):
+        await nc.request(subjects.REGISTRY_LIST, b"{}", timeout=2)
+
+
+async def test_unbuilt_services_answer_not_implemented(clean_bus, nc):
+    settings = Settings(nats_url=clean_bus, load_bundled_manifests=False)
+    services = [ExecutorService(settings), DispatcherService(settings), TelemetryService(settings)]
+    for service in services:
+        await service.start()
+    try:
+        for subject in (subjects.RUN_CANCEL, subjects.DISPATCHER_CALL, subjects.TELEMETRY_USAGE):
+            reply = await ask(nc, subject, {})
+            assert reply["ok"] is False
+            assert reply["error"]["code"] == "not_implemented"
+
+        events = await nc.subscribe(subjects.run_events("run_waiting"))
+        js = nc.jetstream()
+        task = TaskMessage(input="hello", thread_id="thread_t1", run_id="run_waiting")
+        await js.publish(subjects.task("math-tutor"), task.model_dump_json().encode())
+        event = json.loads((await events.next_msg(timeout=10)).data)
+        assert event["event"] == "error"
+        assert event["data"]["code"] == "not_implemented"
+        await asyncio.sleep(0.2)
+        info = await js.stream_info(subjects.TASKS_STREAM)
+        assert info.state.messages == 0  # terminated, not left to be redelivered forever
+    finally:
+        for service in services:
+            await service.stop()
