@@ -191,6 +191,34 @@ class TaskMessage(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
+class RunRequest(BaseModel):
+    """A run for an executor to take from the work queue (`ossa.tasks.<agent>`).
+
+    The relay writes the run record first, then publishes this; an executor that takes it loads
+    the thread and the agent and carries the run to a terminal state. Overrides mirror OpenAI's
+    run-create parameters; `None` means "as the agent says".
+    """
+
+    run_id: str
+    thread_id: str
+    agent: str = Field(description="Manifest name of the agent (or Task) to run.")
+    model: str | None = None
+    instructions: str | None = None
+    additional_instructions: str | None = None
+    additional_messages: list[InputMessage] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    truncation_strategy: dict[str, Any] | None = None
+    response_format: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    requested_at: int = Field(default_factory=lambda: int(time.time()))
+
+
 class RunEvent(BaseModel):
     """Published on `ossa.events.<thread_id>.<run_id>.<event>`; `data` is the OpenAI object."""
 

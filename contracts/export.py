@@ -11,10 +11,12 @@ from ossabus.contracts import bus, subjects
 from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.diagnostics import Diagnostic, ValidationReport
 from ossabus.contracts.openai_objects import Assistant, ErrorResponse
+from ossabus.contracts.ossa import OssaManifest
 
 # model -> the subjects it travels on (request models: the request; replies are Reply envelopes)
 EXPORTED: dict[str, tuple[type[BaseModel], list[str]]] = {
     "TaskMessage": (bus.TaskMessage, [subjects.TASKS_ALL]),
+    "RunRequest": (bus.RunRequest, [subjects.TASKS_ALL]),
     "RunEvent": (bus.RunEvent, [subjects.EVENTS_ALL]),
     "ManifestChanged": (bus.ManifestChanged, [subjects.REGISTRY_CHANGES_ALL]),
     "ListManifestsRequest": (bus.ListManifestsRequest, [subjects.REGISTRY_LIST]),
@@ -30,6 +32,7 @@ EXPORTED: dict[str, tuple[type[BaseModel], list[str]]] = {
     "RegistryStatusReply": (bus.Reply[bus.RegistryStatus], [subjects.REGISTRY_STATUS]),
     "BusError": (bus.BusError, []),
     "AgentDefinition": (AgentDefinition, []),
+    "OssaManifest": (OssaManifest, []),
     "Diagnostic": (Diagnostic, []),
     "ValidationReport": (ValidationReport, []),
     "Assistant": (Assistant, []),

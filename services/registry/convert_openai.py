@@ -22,6 +22,7 @@ from ossabus.contracts.openai_objects import (
     FunctionObject,
     FunctionTool,
 )
+from ossabus.contracts.ossa import OssaManifest, OssaMetadata
 from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider
 
 IMPORT_API_VERSION = "ossa/v0.3.4"
@@ -161,12 +162,15 @@ def from_assistant(assistant: dict[str, Any]) -> dict[str, Any]:
     if parsed.response_format is not None:
         extension["run_config"] = {"response_format": parsed.response_format}
 
-    manifest: dict[str, Any] = {
-        "apiVersion": IMPORT_API_VERSION,
-        "kind": "Agent",
-        "metadata": metadata,
-        "spec": spec,
-    }
-    if extension:
-        manifest["extensions"] = {"openai_assistants": extension}
+    envelope = OssaManifest(
+        apiVersion=IMPORT_API_VERSION,
+        kind="Agent",
+        metadata=OssaMetadata(**metadata),
+        spec=spec,
+        extensions={"openai_assistants": extension} if extension else None,
+    )
+    manifest = envelope.to_document()
+    for empty in ("labels", "annotations"):
+        if not manifest["metadata"].get(empty):
+            manifest["metadata"].pop(empty, None)
     return manifest
