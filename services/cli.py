@@ -17,6 +17,22 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 SERVICE_NAMES = ("registry", "executor", "dispatcher", "relay", "telemetry")
 
 
+def _add_service_options(p: argparse.ArgumentParser, relay_only: str) -> None:
+    """Options `up` and `serve` share; `relay_only` marks those that only the relay reads."""
+    p.add_argument("--host", default="127.0.0.1", help=f"HTTP address{relay_only} (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help=f"HTTP port{relay_only} (default 8080)")
+    p.add_argument(
+        "--manifests",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="also load manifests from DIR (repeatable)",
+    )
+    p.add_argument("--no-bundled-manifests", action="store_true", help="skip the manifests shipped with ossabus")
+    _add_bus_options(p)
+
+
 def _add_bus_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nats-url", help="use this NATS server (default: $NATS_URL)")
     p.add_argument("--log-format", choices=("text", "json"), help="log format (default: text)")
@@ -29,37 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start nats-server (unless --nats-url) and all five services in this process")
-    up.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
-    up.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 picks a free one)")
-    up.add_argument(
-        "--manifests",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="DIR",
-        help="also load manifests from DIR (repeatable)",
-    )
-    up.add_argument(
-        "--no-bundled-manifests", action="store_true", help="do not load the manifests shipped with ossabus"
-    )
+    _add_service_options(up, "")
     up.add_argument("--data-dir", type=Path, help="where JetStream keeps data (default: per-user data folder)")
     up.add_argument("--nats-port", type=int, default=4222, help="port of the embedded nats-server (-1: random)")
-    _add_bus_options(up)
 
     serve = sub.add_parser("serve", help="run one service against a shared NATS")
     serve.add_argument("service", choices=SERVICE_NAMES)
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (relay)")
-    serve.add_argument("--port", type=int, default=8080, help="HTTP port (relay)")
-    serve.add_argument(
-        "--manifests",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="DIR",
-        help="also load manifests from DIR (registry)",
-    )
-    serve.add_argument("--no-bundled-manifests", action="store_true")
-    _add_bus_options(serve)
+    _add_service_options(serve, " (relay)")
 
     val = sub.add_parser("validate", help="check OSSA manifests; exit 1 when any has errors")
     val.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
