@@ -1,0 +1,234 @@
+"""A deterministic OpenAI-compatible LLM server for tests and benchmarks (its own process, real socket).
+
+Behaviour comes from directives in the conversation, so a test says what it wants in plain text:
+
+- default: answers `Echo: <last user text>`, streamed a word at a time;
+- `[[call:NAME {"json": "args"}]]` (repeatable): answers with tool calls (parallel when several);
+  once the conversation ends with tool results, answers `Tool results: <outputs>`;
+- `[[fail:STATUS]]` fails every time; `[[fail:STATUS:N]]` fails the first N attempts of that conversation;
+- `[[slow:SECONDS]]` waits before the first token; `[[delay:MS]]` waits between tokens;
+- `[[long:N]]` answers N words (`max_tokens` cuts it with finish_reason `length`);
+- `[[json]]` answers a JSON object.
+
+Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
+`GET /_requests` returns every request body received; `POST /_reset` forgets them.
+
+Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import socket
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]\s]*))?(?:\s+(.*?))?\]\]", re.S)
+REQUESTS: list[dict[str, Any]] = []
+ATTEMPTS: Counter[str] = Counter()
+
+
+def text_of(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def plan(body: dict[str, Any]) -> dict[str, Any]:
+    """What to answer: text or tool calls, with failure and timing directives."""
+    messages = body.get("messages") or []
+    last_user = next((text_of(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    directives = [(m.group(1), m.group(2), m.group(3)) for m in DIRECTIVE.finditer(last_user)]
+    clean = DIRECTIVE.sub("", last_user).strip()
+    out: dict[str, Any] = {"fail": None, "slow": 0.0, "delay": 0.0, "calls": [], "text": f"Echo: {clean}"}
+    for name, arg, rest in directives:
+        if name == "fail":
+            status, _, times = (arg or "500").partition(":")
+            key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+            ATTEMPTS[key] += 1
+            if not times or ATTEMPTS[key] <= int(times):
+                out["fail"] = int(status)
+        elif name == "slow":
+            out["slow"] = float(arg or 1)
+        elif name == "delay":
+            out["delay"] = float(arg or 10) / 1000
+        elif name == "long":
+            out["text"] = " ".join(f"w{i}" for i in range(int(arg or 100)))
+        elif name == "json":
+            out["text"] = json.dumps({"answer": clean, "ok": True})
+        elif name == "call":
+            out["calls"].append({"name": arg, "arguments": (rest or "{}").strip()})
+    if messages and messages[-1].get("role") == "tool":
+        out["calls"] = []
+        outputs = [text_of(m) for m in messages if m.get("role") == "tool"]
+        out["text"] = "Tool results: " + " | ".join(outputs)
+    return out
+
+
+def usage(body: dict[str, Any], completion: int) -> dict[str, int]:
+    prompt = sum(words(text_of(m)) for m in body.get("messages") or [])
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def pieces(text: str, max_tokens: int | None) -> tuple[list[str], str]:
+    parts = text.split(" ")
+    if max_tokens is not None and len(parts) > max_tokens:
+        return parts[:max_tokens], "length"
+    return parts, "stop"
+
+
+def error(status: int) -> JSONResponse:
+    kinds = {429: ("rate_limit_exceeded", "rate_limit_error"), 400: ("invalid_prompt", "invalid_request_error")}
+    code, kind = kinds.get(status, ("server_error", "server_error"))
+    body = {"error": {"message": f"fake upstream failure {status}", "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def tool_calls(calls: list[dict[str, str]], salt: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": "call_" + hashlib.sha256(f"{salt}{i}{c['name']}".encode()).hexdigest()[:24],
+            "type": "function",
+            "function": {"name": c["name"], "arguments": c["arguments"]},
+        }
+        for i, c in enumerate(calls)
+    ]
+
+
+async def chat(request: Request):
+    body = await request.json()
+    REQUESTS.append(body)
+    p = plan(body)
+    if p["slow"]:
+        await asyncio.sleep(p["slow"])
+    if p["fail"]:
+        return error(p["fail"])
+    created, cid, model = int(time.time()), f"chatcmpl-fake{len(REQUESTS)}", body.get("model", "fake")
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    calls = tool_calls(p["calls"], str(len(REQUESTS))) if p["calls"] and body.get("tools") else []
+    parts, finish = ([], "tool_calls") if calls else pieces(p["text"], max_tokens)
+    completion_tokens = len(parts) + sum(words(c["function"]["arguments"]) for c in calls)
+
+    if not body.get("stream"):
+        message: dict[str, Any] = {"role": "assistant", "content": None if calls else " ".join(parts)}
+        if calls:
+            message["tool_calls"] = calls
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                "usage": usage(body, completion_tokens),
+            }
+        )
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        data = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+        }
+        return f"data: {json.dumps(data)}\n\n"
+
+    async def stream():
+        yield chunk({"role": "assistant", "content": ""})
+        for i, word in enumerate(parts):
+            if p["delay"]:
+                await asyncio.sleep(p["delay"])
+            yield chunk({"content": word if i == 0 else " " + word})
+        for i, call in enumerate(calls):
+            args = call["function"]["arguments"]
+            half = len(args) // 2
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": args[:half]},
+                        }
+                    ]
+                }
+            )
+            yield chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]})
+        yield chunk({}, finish)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            data = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage(body, completion_tokens),
+            }
+            yield f"data: {json.dumps(data)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+async def requests_seen(_: Request):
+    return JSONResponse(REQUESTS)
+
+
+async def reset(_: Request):
+    REQUESTS.clear()
+    ATTEMPTS.clear()
+    return JSONResponse({"ok": True})
+
+
+async def models(_: Request):
+    return JSONResponse(
+        {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]}
+    )
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", models),
+        Route("/_requests", requests_seen),
+        Route("/_reset", reset, methods=["POST"]),
+    ]
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for such sockets;
+    # without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    print(f"FAKE_LLM_PORT={sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
