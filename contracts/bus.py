@@ -22,6 +22,8 @@ ErrorCode = Literal[
     "too_large",
     "not_implemented",
     "unavailable",
+    "rate_limit_exceeded",
+    "upstream_error",
     "internal_error",
 ]
 
@@ -34,6 +36,8 @@ ERROR_STATUS: dict[str, int] = {
     "too_large": 413,
     "not_implemented": 501,
     "unavailable": 503,
+    "rate_limit_exceeded": 429,
+    "upstream_error": 502,
     "internal_error": 500,
 }
 
@@ -108,14 +112,22 @@ class ManifestRecord(ManifestSummary):
 
 class ListManifestsRequest(BaseModel):
     kind: str | None = None
+    with_definitions: bool = Field(False, description="Include each manifest's normalised definition.")
+
+
+class ManifestListItem(ManifestSummary):
+    definition: AgentDefinition | None = None
 
 
 class ManifestList(BaseModel):
-    data: list[ManifestSummary]
+    data: list[ManifestListItem]
 
 
 class GetManifestRequest(BaseModel):
-    name: str
+    """By manifest name, or by the OpenAI assistant id the manifest is served as."""
+
+    name: str | None = None
+    assistant_id: str | None = None
     version: int | None = Field(None, ge=1)
 
 
@@ -194,39 +206,43 @@ class TaskMessage(BaseModel):
 class RunRequest(BaseModel):
     """A run for an executor to take from the work queue (`ossa.tasks.<agent>`).
 
-    The relay writes the run record first, then publishes this; an executor that takes it loads
-    the thread and the agent and carries the run to a terminal state. Overrides mirror OpenAI's
-    run-create parameters; `None` means "as the agent says".
+    The relay writes the run record first (with every OpenAI run-create parameter applied), then
+    publishes this; an executor that takes it loads the run, its thread and its agent, and carries
+    the run as far as it can. The message is a pointer: the run record is the truth.
     """
 
     run_id: str
     thread_id: str
     agent: str = Field(description="Manifest name of the agent (or Task) to run.")
-    model: str | None = None
-    instructions: str | None = None
-    additional_instructions: str | None = None
-    additional_messages: list[InputMessage] = Field(default_factory=list)
-    tools: list[dict[str, Any]] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_prompt_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    truncation_strategy: dict[str, Any] | None = None
-    response_format: Any = None
-    tool_choice: Any = None
-    parallel_tool_calls: bool | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    model: str | None = Field(None, description="Model override, as the client gave it.")
+    attempt: int = Field(1, description="1 for the run's start, +1 for each resume (submit_tool_outputs).")
     requested_at: int = Field(default_factory=lambda: int(time.time()))
 
 
+class ChatRequest(BaseModel):
+    """A chat completion for an executor (`ossa.chat.<agent>`, core request/reply)."""
+
+    id: str
+    created: int
+    agent: str | None = Field(None, description="Agent whose prompt, tools and limits apply; None for a plain call.")
+    model: str = Field(description="What the client asked for: an agent name or a provider/model string.")
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = Field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    stream_subject: str | None = Field(None, description="Where to publish chunks when streaming.")
+    include_usage: bool = False
+
+
 class RunEvent(BaseModel):
-    """Published on `ossa.events.<thread_id>.<run_id>.<event>`; `data` is the OpenAI object."""
+    """Published on `ossa.events.<thread_id>.<run_id>.<event>`; `data` is the OpenAI object.
+
+    Their order is the OSSA_EVENTS stream's sequence, which also serves as the SSE event id.
+    """
 
     event: str
     thread_id: str
     run_id: str
     data: Any = None
-    seq: int = 0
     at: int = Field(default_factory=lambda: int(time.time()))
 
 

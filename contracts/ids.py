@@ -1,14 +1,48 @@
-"""Ids in OpenAI's style: a type prefix and 24 random alphanumerics (`thread_`, `run_`, `msg_`, ...)."""
+"""Ids in OpenAI's style (`thread_`, `run_`, `msg_`, `step_`, `call_`, `chatcmpl-`), sortable by creation.
+
+The first 9 characters encode the creation time in milliseconds and a per-process counter, in an
+alphabet whose order is ASCII order, so sorting ids sorts by creation; OpenAI-style pagination
+(`after`, `before`, `order`) then needs no secondary index. The rest is random.
+"""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import string
+import threading
+import time
 
-_ALPHABET = string.ascii_letters + string.digits
+_SORTED = string.digits + string.ascii_uppercase + string.ascii_lowercase  # ASCII order
+_RANDOM = string.ascii_letters + string.digits
+_counter = itertools.count()
+_lock = threading.Lock()
+_last = [0, 0]
+
+
+def _base62(number: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        out.append(_SORTED[digit])
+    return "".join(reversed(out))
+
+
+def _time_part() -> str:
+    """Milliseconds (7 chars, good past year 3000) + a 2-char sequence within the millisecond."""
+    with _lock:
+        now = time.time_ns() // 1_000_000
+        if now <= _last[0]:
+            now, seq = _last[0], _last[1] + 1
+            if seq >= 62 * 62:  # more than 3844 ids in one ms: borrow the next ms
+                now, seq = now + 1, 0
+        else:
+            seq = 0
+        _last[0], _last[1] = now, seq
+    return _base62(now, 7) + _base62(seq, 2)
 
 
 def new_id(prefix: str) -> str:
-    """`prefix` + `_` + 24 random characters, e.g. `run_4fQ...`; `chatcmpl` takes `-` as OpenAI's does."""
+    """`prefix` + `_` (or `-` for `chatcmpl`, as OpenAI does) + 24 characters, e.g. `run_0kZ3...`."""
     sep = "-" if prefix == "chatcmpl" else "_"
-    return prefix + sep + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+    return prefix + sep + _time_part() + "".join(secrets.choice(_RANDOM) for _ in range(15))

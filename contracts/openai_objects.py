@@ -76,3 +76,189 @@ class ErrorObject(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorObject
+
+
+# --- threads, messages, runs, steps (Assistants v2) ------------------------------------------------
+
+
+class TextContent(BaseModel):
+    value: str
+    annotations: list[Any] = Field(default_factory=list)
+
+
+class MessageContentText(BaseModel):
+    type: Literal["text"] = "text"
+    text: TextContent
+
+
+class IncompleteDetails(BaseModel):
+    reason: str
+
+
+class Thread(BaseModel):
+    id: str
+    object: Literal["thread"] = "thread"
+    created_at: int
+    tool_resources: dict[str, Any] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class Message(BaseModel):
+    id: str
+    object: Literal["thread.message"] = "thread.message"
+    created_at: int
+    thread_id: str
+    status: Literal["in_progress", "incomplete", "completed"] = "completed"
+    incomplete_details: IncompleteDetails | None = None
+    completed_at: int | None = None
+    incomplete_at: int | None = None
+    role: Literal["user", "assistant"]
+    content: list[MessageContentText] = Field(default_factory=list)
+    assistant_id: str | None = None
+    run_id: str | None = None
+    attachments: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "".join(part.text.value for part in self.content)
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str
+    output: str | None = None
+
+
+class ToolCall(BaseModel):
+    """A function call as runs show it (`required_action` and `tool_calls` steps)."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class RequiredActionFunctionCall(BaseModel):
+    name: str
+    arguments: str
+
+
+class RequiredActionToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: RequiredActionFunctionCall
+
+
+class SubmitToolOutputs(BaseModel):
+    tool_calls: list[RequiredActionToolCall]
+
+
+class RequiredAction(BaseModel):
+    type: Literal["submit_tool_outputs"] = "submit_tool_outputs"
+    submit_tool_outputs: SubmitToolOutputs
+
+
+class LastError(BaseModel):
+    code: str
+    message: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
+
+RunStatus = Literal[
+    "queued",
+    "in_progress",
+    "requires_action",
+    "cancelling",
+    "cancelled",
+    "failed",
+    "completed",
+    "incomplete",
+    "expired",
+]
+TERMINAL_RUN_STATUSES = ("cancelled", "failed", "completed", "incomplete", "expired")
+
+
+class Run(BaseModel):
+    id: str
+    object: Literal["thread.run"] = "thread.run"
+    created_at: int
+    thread_id: str
+    assistant_id: str
+    status: RunStatus = "queued"
+    required_action: RequiredAction | None = None
+    last_error: LastError | None = None
+    expires_at: int | None = None
+    started_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
+    incomplete_details: IncompleteDetails | None = None
+    model: str
+    instructions: str
+    tools: list[AssistantTool] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    usage: Usage | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    truncation_strategy: dict[str, Any] | None = Field(default_factory=lambda: {"type": "auto", "last_messages": None})
+    response_format: Any = "auto"
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+    @field_serializer("tools")
+    def _tools_without_nulls(self, tools: list[AssistantTool]) -> list[dict[str, Any]]:
+        return [tool.model_dump(mode="json", exclude_none=True) for tool in tools]
+
+
+class MessageCreationDetails(BaseModel):
+    type: Literal["message_creation"] = "message_creation"
+    message_creation: dict[str, str]
+
+
+class ToolCallsDetails(BaseModel):
+    type: Literal["tool_calls"] = "tool_calls"
+    tool_calls: list[ToolCall]
+
+
+class RunStep(BaseModel):
+    id: str
+    object: Literal["thread.run.step"] = "thread.run.step"
+    created_at: int
+    assistant_id: str
+    thread_id: str
+    run_id: str
+    type: Literal["message_creation", "tool_calls"]
+    status: Literal["in_progress", "cancelled", "failed", "completed", "expired"] = "in_progress"
+    step_details: MessageCreationDetails | ToolCallsDetails
+    last_error: LastError | None = None
+    expired_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    usage: Usage | None = None
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str

@@ -81,6 +81,11 @@ def run_events(run_id: str) -> str:
     return f"{PREFIX}.events.*.{token(run_id)}.>"
 
 
+def run_events_in_thread(thread_id: str, run_id: str) -> str:
+    """Filter for every event of one run when its thread is known."""
+    return f"{PREFIX}.events.{token(thread_id)}.{token(run_id)}.>"
+
+
 def thread_events(thread_id: str) -> str:
     """Filter for every event of every run of one thread."""
     return f"{PREFIX}.events.{token(thread_id)}.>"
@@ -104,3 +109,56 @@ def registry_changed(name: str) -> str:
 def all_subjects() -> dict[str, str]:
     """Every fixed subject and filter, by constant name, for documentation and export."""
     return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, str) and v.startswith(f"{PREFIX}.")}
+
+
+# --- chat completions: core request/reply to executors (no durability: the caller is waiting) -------
+CHAT_QUEUE = "ossa-chat"
+
+
+def chat(agent: str) -> str:
+    """Request subject for a chat completion of `agent` (`_llm` for a plain provider/model call)."""
+    return f"{PREFIX}.chat.{token(agent)}"
+
+
+CHAT_ALL = f"{PREFIX}.chat.>"
+PLAIN_LLM_AGENT = "_llm"
+
+
+def run_cancel(run_id: str) -> str:
+    """Broadcast to the executor working on `run_id`: stop it now."""
+    return f"{PREFIX}.control.runs.{token(run_id)}.cancel"
+
+
+RUN_CANCEL_ALL = f"{PREFIX}.control.runs.*.cancel"
+
+
+# --- keys in the state buckets -----------------------------------------------------------------------
+
+
+def message_key(thread_id: str, message_id: str) -> str:
+    return f"{token(thread_id)}.{token(message_id)}"
+
+
+def thread_messages(thread_id: str) -> str:
+    return f"{token(thread_id)}.*"
+
+
+def run_key(thread_id: str, run_id: str) -> str:
+    return f"{token(thread_id)}.{token(run_id)}"
+
+
+def thread_runs(thread_id: str) -> str:
+    return f"{token(thread_id)}.*"
+
+
+def step_key(thread_id: str, run_id: str, step_id: str) -> str:
+    return f"{token(thread_id)}.{token(run_id)}.{token(step_id)}"
+
+
+def run_steps(thread_id: str, run_id: str) -> str:
+    return f"{token(thread_id)}.{token(run_id)}.*"
+
+
+def active_run_key(thread_id: str) -> str:
+    """Key in the threads bucket holding the id of the thread's one active run."""
+    return f"active.{token(thread_id)}"

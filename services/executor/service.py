@@ -1,57 +1,135 @@
-"""The executor service: consumes run requests from the work queue.
+"""The executor service: takes runs from the work queue and chat completions from their subjects.
 
-Running agents arrives with the executor issue. Until then every task taken from the queue is
-answered with an `error` run event (`not_implemented`) and terminated, so publishers learn at once
-instead of waiting on a run that will never start.
+Ack policy, on purpose: MANUAL. A run message is acknowledged only when the run is terminal or
+parked in `requires_action`; while it works the executor sends `in_progress` so the server does
+not redeliver a long run; when it fails unexpectedly the message is nak'ed with a delay and
+redelivered (to any executor), up to `MAX_DELIVER` times, after which the run is marked `failed`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from faststream import AckPolicy
 from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import AnyRequest, RunEvent, TaskMessage
+from ossabus.contracts.bus import BusError, ChatRequest, ManifestChanged, Reply, RunEvent, RunRequest, TaskMessage
 from ossabus.contracts.ids import new_id
-from ossabus.runtime.bus import endpoint
+from ossabus.executor.agents import AgentDirectory
+from ossabus.executor.chat import ChatCompletions, bus_error
+from ossabus.executor.llm import LLMError
+from ossabus.executor.runner import Runner
+from ossabus.runtime.bus import BusClient, BusFailure
 from ossabus.runtime.service import Service
 from ossabus.runtime.unbuilt import not_implemented
+from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
 NAME = "executor"
+ACK_WAIT_S = 30
+MAX_DELIVER = 5
+DEFAULT_MAX_RUNS = 64
 
 
 class ExecutorService(Service):
     name = NAME
 
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.max_runs = getattr(settings, "max_runs", None) or DEFAULT_MAX_RUNS
+        self.runner: Runner | None = None
+        self.chat: ChatCompletions | None = None
+        self.agents: AgentDirectory | None = None
+        self.running: dict[str, asyncio.Task] = {}
+        self.cancel_requested: set[str] = set()
+
     def register(self) -> None:
-        self.broker.subscriber(
+        sub = self.broker.subscriber
+        sub(
             subjects.TASKS_ALL,
             stream=JStream(name=subjects.TASKS_STREAM, declare=False),
             durable=subjects.EXECUTOR_CONSUMER,
-            pull_sub=PullSub(batch_size=1, timeout=5.0),
+            config=ConsumerConfig(
+                ack_policy=JsAckPolicy.EXPLICIT,
+                ack_wait=ACK_WAIT_S,
+                max_deliver=MAX_DELIVER,
+                max_ack_pending=self.max_runs * 4,
+            ),
+            pull_sub=PullSub(batch_size=min(self.max_runs, 16), timeout=5.0),
+            max_workers=self.max_runs,
             ack_policy=AckPolicy.MANUAL,
         )(self.on_task)
-        self.broker.subscriber(subjects.RUN_CANCEL, queue=subjects.EXECUTOR_QUEUE)(
-            endpoint(AnyRequest, NAME)(self.cancel_run)
-        )
+        sub(subjects.CHAT_ALL, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(self.on_chat)
+        sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
+        sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
+
+    async def started(self) -> None:
+        nc = self.broker.connection
+        self.agents = AgentDirectory(BusClient(self.broker, self.settings.request_timeout_s))
+        self.runner = Runner(nc, await State.open(nc.jetstream()), self.agents)
+        self.chat = ChatCompletions(nc, self.agents)
+
+    # --- runs ------------------------------------------------------------------------------------------
 
     async def on_task(self, msg: NatsMessage) -> None:
-        """Answer the task with an `error` event on its run's subject, then drop it from the queue."""
+        raw = msg.raw_message
+        try:
+            request = RunRequest.model_validate_json(msg.body)
+        except ValidationError:
+            await self._task_message(msg)
+            return
+        if self.runner is None:
+            await raw.nak(delay=1)
+            return
+        keepalive = asyncio.create_task(self._keep_alive(raw))
+        task = asyncio.current_task()
+        assert task is not None
+        self.running[request.run_id] = task
+        try:
+            await self.runner.carry(request)
+            await msg.ack()
+        except asyncio.CancelledError:
+            if request.run_id not in self.cancel_requested:
+                raise  # shutting down: not acked, so another executor takes the run over
+            task.uncancel()
+            await self.runner.cancelled(request)
+            await msg.ack()
+        except Exception:
+            attempts = raw.metadata.num_delivered
+            log.exception("run %s failed on delivery %d/%d", request.run_id, attempts, MAX_DELIVER)
+            if attempts >= MAX_DELIVER:
+                await self.runner.fail(request, "the run failed repeatedly inside ossabus; see the executor log")
+                await msg.ack()
+            else:
+                await raw.nak(delay=min(2**attempts, 30))
+        finally:
+            keepalive.cancel()
+            self.running.pop(request.run_id, None)
+            self.cancel_requested.discard(request.run_id)
+
+    async def _keep_alive(self, raw) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(ACK_WAIT_S / 3)
+                await raw.in_progress()
+
+    async def _task_message(self, msg: NatsMessage) -> None:
+        """Task messages from other systems arrive with the bus issue; answer them clearly until then."""
         thread_id, run_id = new_id("thread"), new_id("run")
         try:
             task = TaskMessage.model_validate_json(msg.body)
-            thread_id = task.thread_id or thread_id
-            run_id = task.run_id or run_id
-            subjects.token(thread_id)
-            subjects.token(run_id)
+            thread_id = subjects.token(task.thread_id or thread_id)
+            run_id = subjects.token(task.run_id or run_id)
         except (ValidationError, subjects.InvalidSubjectToken):
-            thread_id, run_id = new_id("thread"), new_id("run")
-        error = not_implemented(NAME, "run agents").error
+            pass
+        error = not_implemented(NAME, "run task messages from other systems").error
         event = RunEvent(
             event="error",
             thread_id=thread_id,
@@ -60,8 +138,34 @@ class ExecutorService(Service):
         )
         js = self.broker.connection.jetstream()
         await js.publish(subjects.run_event(thread_id, run_id, "error"), event.model_dump_json().encode(), timeout=5)
-        await msg.reject()  # term: no redelivery of work nobody here can do
-        log.warning("task on %s answered with not_implemented", msg.raw_message.subject)
+        await msg.reject()
 
-    async def cancel_run(self, _: AnyRequest):
-        raise not_implemented(NAME, "cancel runs")
+    async def on_cancel(self, msg: NatsMessage) -> None:
+        run_id = msg.raw_message.subject.split(".")[3]
+        task = self.running.get(run_id)
+        if task is not None:
+            self.cancel_requested.add(run_id)
+            task.cancel()
+
+    async def on_registry_change(self, msg: NatsMessage) -> None:
+        if self.agents is not None:
+            with contextlib.suppress(ValidationError):
+                self.agents.forget(ManifestChanged.model_validate_json(msg.body))
+
+    # --- chat completions --------------------------------------------------------------------------------
+
+    async def on_chat(self, msg: NatsMessage) -> dict | None:
+        try:
+            request = ChatRequest.model_validate_json(msg.body)
+        except ValidationError as exc:
+            return Reply.failure(BusError(code="invalid_request", message=str(exc.errors()[0]["msg"]))).model_dump()
+        assert self.chat is not None
+        if request.stream_subject:
+            await self.chat.stream(request, request.stream_subject)
+            return None
+        try:
+            return Reply.success(await self.chat.complete(request)).model_dump(mode="json")
+        except LLMError as error:
+            return Reply.failure(bus_error(error)).model_dump(mode="json")
+        except BusFailure as exc:
+            return Reply.failure(exc.error).model_dump(mode="json")

@@ -9,7 +9,6 @@ and back yields the same assistant.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -35,8 +34,20 @@ METADATA_MAX_KEYS = 16
 
 
 def assistant_id_for(name: str) -> str:
-    """A stable `asst_` id for a manifest that does not declare one."""
-    return "asst_" + hashlib.sha256(name.encode()).hexdigest()[:24]
+    """The `asst_` id of a manifest that declares none: its name with `-` written `X`.
+
+    Manifest names are lowercase, so this is reversible (`name_from_assistant_id`) and needs no index,
+    and it stays within `^asst_[a-zA-Z0-9]+$`, the pattern OSSA's OpenAI extension requires.
+    """
+    return "asst_" + name.replace("-", "X")
+
+
+def name_from_assistant_id(assistant_id: str) -> str | None:
+    """The manifest name an id made by `assistant_id_for` stands for, or None."""
+    if not assistant_id.startswith("asst_"):
+        return None
+    name = assistant_id.removeprefix("asst_").replace("X", "-")
+    return name if re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63 else None
 
 
 def assistant_model(definition: AgentDefinition) -> str:
@@ -103,10 +114,13 @@ def split_model(model: str) -> tuple[str, str]:
     return (infer_provider(model) or "openai"), model
 
 
-def from_assistant(assistant: dict[str, Any]) -> dict[str, Any]:
-    """An OSSA v0.3.4 Agent manifest (as a dict) from an OpenAI Assistant object."""
+def from_assistant(assistant: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """An OSSA v0.3.4 Agent manifest (as a dict) from an OpenAI Assistant object.
+
+    `name` overrides the manifest name otherwise made from the assistant's name or id.
+    """
     parsed = Assistant.model_validate(assistant)
-    name = slug(parsed.name or "") or slug(f"assistant-{parsed.id.removeprefix('asst_')}")
+    name = name or slug(parsed.name or "") or slug(f"assistant-{parsed.id.removeprefix('asst_')}")
     metadata: dict[str, Any] = {"name": name, "version": "1.0.0"}
     if parsed.description:
         metadata["description"] = parsed.description

@@ -11,6 +11,7 @@ from ossabus.contracts.bus import (
     ListManifestsRequest,
     ManifestChanged,
     ManifestList,
+    ManifestListItem,
     ManifestRecord,
     PutManifestRequest,
     PutManifestResult,
@@ -20,6 +21,7 @@ from ossabus.contracts.bus import (
 )
 from ossabus.contracts.diagnostics import Diagnostic, ValidationReport
 from ossabus.registry.catalog import validate_text
+from ossabus.registry.convert_openai import name_from_assistant_id
 from ossabus.registry.loading import LoadSummary, load_directories
 from ossabus.registry.store import ManifestStore
 from ossabus.registry.writes import publish_change, single_valid_entry, store_entry
@@ -62,17 +64,39 @@ class RegistryService(Service):
         return self.store
 
     async def list_manifests(self, request: ListManifestsRequest) -> ManifestList:
-        items = await self._store().list()
+        records = await self._store().list()
         if request.kind:
-            items = [m for m in items if m.kind == request.kind]
+            records = [r for r in records if r.kind == request.kind]
+        items = [
+            ManifestListItem(**r.summary().model_dump(), definition=r.definition if request.with_definitions else None)
+            for r in records
+        ]
         return ManifestList(data=items)
 
     async def get_manifest(self, request: GetManifestRequest) -> ManifestRecord:
+        if request.assistant_id is not None:
+            return await self._by_assistant_id(request.assistant_id)
+        if not request.name:
+            raise BusFailure.of("invalid_request", "give a name or an assistant_id", "name")
         record = await self._store().get(request.name, request.version)
         if record is None:
             what = f"version {request.version} of manifest" if request.version else "manifest"
             raise BusFailure.of("not_found", f"no {what} named {request.name!r}", "name")
         return record
+
+    async def _by_assistant_id(self, assistant_id: str) -> ManifestRecord:
+        """Ids made from names resolve directly; ids kept from imported OpenAI assistants by a scan."""
+        store = self._store()
+        name = name_from_assistant_id(assistant_id)
+        if name is not None:
+            record = await store.latest(name)
+            if record is not None and record.definition.openai_assistant_id in (None, assistant_id):
+                return record
+        for name in await store.names():
+            record = await store.latest(name)
+            if record is not None and record.definition.openai_assistant_id == assistant_id:
+                return record
+        raise BusFailure.of("not_found", f"No assistant found with id '{assistant_id}'.", "assistant_id")
 
     async def put_manifest(self, request: PutManifestRequest) -> PutManifestResult:
         store = self._store()

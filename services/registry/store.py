@@ -13,7 +13,7 @@ from collections.abc import Callable
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from ossabus.contracts.bus import ManifestRecord, ManifestSummary
+from ossabus.contracts.bus import ManifestRecord
 from ossabus.runtime.bus import BusFailure
 
 CAS_ATTEMPTS = 5
@@ -56,13 +56,22 @@ class ManifestStore:
         except NoKeysError:
             return []
 
-    async def list(self) -> list[ManifestSummary]:
-        out = []
-        for name in await self.names():
-            record = await self.latest(name)
-            if record is not None:
-                out.append(record.summary())
-        return out
+    async def list(self) -> list[ManifestRecord]:
+        """The latest version of every manifest, in one pass over the bucket."""
+        try:
+            entries = await self.kv.watch(">", ignore_deletes=True)
+        except NoKeysError:
+            return []
+        records: dict[str, ManifestRecord] = {}
+        try:
+            async for entry in entries:
+                if entry is None:
+                    break
+                if entry.value:
+                    records[entry.key] = ManifestRecord.model_validate_json(entry.value)
+        finally:
+            await entries.stop()
+        return [records[k] for k in sorted(records)]
 
     async def put(
         self, build: Callable[[int, int], ManifestRecord], name: str, *, create_only: bool = False

@@ -6,21 +6,39 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker
 
 from ossabus import __version__
-from ossabus.relay import routes_health, routes_manifests
+from ossabus.relay import (
+    routes_assistants,
+    routes_chat,
+    routes_health,
+    routes_manifests,
+    routes_models,
+    routes_runs,
+    routes_threads,
+)
 from ossabus.relay.auth import configured_keys, install_auth
 from ossabus.relay.errors import install_error_handlers
 from ossabus.runtime.bus import BusClient
+from ossabus.store.state import State
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 
-def create_app(broker: NatsBroker, bus: BusClient, max_body_size: int = DEFAULT_MAX_BODY) -> FastAPI:
+def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: int = DEFAULT_MAX_BODY) -> FastAPI:
     app = FastAPI(title="ossabus", version=__version__, max_body_size=max_body_size)
     app.state.broker = broker
     app.state.bus = bus
+    app.state.state = state
     install_error_handlers(app)
     install_auth(app, configured_keys())
 
-    app.include_router(routes_health.router)
-    app.include_router(routes_manifests.router)
+    for module in (
+        routes_health,
+        routes_manifests,
+        routes_models,
+        routes_chat,
+        routes_assistants,
+        routes_runs,
+        routes_threads,
+    ):
+        app.include_router(module.router)
     return app

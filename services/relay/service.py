@@ -13,6 +13,7 @@ from ossabus.relay.app import create_app
 from ossabus.relay.edge import EdgeMiddleware
 from ossabus.runtime.bus import BusClient
 from ossabus.runtime.service import Service
+from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class RelayService(Service):
         await super().start()
 
     async def started(self) -> None:
-        app = create_app(self.broker, BusClient(self.broker, self.settings.request_timeout_s))
+        state = await State.open(self.broker.connection.jetstream())
+        app = create_app(self.broker, BusClient(self.broker, self.settings.request_timeout_s), state)
         config = uvicorn.Config(
             EdgeMiddleware(app),
             log_level="warning",

@@ -1,0 +1,211 @@
+"""Calling the model through litellm: parameters, streaming, retries, and errors without secrets.
+
+Only failures before the first token are retried: after that the client has seen output, and a
+retry would send it a second, different answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ossabus.contracts.agent import AgentDefinition, RetryPolicy
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL_ENV = "OSSABUS_DEFAULT_MODEL"
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|api[_-]?key[=:]\s*\S+)", re.I)
+
+
+def _litellm():
+    """Imported on first use: the import costs ~3 s, which no command but a running executor should pay."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    litellm.drop_params = True  # providers that lack a parameter (seed, parallel_tool_calls) still answer
+    return litellm
+
+
+@dataclass
+class LLMRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class ToolCallDelta:
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass
+class Chunk:
+    text: str | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+class LLMError(Exception):
+    """A model call that failed; `code` is what OpenAI would put in `last_error.code`."""
+
+    def __init__(self, code: str, message: str, transient: bool, status: int | None = None):
+        super().__init__(message)
+        self.code, self.message, self.transient, self.status = code, message, transient, status
+
+
+def redact(text: str) -> str:
+    """Error texts from providers can echo keys or auth headers; never pass them on."""
+    text = _SECRET.sub("[redacted]", text)
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and ("KEY" in name or "TOKEN" in name or "SECRET" in name):
+            text = text.replace(value, "[redacted]")
+    return text[:500]
+
+
+def classify(exc: Exception) -> LLMError:
+    """litellm raises OpenAI-style exceptions; map them to run error codes and transience."""
+    if isinstance(exc, LLMError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    detail = redact(str(getattr(exc, "message", None) or exc))
+    if status == 429 or name == "RateLimitError":
+        return LLMError("rate_limit_exceeded", f"the model provider is rate limiting: {detail}", True, 429)
+    if name in ("Timeout", "APITimeoutError", "APIConnectionError", "ServiceUnavailableError", "InternalServerError"):
+        return LLMError("server_error", f"the model provider failed: {detail}", True, status)
+    if isinstance(status, int) and status >= 500:
+        return LLMError("server_error", f"the model provider failed: {detail}", True, status)
+    if isinstance(status, int) and 400 <= status < 500:
+        if status in (401, 403):
+            return LLMError(
+                "server_error", "the model provider refused the credentials (check its API key)", False, status
+            )
+        return LLMError("invalid_prompt", f"the model provider rejected the request: {detail}", False, status)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return LLMError("server_error", "the model provider did not answer in time", True)
+    return LLMError("server_error", f"the model call failed: {detail}", False, status)
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
+    if policy.backoff == "none":
+        delay = policy.initial_delay_ms
+    elif policy.backoff == "linear":
+        delay = policy.initial_delay_ms * attempt
+    else:
+        delay = policy.initial_delay_ms * 2 ** (attempt - 1)
+    return min(delay, policy.max_delay_ms) / 1000
+
+
+def resolve_model(definition: AgentDefinition | None, override: str | None) -> str:
+    """litellm model string: the run's override, else the agent's, else OSSABUS_DEFAULT_MODEL."""
+    from ossabus.registry.convert_openai import split_model
+    from ossabus.registry.providers import litellm_model, litellm_provider
+
+    if override:
+        provider, model = split_model(override)
+        return litellm_model(litellm_provider(provider) or provider, model)
+    if definition is not None and definition.llm.litellm_model:
+        return definition.llm.litellm_model
+    default = os.environ.get(DEFAULT_MODEL_ENV)
+    if default:
+        return default
+    raise LLMError("invalid_prompt", f"agent has no model and {DEFAULT_MODEL_ENV} is not set", False)
+
+
+def connection_params(definition: AgentDefinition | None) -> dict[str, Any]:
+    """Base URL, key and headers from the manifest; litellm reads the standard variables otherwise."""
+    if definition is None:
+        return {}
+    llm = definition.llm
+    params: dict[str, Any] = {}
+    if llm.base_url:
+        params["api_base"] = llm.base_url
+    if llm.api_key_env:
+        key = os.environ.get(llm.api_key_env)
+        if key is None:
+            raise LLMError("server_error", f"the agent's API key variable {llm.api_key_env} is not set", False)
+        params["api_key"] = key
+    if llm.headers:
+        params["extra_headers"] = dict(llm.headers)
+    return params
+
+
+async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk]:
+    """Stream one completion; retry transient failures that happen before the first chunk."""
+    litellm = _litellm()
+    attempt = 0
+    while True:
+        attempt += 1
+        started = False
+        try:
+            response = await litellm.acompletion(
+                model=request.model,
+                messages=request.messages,
+                tools=request.tools or None,
+                stream=True,
+                stream_options={"include_usage": True},
+                num_retries=0,
+                **request.params,
+            )
+            async for raw in response:
+                chunk = _chunk(raw)
+                started = True
+                yield chunk
+            return
+        except Exception as exc:
+            error = classify(exc)
+            if started or not error.transient or attempt >= retry.max_attempts:
+                raise error from exc
+            delay = backoff_delay(retry, attempt)
+            log.info("model call failed (%s); retry %d/%d in %.2fs", error.code, attempt, retry.max_attempts - 1, delay)
+            await asyncio.sleep(delay)
+
+
+def _chunk(raw: Any) -> Chunk:
+    out = Chunk()
+    usage = getattr(raw, "usage", None)
+    if usage:
+        out.usage = {
+            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+            "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
+        }
+    choices = getattr(raw, "choices", None) or []
+    if not choices:
+        return out
+    choice = choices[0]
+    delta = getattr(choice, "delta", None)
+    out.finish_reason = getattr(choice, "finish_reason", None)
+    if delta is not None:
+        out.text = getattr(delta, "content", None) or None
+        for call in getattr(delta, "tool_calls", None) or []:
+            fn = getattr(call, "function", None)
+            out.tool_calls.append(
+                ToolCallDelta(
+                    index=int(getattr(call, "index", 0) or 0),
+                    id=getattr(call, "id", None),
+                    name=getattr(fn, "name", None) if fn else None,
+                    arguments=(getattr(fn, "arguments", None) or "") if fn else "",
+                )
+            )
+    return out
+
+
+def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens as litellm counts them for this model (its tokenizer, or its default)."""
+    try:
+        return int(_litellm().token_counter(model=model, messages=messages))
+    except Exception:
+        return sum(len(json.dumps(m)) // 4 for m in messages)

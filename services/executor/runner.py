@@ -1,0 +1,420 @@
+"""Carrying one run from `queued` to a terminal state (or to `requires_action`), publishing every step.
+
+A run's truth is its record and its steps in KV, never this process's memory: a run that comes back
+(after `submit_tool_outputs`, or redelivered because an executor died) continues from what is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client
+
+from ossabus.contracts.agent import AgentDefinition
+from ossabus.contracts.bus import RunRequest
+from ossabus.contracts.ids import new_id
+from ossabus.contracts.openai_objects import FunctionCall as StepFunction
+from ossabus.contracts.openai_objects import (
+    IncompleteDetails,
+    LastError,
+    Message,
+    MessageContentText,
+    MessageCreationDetails,
+    RequiredAction,
+    RequiredActionFunctionCall,
+    RequiredActionToolCall,
+    Run,
+    RunStep,
+    SubmitToolOutputs,
+    TextContent,
+    ToolCall,
+    ToolCallsDetails,
+    Usage,
+)
+from ossabus.executor import llm, prompt
+from ossabus.executor.agents import AgentDirectory
+from ossabus.runtime.bus import BusFailure
+from ossabus.runtime.events import RunEvents
+from ossabus.store.state import State
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_STEPS = 25
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass
+class TurnResult:
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    message: Message | None = None
+    tool_step: RunStep | None = None
+
+
+class RunCancelled(Exception):
+    """Raised inside a run when a cancel request for it arrives."""
+
+
+class Runner:
+    """Executes runs; one instance per executor process."""
+
+    def __init__(self, nc: Client, state: State, agents: AgentDirectory):
+        self.nc, self.state, self.agents = nc, state, agents
+
+    # --- entry ---------------------------------------------------------------------------------------
+
+    async def carry(self, request: RunRequest) -> None:
+        """Move the run forward as far as it can go now. Returns when it is terminal or parked."""
+        run = await self.state.get_run(request.thread_id, request.run_id)
+        if run is None or run.terminal or run.status == "requires_action":
+            return  # deleted, finished, or waiting for the client: nothing to do
+        events = RunEvents(self.nc, run.thread_id, run.id)
+        if run.status == "cancelling":
+            await self.finish(run, events, "cancelled")
+            return
+        if run.expires_at is not None and now() >= run.expires_at:
+            await self.finish(run, events, "expired")
+            return
+        try:
+            record = await self.agents.record(assistant_id=run.assistant_id)
+        except BusFailure as exc:
+            await self.finish(run, events, "failed", error=LastError(code="server_error", message=exc.error.message))
+            return
+        run = await self.transition(run, "in_progress", started_at=run.started_at or now())
+        await events.emit("thread.run.in_progress", run)
+        await self.discard_partial_turn(run)
+        timeout = max(0.0, (run.expires_at or now() + 3600) - time.time())
+        try:
+            async with asyncio.timeout(timeout):
+                await self.loop(run, record.definition, request, events)
+        except TimeoutError:
+            await self.finish(await self.reload(run), events, "expired")
+        except RunCancelled:
+            await self.finish(await self.reload(run), events, "cancelled")
+        except llm.LLMError as exc:
+            await self.finish(
+                await self.reload(run), events, "failed", error=LastError(code=exc.code, message=exc.message)
+            )
+
+    async def cancelled(self, request: RunRequest) -> None:
+        """The run's task was cancelled on request: record it."""
+        run = await self.state.get_run(request.thread_id, request.run_id)
+        if run is not None and not run.terminal:
+            await self.finish(run, RunEvents(self.nc, run.thread_id, run.id), "cancelled")
+
+    async def fail(self, request: RunRequest, message: str) -> None:
+        """Give up on a run that could not be carried (e.g. after its last delivery)."""
+        run = await self.state.get_run(request.thread_id, request.run_id)
+        if run is not None and not run.terminal:
+            events = RunEvents(self.nc, run.thread_id, run.id)
+            await self.finish(run, events, "failed", error=LastError(code="server_error", message=message))
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    async def loop(self, run: Run, definition: AgentDefinition, request: RunRequest, events: RunEvents) -> None:
+        model = llm.resolve_model(definition, request.model or None)
+        max_steps = definition.limits.max_steps or DEFAULT_MAX_STEPS
+        while True:
+            steps = await self.state.list_steps(run.thread_id, run.id)
+            if sum(1 for s in steps if s.type == "tool_calls") >= max_steps:
+                await self.finish(
+                    run,
+                    events,
+                    "failed",
+                    error=LastError(
+                        code="server_error", message=f"the run reached its limit of {max_steps} tool-call steps"
+                    ),
+                )
+                return
+            usage = run.usage or Usage()
+            budget = None
+            if run.max_completion_tokens is not None:
+                budget = run.max_completion_tokens - usage.completion_tokens
+                if budget <= 0:
+                    await self.finish(
+                        run, events, "incomplete", incomplete=IncompleteDetails(reason="max_completion_tokens")
+                    )
+                    return
+            messages = await self.build_messages(run, steps, model)
+            if messages is None:
+                await self.finish(run, events, "incomplete", incomplete=IncompleteDetails(reason="max_prompt_tokens"))
+                return
+            call = llm.LLMRequest(
+                model=model,
+                messages=messages,
+                params=self.params(run, definition, budget),
+                tools=prompt.tools_for_model(run) or None,
+            )
+            turn = await self.turn(run, call, definition, events)
+            run = await self.transition(run, None, usage=usage + turn.usage)
+            cut_by_budget = turn.finish_reason == "length" and budget is not None
+            if turn.tool_step is not None and not cut_by_budget:
+                await self.require_action(run, turn.tool_step, events)
+                return
+            if cut_by_budget:
+                await self.finish(
+                    run, events, "incomplete", incomplete=IncompleteDetails(reason="max_completion_tokens")
+                )
+                return
+            await self.finish(run, events, "completed")
+            return
+
+    async def build_messages(self, run: Run, steps: list[RunStep], model: str):
+        thread_messages = await self.state.list_messages(run.thread_id)
+        by_id = {m.id: m for m in thread_messages}
+        system = prompt.system_message(run)
+        try:
+            return prompt.truncate(
+                system, prompt.history(thread_messages, run), prompt.run_turns(steps, by_id), run, model
+            )
+        except prompt.PromptTooLong:
+            return None
+
+    def params(self, run: Run, definition: AgentDefinition, budget: int | None) -> dict[str, Any]:
+        params = llm.connection_params(definition)
+        settings = definition.llm
+        temperature = run.temperature if run.temperature is not None else settings.temperature
+        top_p = run.top_p if run.top_p is not None else settings.top_p
+        max_tokens = settings.max_tokens
+        if budget is not None:
+            max_tokens = min(max_tokens, budget) if max_tokens else budget
+        for key, value in (
+            ("temperature", temperature),
+            ("top_p", top_p),
+            ("max_tokens", max_tokens),
+            ("stop", settings.stop),
+            ("seed", settings.seed),
+        ):
+            if value is not None:
+                params[key] = value
+        if run.response_format not in (None, "auto"):
+            params["response_format"] = run.response_format
+        if run.tools:
+            if run.tool_choice not in (None, "auto"):
+                params["tool_choice"] = run.tool_choice
+            params["parallel_tool_calls"] = run.parallel_tool_calls
+        return params
+
+    # --- one model turn --------------------------------------------------------------------------------
+
+    async def turn(self, run: Run, call: llm.LLMRequest, definition: AgentDefinition, events: RunEvents) -> TurnResult:
+        result = TurnResult()
+        message: Message | None = None
+        message_step: RunStep | None = None
+        text: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        async for chunk in llm.stream(call, definition.limits.retry):
+            if chunk.text:
+                if message is None:
+                    message_step, message = await self.open_message(run, events)
+                text.append(chunk.text)
+                await events.emit(
+                    "thread.message.delta",
+                    {
+                        "id": message.id,
+                        "object": "thread.message.delta",
+                        "delta": {
+                            "content": [{"index": 0, "type": "text", "text": {"value": chunk.text, "annotations": []}}]
+                        },
+                    },
+                )
+            for delta in chunk.tool_calls:
+                if result.tool_step is None:
+                    result.tool_step = await self.open_tool_step(run, events)
+                slot = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = slot["id"] or delta.id or ""
+                slot["name"] = slot["name"] or delta.name or ""
+                slot["arguments"] += delta.arguments
+                fn: dict[str, Any] = {"arguments": delta.arguments, "output": None}
+                if delta.name:
+                    fn["name"] = delta.name
+                entry: dict[str, Any] = {"index": delta.index, "type": "function", "function": fn}
+                if delta.id:
+                    entry["id"] = delta.id
+                await events.emit(
+                    "thread.run.step.delta",
+                    {
+                        "id": result.tool_step.id,
+                        "object": "thread.run.step.delta",
+                        "delta": {"step_details": {"type": "tool_calls", "tool_calls": [entry]}},
+                    },
+                )
+            if chunk.finish_reason:
+                result.finish_reason = chunk.finish_reason
+            if chunk.usage:
+                result.usage = Usage(**chunk.usage)
+        if message is not None and message_step is not None:
+            result.message = await self.close_message(
+                run, message, message_step, "".join(text), result.finish_reason, result.usage, events
+            )
+        if result.tool_step is not None:
+            result.tool_step.step_details = ToolCallsDetails(
+                tool_calls=[
+                    ToolCall(
+                        id=c["id"] or new_id("call"), function=StepFunction(name=c["name"], arguments=c["arguments"])
+                    )
+                    for _, c in sorted(calls.items())
+                ]
+            )
+            if message is None:
+                result.tool_step.usage = result.usage
+            await self.state.put_step(result.tool_step)
+        return result
+
+    async def open_message(self, run: Run, events: RunEvents) -> tuple[RunStep, Message]:
+        message = Message(
+            id=new_id("msg"),
+            created_at=now(),
+            thread_id=run.thread_id,
+            status="in_progress",
+            role="assistant",
+            assistant_id=run.assistant_id,
+            run_id=run.id,
+        )
+        step = RunStep(
+            id=new_id("step"),
+            created_at=now(),
+            assistant_id=run.assistant_id,
+            thread_id=run.thread_id,
+            run_id=run.id,
+            type="message_creation",
+            step_details=MessageCreationDetails(message_creation={"message_id": message.id}),
+        )
+        await self.state.put_step(step)
+        await events.emit("thread.run.step.created", step)
+        await events.emit("thread.run.step.in_progress", step)
+        await self.state.put_message(message)
+        await events.emit("thread.message.created", message)
+        await events.emit("thread.message.in_progress", message)
+        return step, message
+
+    async def close_message(
+        self, run: Run, message: Message, step: RunStep, text: str, finish: str | None, usage: Usage, events: RunEvents
+    ) -> Message:
+        message.content = [MessageContentText(text=TextContent(value=text))]
+        if finish == "length" and run.max_completion_tokens is not None:
+            message.status, message.incomplete_at = "incomplete", now()
+            message.incomplete_details = IncompleteDetails(reason="max_tokens")
+        else:
+            message.status, message.completed_at = "completed", now()
+        await self.state.put_message(message)
+        await events.emit(f"thread.message.{message.status}", message)
+        step.status, step.completed_at, step.usage = "completed", now(), usage
+        await self.state.put_step(step)
+        await events.emit("thread.run.step.completed", step)
+        return message
+
+    async def open_tool_step(self, run: Run, events: RunEvents) -> RunStep:
+        step = RunStep(
+            id=new_id("step"),
+            created_at=now(),
+            assistant_id=run.assistant_id,
+            thread_id=run.thread_id,
+            run_id=run.id,
+            type="tool_calls",
+            step_details=ToolCallsDetails(tool_calls=[]),
+        )
+        await self.state.put_step(step)
+        await events.emit("thread.run.step.created", step)
+        await events.emit("thread.run.step.in_progress", step)
+        return step
+
+    # --- endings ---------------------------------------------------------------------------------------
+
+    async def require_action(self, run: Run, step: RunStep, events: RunEvents) -> None:
+        assert isinstance(step.step_details, ToolCallsDetails)
+        action = RequiredAction(
+            submit_tool_outputs=SubmitToolOutputs(
+                tool_calls=[
+                    RequiredActionToolCall(
+                        id=c.id,
+                        function=RequiredActionFunctionCall(name=c.function.name, arguments=c.function.arguments),
+                    )
+                    for c in step.step_details.tool_calls
+                ]
+            )
+        )
+        run = await self.transition(run, "requires_action", required_action=action)
+        await events.emit("thread.run.requires_action", run)
+
+    async def finish(
+        self,
+        run: Run,
+        events: RunEvents,
+        status: str,
+        *,
+        error: LastError | None = None,
+        incomplete: IncompleteDetails | None = None,
+    ) -> Run:
+        stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}.get(status)
+        fields: dict[str, Any] = {"required_action": None, "last_error": error, "incomplete_details": incomplete}
+        if stamp:
+            fields[stamp] = now()
+        if run.usage is None:
+            fields["usage"] = Usage()
+        run = await self.transition(run, status, **fields)
+        await self.close_open_steps(run, status)
+        await events.emit(f"thread.run.{status}", run)
+        await self.state.release_thread(run.thread_id, run.id)
+        log.info("run %s %s", run.id, status)
+        return run
+
+    async def close_open_steps(self, run: Run, status: str) -> None:
+        """Steps still in progress when a run ends share its fate (cancelled, failed, expired)."""
+        step_status = {"cancelled": "cancelled", "failed": "failed", "expired": "expired"}.get(status, "cancelled")
+        for step in await self.state.list_steps(run.thread_id, run.id):
+            if step.status == "in_progress":
+                step.status = step_status  # type: ignore[assignment]
+                setattr(step, f"{step_status}_at", now())
+                await self.state.put_step(step)
+
+    async def discard_partial_turn(self, run: Run) -> None:
+        """A previous attempt died mid-turn: drop its unfinished message and step, so the turn is redone
+        once and no assistant message appears twice."""
+        for step in await self.state.list_steps(run.thread_id, run.id):
+            if step.status != "in_progress":
+                continue
+            if isinstance(step.step_details, MessageCreationDetails):
+                await self.state.delete_message(run.thread_id, step.step_details.message_creation["message_id"])
+                await self.state.delete_step(run.thread_id, run.id, step.id)
+            elif not any(c.function.output is not None for c in step.step_details.tool_calls):
+                await self.state.delete_step(run.thread_id, run.id, step.id)
+
+    # --- helpers -----------------------------------------------------------------------------------------
+
+    async def transition(self, run: Run, status: str | None, **fields: Any) -> Run:
+        """Write status and fields with compare-and-set; a concurrent cancel request wins over progress."""
+        cancel_seen = False
+
+        def change(current: Run) -> Run:
+            nonlocal cancel_seen
+            if current.status == "cancelling" and status not in ("cancelled", "failed", "expired"):
+                cancel_seen = True
+            updated = current.model_copy(update=fields)
+            if status is not None and not cancel_seen:
+                updated.status = status  # type: ignore[assignment]
+            return updated
+
+        updated = await self.state.update_run(run.thread_id, run.id, change)
+        if updated is None:
+            raise RunCancelled  # the thread was deleted under us: stop
+        if cancel_seen and status not in (None,):
+            raise RunCancelled
+        return updated
+
+    async def reload(self, run: Run) -> Run:
+        return await self.state.get_run(run.thread_id, run.id) or run
+
+
+def parse_arguments(arguments: str) -> Any:
+    try:
+        return json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None

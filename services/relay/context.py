@@ -1,0 +1,72 @@
+"""What the OpenAI routes share: state, the registry as assistants, id checks, OpenAI-shaped 404s."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import Request
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import (
+    GetManifestRequest,
+    ListManifestsRequest,
+    ManifestList,
+    ManifestListItem,
+    ManifestRecord,
+)
+from ossabus.registry.convert_openai import to_assistant
+from ossabus.relay.errors import ApiError
+from ossabus.runtime.bus import BusClient, BusFailure
+from ossabus.store.state import State
+
+POLL_AFTER_MS = "200"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def state(request: Request) -> State:
+    return request.app.state.state
+
+
+def bus(request: Request) -> BusClient:
+    return request.app.state.bus
+
+
+def checked_id(value: str, prefix: str, what: str, param: str) -> str:
+    """Ids go into KV keys and subjects: anything that is not a plain token is simply not found."""
+    try:
+        subjects.token(value)
+    except subjects.InvalidSubjectToken as exc:
+        raise ApiError(404, f"No {what} found with id '{value}'.", param=param, code="not_found") from exc
+    return value
+
+
+async def assistant_record(request: Request, assistant_id: str) -> ManifestRecord:
+    try:
+        record = await bus(request).call(
+            subjects.REGISTRY_GET, GetManifestRequest(assistant_id=assistant_id), ManifestRecord
+        )
+    except BusFailure as exc:
+        if exc.error.code == "not_found":
+            raise ApiError(
+                404, f"No assistant found with id '{assistant_id}'.", param="assistant_id", code="not_found"
+            ) from exc
+        raise
+    if record.kind != "Agent":
+        raise ApiError(404, f"No assistant found with id '{assistant_id}'.", param="assistant_id", code="not_found")
+    return record
+
+
+async def manifests(request: Request, kind: str | None = None) -> list[ManifestListItem]:
+    listing = await bus(request).call(
+        subjects.REGISTRY_LIST, ListManifestsRequest(kind=kind, with_definitions=True), ManifestList
+    )
+    return listing.data
+
+
+def assistant_json(record: ManifestRecord | ManifestListItem) -> dict[str, Any]:
+    assert record.definition is not None
+    return to_assistant(record.definition, created_at=record.created_at).model_dump(mode="json")

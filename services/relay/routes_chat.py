@@ -1,0 +1,149 @@
+"""`POST /v1/chat/completions`: an agent (by name) or a provider model, executed through the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.sse import EventSourceResponse, format_sse_event
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import BusError, ChatRequest, Reply
+from ossabus.contracts.ids import new_id
+from ossabus.registry.providers import infer_provider
+from ossabus.relay.context import manifests, now
+from ossabus.relay.errors import ApiError
+from ossabus.relay.openai_requests import ChatCompletionCreate
+from ossabus.runtime.bus import BusFailure
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+CHAT_TIMEOUT_S = 600
+PASSED_PARAMS = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+)
+
+
+async def resolve_target(request: Request, model: str) -> str | None:
+    """The agent name the model names, or None for a provider model; 404 when it is neither."""
+    agents = {m.name for m in await manifests(request) if m.kind in ("Agent", "Task")}
+    if model in agents:
+        return model
+    if "/" in model or infer_provider(model):
+        return None
+    raise ApiError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, body: ChatCompletionCreate):
+    agent = await resolve_target(request, body.model)
+    params: dict[str, Any] = body.model_dump(include=set(PASSED_PARAMS), exclude_none=True)
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    chat = ChatRequest(
+        id=new_id("chatcmpl"),
+        created=now(),
+        agent=agent,
+        model=body.model,
+        messages=[m.model_dump(exclude_none=True) for m in body.messages],
+        params=params,
+        tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
+    )
+    subject = subjects.chat(agent or subjects.PLAIN_LLM_AGENT)
+    nc = request.app.state.broker.connection
+    if not body.stream:
+        return await _complete(nc, subject, chat)
+    return await _stream(nc, subject, chat)
+
+
+async def _complete(nc, subject: str, chat: ChatRequest) -> dict:
+    try:
+        reply = await nc.request(subject, chat.model_dump_json().encode(), timeout=CHAT_TIMEOUT_S)
+    except NoRespondersError as exc:
+        raise BusFailure.of("unavailable", "no executor is running to serve chat completions") from exc
+    except NatsTimeout as exc:
+        raise BusFailure.of("unavailable", "the executor did not answer in time") from exc
+    result = Reply[dict].model_validate_json(reply.data)
+    if not result.ok:
+        raise BusFailure(result.error or BusError(code="internal_error", message="empty reply"))
+    return result.result  # type: ignore[return-value]
+
+
+async def _stream(nc, subject: str, chat: ChatRequest):
+    """Subscribe to a fresh inbox, hand the request to an executor, and relay what comes back."""
+    inbox = nc.new_inbox()
+    chat.stream_subject = inbox
+    sub = await nc.subscribe(inbox)
+    await nc.publish(subject, chat.model_dump_json().encode(), reply=inbox)
+    try:
+        first = await sub.next_msg(timeout=CHAT_TIMEOUT_S)
+    except NatsTimeout as exc:
+        await sub.unsubscribe()
+        raise BusFailure.of("unavailable", "the executor did not answer in time") from exc
+    if first.headers and first.headers.get("Status") == "503":
+        await sub.unsubscribe()
+        raise BusFailure.of("unavailable", "no executor is running to serve chat completions")
+    opening = json.loads(first.data)
+    if "ok" in opening and not opening["ok"]:  # failed before the first chunk: a plain HTTP error
+        await sub.unsubscribe()
+        raise BusFailure(BusError.model_validate(opening["error"]))
+
+    async def events():
+        message = opening
+        try:
+            while True:
+                if "ok" in message:  # the closing envelope
+                    if not message["ok"]:
+                        error = message["error"]
+                        yield format_sse_event(
+                            data_str=json.dumps(
+                                {
+                                    "error": {
+                                        "message": error["message"],
+                                        "type": "server_error",
+                                        "param": None,
+                                        "code": error["code"],
+                                    }
+                                }
+                            )
+                        )
+                    elif chat.include_usage:
+                        yield format_sse_event(
+                            data_str=json.dumps(
+                                {
+                                    "id": chat.id,
+                                    "object": "chat.completion.chunk",
+                                    "created": chat.created,
+                                    "model": chat.model,
+                                    "choices": [],
+                                    "usage": (message["result"] or {}).get("usage"),
+                                }
+                            )
+                        )
+                    yield format_sse_event(data_str="[DONE]")
+                    return
+                if chat.include_usage:
+                    message.setdefault("usage", None)
+                yield format_sse_event(data_str=json.dumps(message))
+                message = json.loads((await sub.next_msg(timeout=CHAT_TIMEOUT_S)).data)
+        except (NatsTimeout, asyncio.CancelledError):
+            raise
+        finally:
+            await sub.unsubscribe()
+
+    return EventSourceResponse(events())

@@ -1,0 +1,357 @@
+"""Runs and run steps: create (and stream), create-thread-and-run, retrieve, list, update, cancel,
+submit_tool_outputs. The relay writes the run and hands it to the work queue; executors move it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import ManifestRecord, RunRequest
+from ossabus.contracts.ids import new_id
+from ossabus.contracts.openai_objects import AssistantTool, LastError, Run, RunStep, ToolCallsDetails
+from ossabus.registry.convert_openai import to_assistant
+from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, now, state
+from ossabus.relay.errors import ApiError
+from ossabus.relay.openai_requests import RunCreate, RunOptions, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
+from ossabus.relay.pagination import paginate
+from ossabus.relay.routes_threads import create_thread_from, message_from, thread_or_404
+from ossabus.relay.run_stream import RunStream
+from ossabus.runtime.events import RunEvents
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/threads", tags=["runs"])
+DEFAULT_RUN_TIMEOUT_S = 600
+PUBLISH_TIMEOUT_S = 5
+
+
+def _tools(options: RunOptions, default: list[AssistantTool]) -> list[AssistantTool]:
+    if options.tools is None:
+        return default
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(list[AssistantTool]).validate_python([t.model_dump(exclude_none=True) for t in options.tools])
+
+
+def build_run(thread_id: str, options: RunOptions, record: ManifestRecord, additional_instructions: str | None) -> Run:
+    """The run as OpenAI describes it: the request's values, else the assistant's, else defaults."""
+    definition = record.definition
+    assistant = to_assistant(definition, created_at=record.created_at)
+    created = now()
+    instructions = options.instructions if options.instructions is not None else (assistant.instructions or "")
+    if additional_instructions:
+        instructions = f"{instructions}\n\n{additional_instructions}" if instructions else additional_instructions
+    truncation = (
+        options.truncation_strategy.model_dump()
+        if options.truncation_strategy
+        else (definition.run_defaults.truncation_strategy or {"type": "auto"})
+    )
+    limits = definition.limits
+    return Run(
+        id=new_id("run"),
+        created_at=created,
+        thread_id=thread_id,
+        assistant_id=options.assistant_id,
+        model=options.model or assistant.model,
+        instructions=instructions,
+        tools=_tools(options, assistant.tools),
+        metadata=options.metadata or {},
+        temperature=options.temperature if options.temperature is not None else assistant.temperature,
+        top_p=options.top_p if options.top_p is not None else assistant.top_p,
+        max_prompt_tokens=options.max_prompt_tokens or limits.max_prompt_tokens,
+        max_completion_tokens=options.max_completion_tokens or limits.max_completion_tokens,
+        truncation_strategy={"type": truncation.get("type", "auto"), "last_messages": truncation.get("last_messages")},
+        response_format=options.response_format
+        if options.response_format is not None
+        else (assistant.response_format if assistant.response_format is not None else "auto"),
+        tool_choice=options.tool_choice
+        if options.tool_choice is not None
+        else (definition.run_defaults.tool_choice or "auto"),
+        parallel_tool_calls=options.parallel_tool_calls
+        if options.parallel_tool_calls is not None
+        else (
+            definition.run_defaults.parallel_tool_calls
+            if definition.run_defaults.parallel_tool_calls is not None
+            else True
+        ),
+        expires_at=created + int(limits.timeout_seconds or DEFAULT_RUN_TIMEOUT_S),
+    )
+
+
+async def start(
+    request: Request,
+    thread_id: str,
+    options: RunOptions,
+    *,
+    additional_instructions: str | None = None,
+    additional_messages=None,
+):
+    record = await assistant_record(request, options.assistant_id)
+    run = build_run(thread_id, options, record, additional_instructions)
+    holder = await state(request).claim_thread(thread_id, run.id)
+    if holder is not None:
+        raise ApiError(
+            409, f"Thread {thread_id} already has an active run {holder}.", param="thread_id", code="run_active"
+        )
+    for message in additional_messages or []:
+        await state(request).put_message(message_from(thread_id, message))
+    await state(request).put_run(run)
+    return await launch(
+        request,
+        run,
+        record.name,
+        attempt=1,
+        stream=bool(options.stream),
+        before=["thread.run.created", "thread.run.queued"],
+    )
+
+
+async def launch(
+    request: Request,
+    run: Run,
+    agent: str,
+    *,
+    attempt: int,
+    stream: bool,
+    before: list[str],
+    before_data: list | None = None,
+):
+    """Announce the run's new state and put it on the work queue; stream its events when asked."""
+    nc = request.app.state.broker.connection
+    js = nc.jetstream()
+    events = RunStream.open(js, run.thread_id, run.id) if stream else None
+    stream_handle = await events if events else None
+    emitter = RunEvents(nc, run.thread_id, run.id)
+    try:
+        for name, data in zip(before, before_data or [run] * len(before), strict=True):
+            await emitter.emit(name, data)
+        work = RunRequest(run_id=run.id, thread_id=run.thread_id, agent=agent, attempt=attempt)
+        await js.publish(
+            subjects.task(agent),
+            work.model_dump_json().encode(),
+            timeout=PUBLISH_TIMEOUT_S,
+            headers={"Nats-Msg-Id": f"{run.id}.{attempt}"},
+        )
+    except Exception as exc:
+        if stream_handle:
+            await stream_handle.close()
+        log.exception("could not queue run %s", run.id)
+        await state(request).update_run(
+            run.thread_id,
+            run.id,
+            lambda r: r.model_copy(
+                update={
+                    "status": "failed",
+                    "failed_at": now(),
+                    "last_error": LastError(code="server_error", message="the run could not be queued"),
+                }
+            ),
+        )
+        await state(request).release_thread(run.thread_id, run.id)
+        raise ApiError(503, "the run could not be queued; try again", code="unavailable") from exc
+    if stream_handle:
+        return stream_handle.response()
+    return run
+
+
+async def run_or_404(request: Request, thread_id: str, run_id: str) -> Run:
+    await thread_or_404(request, thread_id)
+    run = await state(request).get_run(thread_id, checked_id(run_id, "run", "run", "run_id"))
+    if run is None:
+        raise ApiError(404, f"No run found with id '{run_id}'.", param="run_id", code="not_found")
+    if run.status == "requires_action" and run.expires_at is not None and now() >= run.expires_at:
+        run = await expire(request, run)
+    return run
+
+
+async def expire(request: Request, run: Run) -> Run:
+    """Runs waiting for tool outputs past `expires_at` expire when someone next looks at them."""
+
+    def change(current: Run) -> Run | None:
+        if current.status != "requires_action":
+            return None
+        return current.model_copy(update={"status": "expired", "required_action": None})
+
+    updated = await state(request).update_run(run.thread_id, run.id, change) or run
+    if updated.status == "expired":
+        await RunEvents(request.app.state.broker.connection, run.thread_id, run.id).emit("thread.run.expired", updated)
+        await state(request).release_thread(run.thread_id, run.id)
+    return updated
+
+
+@router.post("/runs")
+async def create_thread_and_run(request: Request, body: ThreadAndRunCreate):
+    from ossabus.relay.openai_requests import ThreadCreate
+
+    await assistant_record(request, body.assistant_id)  # 404 before anything is written
+    thread_body = body.thread or ThreadCreate()
+    if body.tool_resources is not None and thread_body.tool_resources is None:
+        thread_body.tool_resources = body.tool_resources
+    thread = await create_thread_from(request, thread_body)
+    return await start(request, thread.id, body)
+
+
+@router.post("/{thread_id}/runs")
+async def create_run(request: Request, thread_id: str, body: RunCreate):
+    await thread_or_404(request, thread_id)
+    return await start(
+        request,
+        thread_id,
+        body,
+        additional_instructions=body.additional_instructions,
+        additional_messages=body.additional_messages,
+    )
+
+
+@router.get("/{thread_id}/runs")
+async def list_runs(
+    request: Request,
+    thread_id: str,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+    before: str | None = None,
+):
+    await thread_or_404(request, thread_id)
+    runs = await state(request).list_runs(thread_id)
+    return paginate(
+        runs, lambda r: r.id, lambda r: r.model_dump(mode="json"), limit=limit, order=order, after=after, before=before
+    )
+
+
+@router.get("/{thread_id}/runs/{run_id}")
+async def get_run(request: Request, thread_id: str, run_id: str):
+    run = await run_or_404(request, thread_id, run_id)
+    return JSONResponse(run.model_dump(mode="json"), headers={"openai-poll-after-ms": POLL_AFTER_MS})
+
+
+@router.post("/{thread_id}/runs/{run_id}")
+async def update_run(request: Request, thread_id: str, run_id: str, body: RunUpdate):
+    await run_or_404(request, thread_id, run_id)
+    metadata = body.metadata or {}
+    return await state(request).update_run(thread_id, run_id, lambda r: r.model_copy(update={"metadata": metadata}))
+
+
+@router.post("/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(request: Request, thread_id: str, run_id: str):
+    run = await run_or_404(request, thread_id, run_id)
+    if run.terminal or run.status == "cancelling":
+        raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id", code="invalid_state")
+    nc = request.app.state.broker.connection
+
+    def change(current: Run) -> Run | None:
+        if current.terminal or current.status == "cancelling":
+            return None
+        if current.status == "requires_action":  # nothing runs: it is cancelled at once
+            return current.model_copy(update={"status": "cancelled", "cancelled_at": now(), "required_action": None})
+        return current.model_copy(update={"status": "cancelling"})
+
+    updated = await state(request).update_run(thread_id, run_id, change) or run
+    emitter = RunEvents(nc, thread_id, run_id)
+    if updated.status == "cancelled":
+        for step in await state(request).list_steps(thread_id, run_id):
+            if step.status == "in_progress":
+                await state(request).put_step(step.model_copy(update={"status": "cancelled", "cancelled_at": now()}))
+        await emitter.emit("thread.run.cancelled", updated)
+        await state(request).release_thread(thread_id, run_id)
+    elif updated.status == "cancelling":
+        await emitter.emit("thread.run.cancelling", updated)
+        await nc.publish(subjects.run_cancel(run_id), b"")
+    return updated
+
+
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
+async def submit_tool_outputs(request: Request, thread_id: str, run_id: str, body: SubmitToolOutputs):
+    run = await run_or_404(request, thread_id, run_id)
+    if run.status != "requires_action" or run.required_action is None:
+        raise ApiError(
+            400, f'Runs in status "{run.status}" do not accept tool outputs.', param="run_id", code="invalid_state"
+        )
+    expected = [c.id for c in run.required_action.submit_tool_outputs.tool_calls]
+    given = [o.tool_call_id for o in body.tool_outputs]
+    for i, call_id in enumerate(given):
+        if call_id not in expected:
+            raise ApiError(
+                400,
+                f"Invalid 'tool_outputs[{i}].tool_call_id': no pending tool call '{call_id}'.",
+                param=f"tool_outputs[{i}].tool_call_id",
+                code="invalid_value",
+            )
+        if given.index(call_id) != i:
+            raise ApiError(
+                400,
+                f"Duplicate tool output for '{call_id}'.",
+                param=f"tool_outputs[{i}].tool_call_id",
+                code="invalid_value",
+            )
+    missing = [c for c in expected if c not in given]
+    if missing:
+        raise ApiError(
+            400,
+            f"Expected tool outputs for call_ids {expected}, got {given}.",
+            param="tool_outputs",
+            code="invalid_value",
+        )
+    outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
+    step = await _pending_tool_step(request, run)
+
+    def change(current: Run) -> Run | None:
+        if current.status != "requires_action":
+            return None
+        return current.model_copy(update={"status": "queued", "required_action": None})
+
+    updated = await state(request).update_run(thread_id, run_id, change)
+    if updated is None or updated.status != "queued":
+        raise ApiError(400, "The run no longer accepts tool outputs.", param="run_id", code="invalid_state")
+    assert isinstance(step.step_details, ToolCallsDetails)
+    for call in step.step_details.tool_calls:
+        call.function.output = outputs.get(call.id, call.function.output)
+    step = step.model_copy(update={"status": "completed", "completed_at": now()})
+    await state(request).put_step(step)
+    record = await assistant_record(request, run.assistant_id)
+    resumes = sum(1 for s in await state(request).list_steps(thread_id, run_id) if s.type == "tool_calls")
+    return await launch(
+        request,
+        updated,
+        record.name,
+        attempt=resumes + 1,
+        stream=bool(body.stream),
+        before=["thread.run.step.completed", "thread.run.queued"],
+        before_data=[step, updated],
+    )
+
+
+async def _pending_tool_step(request: Request, run: Run) -> RunStep:
+    for step in reversed(await state(request).list_steps(run.thread_id, run.id)):
+        if step.type == "tool_calls" and step.status == "in_progress":
+            return step
+    raise ApiError(400, "The run has no pending tool calls.", param="run_id", code="invalid_state")
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps")
+async def list_steps(
+    request: Request,
+    thread_id: str,
+    run_id: str,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+    before: str | None = None,
+):
+    await run_or_404(request, thread_id, run_id)
+    steps = await state(request).list_steps(thread_id, run_id)
+    return paginate(
+        steps, lambda s: s.id, lambda s: s.model_dump(mode="json"), limit=limit, order=order, after=after, before=before
+    )
+
+
+@router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def get_step(request: Request, thread_id: str, run_id: str, step_id: str):
+    await run_or_404(request, thread_id, run_id)
+    step = await state(request).get_step(thread_id, run_id, checked_id(step_id, "step", "step", "step_id"))
+    if step is None:
+        raise ApiError(404, f"No step found with id '{step_id}'.", param="step_id", code="not_found")
+    return step

@@ -1,0 +1,148 @@
+"""`/v1/threads` and their messages."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+
+from ossabus.contracts.ids import new_id
+from ossabus.contracts.openai_objects import Message, MessageContentText, TextContent, Thread
+from ossabus.relay.context import checked_id, now, state
+from ossabus.relay.errors import ApiError
+from ossabus.relay.openai_requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from ossabus.relay.pagination import paginate
+
+router = APIRouter(prefix="/v1/threads", tags=["threads"])
+
+
+def message_from(
+    thread_id: str, body: MessageCreate, *, run_id: str | None = None, assistant_id: str | None = None
+) -> Message:
+    return Message(
+        id=new_id("msg"),
+        created_at=now(),
+        thread_id=thread_id,
+        status="completed",
+        completed_at=now(),
+        role=body.role,
+        content=[MessageContentText(text=TextContent(value=body.text()))],
+        attachments=body.attachments or [],
+        metadata=body.metadata or {},
+        run_id=run_id,
+        assistant_id=assistant_id,
+    )
+
+
+async def thread_or_404(request: Request, thread_id: str) -> Thread:
+    thread = await state(request).get_thread(checked_id(thread_id, "thread", "thread", "thread_id"))
+    if thread is None:
+        raise ApiError(404, f"No thread found with id '{thread_id}'.", param="thread_id", code="not_found")
+    return thread
+
+
+async def message_or_404(request: Request, thread_id: str, message_id: str) -> Message:
+    await thread_or_404(request, thread_id)
+    message = await state(request).get_message(thread_id, checked_id(message_id, "msg", "message", "message_id"))
+    if message is None:
+        raise ApiError(404, f"No message found with id '{message_id}'.", param="message_id", code="not_found")
+    return message
+
+
+async def create_thread_from(request: Request, body: ThreadCreate) -> Thread:
+    thread = Thread(
+        id=new_id("thread"), created_at=now(), tool_resources=body.tool_resources, metadata=body.metadata or {}
+    )
+    for message in body.messages:
+        await state(request).put_message(message_from(thread.id, message))
+    return await state(request).create_thread(thread)
+
+
+@router.post("")
+async def create_thread(request: Request, body: ThreadCreate | None = None):
+    return await create_thread_from(request, body or ThreadCreate())
+
+
+@router.get("/{thread_id}")
+async def get_thread(request: Request, thread_id: str):
+    return await thread_or_404(request, thread_id)
+
+
+@router.post("/{thread_id}")
+async def update_thread(request: Request, thread_id: str, body: ThreadUpdate):
+    await thread_or_404(request, thread_id)
+    changes = body.model_dump(exclude_unset=True)
+
+    def change(thread: Thread) -> Thread:
+        return thread.model_copy(
+            update={k: v if v is not None else ({} if k == "metadata" else None) for k, v in changes.items()}
+        )
+
+    return await state(request).update_thread(thread_id, change)
+
+
+@router.delete("/{thread_id}")
+async def delete_thread(request: Request, thread_id: str):
+    await thread_or_404(request, thread_id)
+    await state(request).delete_thread(thread_id)
+    return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+
+@router.post("/{thread_id}/messages")
+async def create_message(request: Request, thread_id: str, body: MessageCreate):
+    await thread_or_404(request, thread_id)
+    active = await state(request).active_run(thread_id)
+    if active is not None:
+        raise ApiError(
+            400,
+            f"Can't add messages to {thread_id} while a run {active} is active.",
+            param="thread_id",
+            code="run_active",
+        )
+    return await state(request).put_message(message_from(thread_id, body))
+
+
+@router.get("/{thread_id}/messages")
+async def list_messages(
+    request: Request,
+    thread_id: str,
+    limit: int = 20,
+    order: Literal["asc", "desc"] = "desc",
+    after: str | None = None,
+    before: str | None = None,
+    run_id: str | None = None,
+):
+    await thread_or_404(request, thread_id)
+    messages = await state(request).list_messages(thread_id)
+    if run_id is not None:
+        messages = [m for m in messages if m.run_id == run_id]
+    return paginate(
+        messages,
+        lambda m: m.id,
+        lambda m: m.model_dump(mode="json"),
+        limit=limit,
+        order=order,
+        after=after,
+        before=before,
+    )
+
+
+@router.get("/{thread_id}/messages/{message_id}")
+async def get_message(request: Request, thread_id: str, message_id: str):
+    return await message_or_404(request, thread_id, message_id)
+
+
+@router.post("/{thread_id}/messages/{message_id}")
+async def update_message(request: Request, thread_id: str, message_id: str, body: MessageUpdate):
+    await message_or_404(request, thread_id, message_id)
+    metadata = body.metadata or {}
+    return await state(request).update_message(
+        thread_id, message_id, lambda m: m.model_copy(update={"metadata": metadata})
+    )
+
+
+@router.delete("/{thread_id}/messages/{message_id}")
+async def delete_message(request: Request, thread_id: str, message_id: str):
+    await message_or_404(request, thread_id, message_id)
+    await state(request).delete_message(thread_id, message_id)
+    return {"id": message_id, "object": "thread.message.deleted", "deleted": True}

@@ -1,0 +1,72 @@
+"""A run's events from the bus as OpenAI's Assistants SSE stream (`event: <name>` / `data: <object>`).
+
+The relay subscribes *before* it publishes anything that makes the run move, with an ordered
+consumer on the events stream starting at new messages, so no event can slip past; each SSE event
+carries the stream sequence as its id. The stream ends after the event that leaves the run
+terminal or waiting for tool outputs, with `event: done` / `data: [DONE]`, as OpenAI's does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from fastapi.sse import EventSourceResponse, format_sse_event
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import RunEvent
+
+END_EVENTS = {
+    "thread.run.completed",
+    "thread.run.failed",
+    "thread.run.cancelled",
+    "thread.run.expired",
+    "thread.run.incomplete",
+    "thread.run.requires_action",
+    "error",
+}
+HEARTBEAT_S = 15
+
+
+class RunStream:
+    def __init__(self, sub):
+        self.sub = sub
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, thread_id: str, run_id: str) -> RunStream:
+        sub = await js.subscribe(
+            subjects.run_events_in_thread(thread_id, run_id),
+            stream=subjects.EVENTS_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+        return cls(sub)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()
+
+    async def sse(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                try:
+                    msg = await self.sub.next_msg(timeout=HEARTBEAT_S)
+                except NatsTimeout:
+                    yield format_sse_event(comment="keep-alive")
+                    continue
+                event = RunEvent.model_validate_json(msg.data)
+                yield format_sse_event(
+                    event=event.event, data_str=json.dumps(event.data), id=str(msg.metadata.sequence.stream)
+                )
+                if event.event in END_EVENTS:
+                    yield format_sse_event(event="done", data_str="[DONE]")
+                    return
+        finally:
+            await self.close()
+
+    def response(self) -> EventSourceResponse:
+        return EventSourceResponse(self.sse(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"})

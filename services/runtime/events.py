@@ -1,0 +1,34 @@
+"""Publishing a run's events on `ossa.events.<thread>.<run>.<event>` in OpenAI's names and shapes.
+
+State changes are published with a JetStream acknowledgement; token deltas are published without
+waiting for one (same connection, so order is kept) because an ack per token would cap streaming
+at the bus round-trip rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nats.aio.client import Client
+from pydantic import BaseModel
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import RunEvent
+
+FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta")
+
+
+class RunEvents:
+    def __init__(self, nc: Client, thread_id: str, run_id: str):
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.thread_id, self.run_id = thread_id, run_id
+
+    async def emit(self, event: str, data: BaseModel | dict[str, Any] | None) -> None:
+        payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+        body = RunEvent(event=event, thread_id=self.thread_id, run_id=self.run_id, data=payload)
+        subject = subjects.run_event(self.thread_id, self.run_id, event)
+        if event in FIRE_AND_FORGET:
+            await self.nc.publish(subject, body.model_dump_json().encode())
+        else:
+            await self.js.publish(subject, body.model_dump_json().encode(), timeout=5)

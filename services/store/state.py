@@ -1,0 +1,153 @@
+"""Threads, messages, runs and steps: the OpenAI objects themselves, stored as the API returns them.
+
+Keys (see `contracts.subjects`): threads `<thread>`, messages `<thread>.<msg>`, runs `<thread>.<run>`,
+steps `<thread>.<run>.<step>`, and `active.<thread>` holding the thread's one active run. Ids sort by
+creation, so a key-ordered scan is a creation-ordered list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+from ossabus.contracts import subjects
+from ossabus.contracts.openai_objects import Message, Run, RunStep, Thread
+from ossabus.store import kv as kvs
+from ossabus.store.kv import Conflict
+
+
+class ActiveRunRecord(BaseModel):
+    """Value of `active.<thread>`: the run that holds the thread."""
+
+    run_id: str
+
+
+class State:
+    """Typed access to the state buckets; one instance per process, shared by its services."""
+
+    def __init__(self, threads: KeyValue, messages: KeyValue, runs: KeyValue):
+        self.threads_kv, self.messages_kv, self.runs_kv = threads, messages, runs
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> State:
+        return cls(
+            await js.key_value(subjects.THREADS_BUCKET),
+            await js.key_value(subjects.MESSAGES_BUCKET),
+            await js.key_value(subjects.RUNS_BUCKET),
+        )
+
+    # threads -----------------------------------------------------------------------------------------
+    async def create_thread(self, thread: Thread) -> Thread:
+        await kvs.create(self.threads_kv, subjects.token(thread.id), thread)
+        return thread
+
+    async def get_thread(self, thread_id: str) -> Thread | None:
+        found = await kvs.read(self.threads_kv, subjects.token(thread_id), Thread)
+        return found[0] if found else None
+
+    async def update_thread(self, thread_id: str, change) -> Thread | None:
+        return await kvs.update(self.threads_kv, subjects.token(thread_id), Thread, change)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """The thread, then its messages, runs and steps (children first would leave an orphan-free
+        prefix behind only if we crashed in between; the thread going first makes it unreachable)."""
+        await kvs.delete(self.threads_kv, subjects.token(thread_id))
+        for message in await self.list_messages(thread_id):
+            await kvs.delete(self.messages_kv, subjects.message_key(thread_id, message.id))
+        for run in await self.list_runs(thread_id):
+            for step in await self.list_steps(thread_id, run.id):
+                await kvs.delete(self.runs_kv, subjects.step_key(thread_id, run.id, step.id))
+            await kvs.delete(self.runs_kv, subjects.run_key(thread_id, run.id))
+        await kvs.delete(self.threads_kv, subjects.active_run_key(thread_id))
+
+    # messages ----------------------------------------------------------------------------------------
+    async def put_message(self, message: Message) -> Message:
+        await kvs.put(self.messages_kv, subjects.message_key(message.thread_id, message.id), message)
+        return message
+
+    async def get_message(self, thread_id: str, message_id: str) -> Message | None:
+        found = await kvs.read(self.messages_kv, subjects.message_key(thread_id, message_id), Message)
+        return found[0] if found else None
+
+    async def update_message(self, thread_id: str, message_id: str, change) -> Message | None:
+        return await kvs.update(self.messages_kv, subjects.message_key(thread_id, message_id), Message, change)
+
+    async def delete_message(self, thread_id: str, message_id: str) -> None:
+        await kvs.delete(self.messages_kv, subjects.message_key(thread_id, message_id))
+
+    async def list_messages(self, thread_id: str) -> list[Message]:
+        return await kvs.scan(self.messages_kv, subjects.thread_messages(thread_id), Message)
+
+    # runs ----------------------------------------------------------------------------------------------
+    async def put_run(self, run: Run) -> Run:
+        await kvs.put(self.runs_kv, subjects.run_key(run.thread_id, run.id), run)
+        return run
+
+    async def get_run(self, thread_id: str, run_id: str) -> Run | None:
+        found = await kvs.read(self.runs_kv, subjects.run_key(thread_id, run_id), Run)
+        return found[0] if found else None
+
+    async def update_run(self, thread_id: str, run_id: str, change) -> Run | None:
+        return await kvs.update(self.runs_kv, subjects.run_key(thread_id, run_id), Run, change)
+
+    async def list_runs(self, thread_id: str) -> list[Run]:
+        runs = await kvs.scan(self.runs_kv, subjects.thread_runs(thread_id), Run)
+        return [r for r in runs if r.object == "thread.run"]
+
+    # steps ---------------------------------------------------------------------------------------------
+    async def put_step(self, step: RunStep) -> RunStep:
+        await kvs.put(self.runs_kv, subjects.step_key(step.thread_id, step.run_id, step.id), step)
+        return step
+
+    async def get_step(self, thread_id: str, run_id: str, step_id: str) -> RunStep | None:
+        found = await kvs.read(self.runs_kv, subjects.step_key(thread_id, run_id, step_id), RunStep)
+        return found[0] if found else None
+
+    async def delete_step(self, thread_id: str, run_id: str, step_id: str) -> None:
+        await kvs.delete(self.runs_kv, subjects.step_key(thread_id, run_id, step_id))
+
+    async def list_steps(self, thread_id: str, run_id: str) -> list[RunStep]:
+        return await kvs.scan(self.runs_kv, subjects.run_steps(thread_id, run_id), RunStep)
+
+    # the one active run per thread ------------------------------------------------------------------------
+    async def claim_thread(self, thread_id: str, run_id: str) -> str | None:
+        """Make `run_id` the thread's active run; return the id of another run still active, if any."""
+        key = subjects.active_run_key(thread_id)
+        for _ in range(kvs.CAS_ATTEMPTS):
+            current = await kvs.read(self.threads_kv, key, ActiveRunRecord)
+            if current is None:
+                try:
+                    await kvs.create(self.threads_kv, key, ActiveRunRecord(run_id=run_id))
+                    return None
+                except Conflict:
+                    continue
+            holder, revision = current
+            run = await self.get_run(thread_id, holder.run_id)
+            if run is not None and not run.terminal and holder.run_id != run_id:
+                return holder.run_id
+            try:  # the holder finished (or vanished) without releasing: take over
+                await self.threads_kv.update(
+                    key, ActiveRunRecord(run_id=run_id).model_dump_json().encode(), last=revision
+                )
+                return None
+            except Exception:
+                continue
+        raise Conflict(key)
+
+    async def active_run(self, thread_id: str) -> str | None:
+        """The id of the thread's run that is not yet terminal, if any."""
+        current = await kvs.read(self.threads_kv, subjects.active_run_key(thread_id), ActiveRunRecord)
+        if current is None:
+            return None
+        run = await self.get_run(thread_id, current[0].run_id)
+        return run.id if run is not None and not run.terminal else None
+
+    async def release_thread(self, thread_id: str, run_id: str) -> None:
+        key = subjects.active_run_key(thread_id)
+        current = await kvs.read(self.threads_kv, key, ActiveRunRecord)
+        if current and current[0].run_id == run_id:
+            with contextlib.suppress(Exception):
+                await self.threads_kv.delete(key, last=current[1])
