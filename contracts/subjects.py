@@ -26,9 +26,6 @@ TOOLS_ALL = f"{PREFIX}.tools.>"
 DISPATCHER_CALL = f"{PREFIX}.dispatcher.call"
 DISPATCHER_QUEUE = "ossa-dispatchers"
 
-# --- control -------------------------------------------------------------------------------------
-RUN_CANCEL = f"{PREFIX}.control.runs.cancel"
-
 # --- registry: request/reply, one subject per operation ------------------------------------------
 REGISTRY_LIST = f"{PREFIX}.registry.manifests.list"
 REGISTRY_GET = f"{PREFIX}.registry.manifests.get"

@@ -167,3 +167,75 @@ def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     yield running
     code = running.stop()
     assert code == 0, f"ossabus did not stop cleanly ({code}):\n{running.logs()}"
+
+
+@dataclass
+class FakeLLM:
+    """The fake OpenAI-compatible upstream, in its own process."""
+
+    process: subprocess.Popen
+    base_url: str
+
+    def requests(self) -> list[dict]:
+        return httpx.get(f"{self.base_url}/_requests", timeout=5).json()
+
+    def last_request(self) -> dict:
+        return self.requests()[-1]
+
+    def reset(self) -> None:
+        httpx.post(f"{self.base_url}/_reset", timeout=5)
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fake_llm.py")), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("FAKE_LLM_PORT="), line
+    port = int(line.strip().split("=")[1])
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            httpx.get(f"{base}/v1/models", timeout=1)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "the fake LLM did not start"
+            time.sleep(0.05)
+    yield FakeLLM(process, base)
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def llm_env(fake: FakeLLM) -> dict[str, str]:
+    """How a user points ossabus at an OpenAI-compatible provider: the standard variables."""
+    return {
+        "OPENAI_BASE_URL": f"{fake.base_url}/v1",
+        "OPENAI_API_KEY": "sk-test-key-0123456789",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+
+
+@pytest.fixture(scope="module")
+def api_stack(nats_url: str, fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole stack with the test agents, its models served by the fake upstream."""
+    asyncio.run(reset_jetstream(nats_url))
+    log = tmp_path_factory.mktemp("api") / "ossabus.log"
+    running = start_stack(
+        ["up", "--nats-url", nats_url, "--manifests", str(Path(__file__).with_name("agents"))],
+        log,
+        free_port(),
+        env=llm_env(fake_llm),
+    )
+    yield running
+    code = running.stop()
+    assert code == 0, f"ossabus did not stop cleanly ({code}):\n{running.logs()}"

@@ -158,7 +158,7 @@ async def test_unbuilt_services_answer_not_implemented(clean_bus, nc):
     for service in services:
         await service.start()
     try:
-        for subject in (subjects.RUN_CANCEL, subjects.DISPATCHER_CALL, subjects.TELEMETRY_USAGE):
+        for subject in (subjects.DISPATCHER_CALL, subjects.TELEMETRY_USAGE):
             reply = await ask(nc, subject, {})
             assert reply["ok"] is False
             assert reply["error"]["code"] == "not_implemented"

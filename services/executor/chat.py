@@ -115,7 +115,6 @@ class ChatCompletions:
                 "completion_tokens": usage.completion_tokens,
                 "total_tokens": usage.total_tokens,
             },
-            "system_fingerprint": None,
         }
 
     async def stream(self, req: ChatRequest, inbox: str) -> None:
@@ -162,7 +161,6 @@ class ChatCompletions:
             "object": "chat.completion.chunk",
             "created": req.created,
             "model": req.model,
-            "system_fingerprint": None,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
         }
         await self.nc.publish(inbox, json.dumps(body).encode())
