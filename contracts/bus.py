@@ -214,6 +214,7 @@ class RunRequest(BaseModel):
     run_id: str
     thread_id: str
     agent: str = Field(description="Manifest name of the agent (or Task) to run.")
+    agent_version: int | None = Field(None, description="Registry version the relay saw; older caches refetch.")
     model: str | None = Field(None, description="Model override, as the client gave it.")
     attempt: int = Field(1, description="1 for the run's start, +1 for each resume (submit_tool_outputs).")
     requested_at: int = Field(default_factory=lambda: int(time.time()))
@@ -225,6 +226,7 @@ class ChatRequest(BaseModel):
     id: str
     created: int
     agent: str | None = Field(None, description="Agent whose prompt, tools and limits apply; None for a plain call.")
+    agent_version: int | None = Field(None, description="Registry version the relay saw; older caches refetch.")
     model: str = Field(description="What the client asked for: an agent name or a provider/model string.")
     messages: list[dict[str, Any]]
     params: dict[str, Any] = Field(default_factory=dict)

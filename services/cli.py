@@ -30,6 +30,10 @@ def _add_service_options(p: argparse.ArgumentParser, relay_only: str) -> None:
         help="also load manifests from DIR (repeatable)",
     )
     p.add_argument("--no-bundled-manifests", action="store_true", help="skip the manifests shipped with ossabus")
+    p.add_argument("--max-runs", type=int, default=64, help="runs one executor process carries at once (default 64)")
+    p.add_argument(
+        "--max-body-bytes", type=int, help="largest HTTP request body (default 8 MiB; $OSSABUS_MAX_BODY_BYTES)"
+    )
     _add_bus_options(p)
 
 
@@ -106,7 +110,10 @@ def _settings(args: argparse.Namespace):
         manifest_dirs=list(args.manifests),
         load_bundled_manifests=not args.no_bundled_manifests,
         replicas=args.replicas,
+        max_runs=args.max_runs,
     )
+    if args.max_body_bytes:
+        settings.max_body_bytes = args.max_body_bytes
     if args.nats_url:
         settings.nats_url = args.nats_url
     if args.log_format:

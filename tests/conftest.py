@@ -221,6 +221,9 @@ def llm_env(fake: FakeLLM) -> dict[str, str]:
     return {
         "OPENAI_BASE_URL": f"{fake.base_url}/v1",
         "OPENAI_API_KEY": "sk-test-key-0123456789",
+        # for tests/agents/direct-agent.yaml, which names its own endpoint and key variable
+        "FAKE_LLM_ROOT": fake.base_url,
+        "FAKE_LLM_KEY": "sk-direct-key-abcdef",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
 

@@ -11,7 +11,8 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[json]]` answers a JSON object.
 
 Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
-`GET /_requests` returns every request body received; `POST /_reset` forgets them.
+`GET /_requests` returns every request body received (with `_meta`: path and authorization header);
+`POST /_reset` forgets them.
 
 Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening)
 """
@@ -114,7 +115,9 @@ def tool_calls(calls: list[dict[str, str]], salt: str) -> list[dict[str, Any]]:
 
 async def chat(request: Request):
     body = await request.json()
-    REQUESTS.append(body)
+    REQUESTS.append(
+        {**body, "_meta": {"path": request.url.path, "authorization": request.headers.get("authorization")}}
+    )
     p = plan(body)
     if p["slow"]:
         await asyncio.sleep(p["slow"])

@@ -160,6 +160,22 @@ def test_chat_upstream_failures_keep_their_meaning(client, text, error):
         assert info.value.status_code == 502
 
 
+def test_credentials_come_from_the_standard_variables_or_from_the_manifest(client, fake_llm):
+    client.chat.completions.create(model="echo-agent", messages=[{"role": "user", "content": "x"}])
+    standard = fake_llm.last_request()["_meta"]
+    assert standard == {"path": "/v1/chat/completions", "authorization": "Bearer sk-test-key-0123456789"}
+    client.chat.completions.create(model="direct-agent", messages=[{"role": "user", "content": "x"}])
+    direct = fake_llm.last_request()["_meta"]
+    assert direct == {"path": "/chat/completions", "authorization": "Bearer sk-direct-key-abcdef"}
+
+
+def test_oversized_bodies_are_413_in_openai_shape(http):
+    big = {"model": "echo-agent", "messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]}
+    response = http.post("/v1/chat/completions", json=big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
 # --- assistants ----------------------------------------------------------------------------------------------
 
 

@@ -321,3 +321,13 @@ def test_run_errors_name_the_parameter(client):
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.runs.retrieve(thread_id=thread.id, run_id="run_missing")
     assert client.beta.threads.runs.list(thread_id=thread.id).data == []  # nothing was created
+
+
+def test_runs_use_the_assistant_as_it_is_now(client, fake_llm):
+    assistant = client.beta.assistants.create(model="openai/fake-model", name="Changing", instructions="First.")
+    thread = thread_with(client, "x")
+    client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert fake_llm.last_request()["messages"][0]["content"] == "First."
+    client.beta.assistants.update(assistant.id, instructions="Second.")
+    client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert fake_llm.last_request()["messages"][0]["content"] == "Second."

@@ -14,11 +14,15 @@ class AgentDirectory:
         self.by_name: dict[str, ManifestRecord] = {}
         self.by_assistant: dict[str, str] = {}
 
-    async def record(self, *, name: str | None = None, assistant_id: str | None = None) -> ManifestRecord:
-        if name is not None and name in self.by_name:
-            return self.by_name[name]
-        if assistant_id is not None and assistant_id in self.by_assistant:
-            return self.by_name[self.by_assistant[assistant_id]]
+    async def record(
+        self, *, name: str | None = None, assistant_id: str | None = None, min_version: int | None = None
+    ) -> ManifestRecord:
+        """The agent, from cache unless the cache is older than `min_version` (the version the caller saw)."""
+        if assistant_id is not None and name is None:
+            name = self.by_assistant.get(assistant_id)
+        cached = self.by_name.get(name) if name is not None else None
+        if cached is not None and (min_version is None or cached.version >= min_version):
+            return cached
         record = await self.bus.call(
             subjects.REGISTRY_GET, GetManifestRequest(name=name, assistant_id=assistant_id), ManifestRecord
         )
@@ -27,8 +31,10 @@ class AgentDirectory:
             self.by_assistant[assistant_id] = record.name
         return record
 
-    async def definition(self, *, name: str | None = None, assistant_id: str | None = None) -> AgentDefinition:
-        return (await self.record(name=name, assistant_id=assistant_id)).definition
+    async def definition(
+        self, *, name: str | None = None, assistant_id: str | None = None, min_version: int | None = None
+    ) -> AgentDefinition:
+        return (await self.record(name=name, assistant_id=assistant_id, min_version=min_version)).definition
 
     def forget(self, change: ManifestChanged) -> None:
         self.by_name.pop(change.name, None)

@@ -39,7 +39,7 @@ class ChatCompletions:
         messages = list(req.messages)
         tools = list(req.tools or [])
         if req.agent:
-            definition = await self.agents.definition(name=req.agent)
+            definition = await self.agents.definition(name=req.agent, min_version=req.agent_version)
             if definition.system_prompt:
                 messages.insert(0, {"role": "system", "content": definition.system_prompt})
             client_tools = {t.get("function", {}).get("name") for t in tools}
@@ -164,3 +164,4 @@ class ChatCompletions:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
         }
         await self.nc.publish(inbox, json.dumps(body).encode())
+        await asyncio.sleep(0)  # let nats-py's flusher write each chunk now; see runtime/events.py

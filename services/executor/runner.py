@@ -83,7 +83,7 @@ class Runner:
             await self.finish(run, events, "expired")
             return
         try:
-            record = await self.agents.record(assistant_id=run.assistant_id)
+            record = await self.agents.record(assistant_id=run.assistant_id, min_version=request.agent_version)
         except BusFailure as exc:
             await self.finish(run, events, "failed", error=LastError(code="server_error", message=exc.error.message))
             return

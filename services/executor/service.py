@@ -43,7 +43,7 @@ class ExecutorService(Service):
 
     def __init__(self, settings):
         super().__init__(settings)
-        self.max_runs = getattr(settings, "max_runs", None) or DEFAULT_MAX_RUNS
+        self.max_runs = settings.max_runs or DEFAULT_MAX_RUNS
         self.runner: Runner | None = None
         self.chat: ChatCompletions | None = None
         self.agents: AgentDirectory | None = None

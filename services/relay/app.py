@@ -16,6 +16,7 @@ from ossabus.relay import (
     routes_threads,
 )
 from ossabus.relay.auth import configured_keys, install_auth
+from ossabus.relay.catalog import Catalog
 from ossabus.relay.errors import install_error_handlers
 from ossabus.runtime.bus import BusClient
 from ossabus.store.state import State
@@ -28,6 +29,7 @@ def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: 
     app.state.broker = broker
     app.state.bus = bus
     app.state.state = state
+    app.state.catalog = Catalog(bus)
     install_error_handlers(app)
     install_auth(app, configured_keys())
 

@@ -10,8 +10,6 @@ from fastapi import Request
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import (
     GetManifestRequest,
-    ListManifestsRequest,
-    ManifestList,
     ManifestListItem,
     ManifestRecord,
 )
@@ -61,10 +59,8 @@ async def assistant_record(request: Request, assistant_id: str) -> ManifestRecor
 
 
 async def manifests(request: Request, kind: str | None = None) -> list[ManifestListItem]:
-    listing = await bus(request).call(
-        subjects.REGISTRY_LIST, ListManifestsRequest(kind=kind, with_definitions=True), ManifestList
-    )
-    return listing.data
+    items = await request.app.state.catalog.items()
+    return [m for m in items if kind is None or m.kind == kind]
 
 
 def assistant_json(record: ManifestRecord | ManifestListItem) -> dict[str, Any]:

@@ -51,6 +51,7 @@ async def create_assistant(request: Request, body: AssistantCreate):
         )
         try:
             result = await bus(request).call(subjects.REGISTRY_PUT, put, PutManifestResult)
+            request.app.state.catalog.invalidate()  # read-your-writes before the change event
         except BusFailure as exc:
             if exc.error.code == "conflict":
                 continue  # the name is taken: OpenAI allows duplicate names, so pick another manifest name
@@ -93,6 +94,7 @@ async def update_assistant(request: Request, assistant_id: str, body: AssistantU
         source=record.source or "api",
     )
     result = await bus(request).call(subjects.REGISTRY_PUT, put, PutManifestResult)
+    request.app.state.catalog.invalidate()  # read-your-writes before the change event
     return assistant_json(result.record)
 
 
@@ -100,4 +102,5 @@ async def update_assistant(request: Request, assistant_id: str, body: AssistantU
 async def delete_assistant(request: Request, assistant_id: str):
     record = await assistant_record(request, checked_id(assistant_id, "asst", "assistant", "assistant_id"))
     await bus(request).call(subjects.REGISTRY_DELETE, DeleteManifestRequest(name=record.name), DeleteManifestResult)
+    request.app.state.catalog.invalidate()  # read-your-writes before the change event
     return {"id": assistant_id, "object": "assistant.deleted", "deleted": True}

@@ -12,10 +12,10 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import BusError, ChatRequest, Reply
+from ossabus.contracts.bus import BusError, ChatRequest, ManifestListItem, Reply
 from ossabus.contracts.ids import new_id
 from ossabus.registry.providers import infer_provider
-from ossabus.relay.context import manifests, now
+from ossabus.relay.context import now
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import ChatCompletionCreate
 from ossabus.runtime.bus import BusFailure
@@ -37,11 +37,11 @@ PASSED_PARAMS = (
 )
 
 
-async def resolve_target(request: Request, model: str) -> str | None:
-    """The agent name the model names, or None for a provider model; 404 when it is neither."""
-    agents = {m.name for m in await manifests(request) if m.kind in ("Agent", "Task")}
-    if model in agents:
-        return model
+async def resolve_target(request: Request, model: str) -> ManifestListItem | None:
+    """The agent the model names, or None for a provider model; 404 when it is neither."""
+    for item in await request.app.state.catalog.items():
+        if item.name == model and item.kind in ("Agent", "Task"):
+            return item
     if "/" in model or infer_provider(model):
         return None
     raise ApiError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
@@ -57,14 +57,15 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
     chat = ChatRequest(
         id=new_id("chatcmpl"),
         created=now(),
-        agent=agent,
+        agent=agent.name if agent else None,
+        agent_version=agent.version if agent else None,
         model=body.model,
         messages=[m.model_dump(exclude_none=True) for m in body.messages],
         params=params,
         tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
     )
-    subject = subjects.chat(agent or subjects.PLAIN_LLM_AGENT)
+    subject = subjects.chat(agent.name if agent else subjects.PLAIN_LLM_AGENT)
     nc = request.app.state.broker.connection
     if not body.stream:
         return await _complete(nc, subject, chat)

@@ -71,6 +71,7 @@ async def create_manifest(request: Request, strict: bool = False):
     text, fmt = await manifest_text(request)
     put = PutManifestRequest(content=text, format=fmt, mode="create", strict=strict, source="api")
     result = await bus(request).call(subjects.REGISTRY_PUT, put, PutManifestResult)
+    request.app.state.catalog.invalidate()  # read-your-writes before the change event
     return JSONResponse(record_json(result.record), status_code=201)
 
 
@@ -95,12 +96,14 @@ async def replace_manifest(request: Request, name: str, strict: bool = False):
     text, fmt = await manifest_text(request)
     put = PutManifestRequest(content=text, format=fmt, name=_name(name), mode="upsert", strict=strict, source="api")
     result = await bus(request).call(subjects.REGISTRY_PUT, put, PutManifestResult)
+    request.app.state.catalog.invalidate()  # read-your-writes before the change event
     return JSONResponse(record_json(result.record), status_code=201 if result.created else 200)
 
 
 @router.delete("/manifests/{name}")
 async def delete_manifest(request: Request, name: str):
     await bus(request).call(subjects.REGISTRY_DELETE, DeleteManifestRequest(name=_name(name)), DeleteManifestResult)
+    request.app.state.catalog.invalidate()  # read-your-writes before the change event
     return {"id": name, "object": f"{OBJECT}.deleted", "deleted": True}
 
 

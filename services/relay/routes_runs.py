@@ -102,7 +102,7 @@ async def start(
     return await launch(
         request,
         run,
-        record.name,
+        record,
         attempt=1,
         stream=bool(options.stream),
         before=["thread.run.created", "thread.run.queued"],
@@ -112,7 +112,7 @@ async def start(
 async def launch(
     request: Request,
     run: Run,
-    agent: str,
+    record: ManifestRecord,
     *,
     attempt: int,
     stream: bool,
@@ -128,9 +128,11 @@ async def launch(
     try:
         for name, data in zip(before, before_data or [run] * len(before), strict=True):
             await emitter.emit(name, data)
-        work = RunRequest(run_id=run.id, thread_id=run.thread_id, agent=agent, attempt=attempt)
+        work = RunRequest(
+            run_id=run.id, thread_id=run.thread_id, agent=record.name, agent_version=record.version, attempt=attempt
+        )
         await js.publish(
-            subjects.task(agent),
+            subjects.task(record.name),
             work.model_dump_json().encode(),
             timeout=PUBLISH_TIMEOUT_S,
             headers={"Nats-Msg-Id": f"{run.id}.{attempt}"},
@@ -316,7 +318,7 @@ async def submit_tool_outputs(request: Request, thread_id: str, run_id: str, bod
     return await launch(
         request,
         updated,
-        record.name,
+        record,
         attempt=resumes + 1,
         stream=bool(body.stream),
         before=["thread.run.step.completed", "thread.run.queued"],

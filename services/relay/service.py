@@ -9,6 +9,7 @@ import socket
 
 import uvicorn
 
+from ossabus.contracts import subjects
 from ossabus.relay.app import create_app
 from ossabus.relay.edge import EdgeMiddleware
 from ossabus.runtime.bus import BusClient
@@ -51,6 +52,7 @@ class RelayService(Service):
     def __init__(self, settings):
         super().__init__(settings)
         self.server: _Server | None = None
+        self.app = None
         self.task: asyncio.Task | None = None
         self.socket: socket.socket | None = None
 
@@ -64,9 +66,21 @@ class RelayService(Service):
         self.socket = bind(self.settings.host, self.settings.port)
         await super().start()
 
+    def register(self) -> None:
+        self.broker.subscriber(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
+
+    async def on_registry_change(self) -> None:
+        if self.app is not None:
+            self.app.state.catalog.invalidate()
+
     async def started(self) -> None:
         state = await State.open(self.broker.connection.jetstream())
-        app = create_app(self.broker, BusClient(self.broker, self.settings.request_timeout_s), state)
+        app = create_app(
+            self.broker,
+            BusClient(self.broker, self.settings.request_timeout_s),
+            state,
+            max_body_size=self.settings.max_body_bytes,
+        )
         config = uvicorn.Config(
             EdgeMiddleware(app),
             log_level="warning",
@@ -74,6 +88,7 @@ class RelayService(Service):
             lifespan="off",
             timeout_graceful_shutdown=10,
         )
+        self.app = app
         self.server = _Server(config)
         assert self.socket is not None
         self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))

@@ -36,6 +36,8 @@ class Settings:
     load_bundled_manifests: bool = True
     replicas: int = 1
     request_timeout_s: float = 10.0
+    max_runs: int = 64
+    max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("OSSABUS_MAX_BODY_BYTES", 8 * 1024 * 1024)))
     log_format: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_FORMAT", "text"))
     log_level: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_LEVEL", "INFO"))
 
