@@ -224,6 +224,7 @@ def llm_env(fake: FakeLLM) -> dict[str, str]:
         # for tests/agents/direct-agent.yaml, which names its own endpoint and key variable
         "FAKE_LLM_ROOT": fake.base_url,
         "FAKE_LLM_KEY": "sk-direct-key-abcdef",
+        "OSSABUS_REDELIVERY_BASE_S": "0.05",  # so the poison-run test sees all redeliveries quickly
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
 

@@ -331,3 +331,26 @@ def test_runs_use_the_assistant_as_it_is_now(client, fake_llm):
     client.beta.assistants.update(assistant.id, instructions="Second.")
     client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
     assert fake_llm.last_request()["messages"][0]["content"] == "Second."
+
+
+def test_a_run_that_keeps_failing_inside_ossabus_ends_failed_after_bounded_redelivery(client, nats_url):
+    """Another system wrote garbage into the thread's state: every attempt fails, the work queue
+    redelivers a bounded number of times, then the run is failed with last_error (not stuck)."""
+    import asyncio
+
+    import nats
+
+    thread = thread_with(client, "poisoned")
+
+    async def poison():
+        nc = await nats.connect(nats_url)
+        kv = await nc.jetstream().key_value("ossa_messages")
+        await kv.put(f"{thread.id}.msg_000poison", b"{not json")
+        await nc.close()
+
+    asyncio.run(poison())
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=ECHO, poll_interval_ms=100)
+    assert run.status == "failed"
+    assert run.last_error.code == "server_error"
+    assert "repeatedly" in run.last_error.message
+    assert client.beta.threads.runs.create(thread_id=thread.id, assistant_id=ECHO).status == "queued"  # lock freed

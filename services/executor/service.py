@@ -108,7 +108,7 @@ class ExecutorService(Service):
                 await self.runner.fail(request, "the run failed repeatedly inside ossabus; see the executor log")
                 await msg.ack()
             else:
-                await raw.nak(delay=min(2**attempts, 30))
+                await raw.nak(delay=min(self.settings.redelivery_base_s * 2 ** (attempts - 1), 30))
         finally:
             keepalive.cancel()
             self.running.pop(request.run_id, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi.sse import EventSourceResponse, format_sse_event
@@ -20,6 +21,7 @@ from nats.js.api import DeliverPolicy
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import RunEvent
 
+log = logging.getLogger(__name__)
 END_EVENTS = {
     "thread.run.completed",
     "thread.run.failed",
@@ -52,21 +54,35 @@ class RunStream:
 
     async def sse(self) -> AsyncIterator[bytes]:
         try:
-            while True:
-                try:
-                    msg = await self.sub.next_msg(timeout=HEARTBEAT_S)
-                except NatsTimeout:
-                    yield format_sse_event(comment="keep-alive")
-                    continue
-                event = RunEvent.model_validate_json(msg.data)
-                yield format_sse_event(
-                    event=event.event, data_str=json.dumps(event.data), id=str(msg.metadata.sequence.stream)
-                )
-                if event.event in END_EVENTS:
-                    yield format_sse_event(event="done", data_str="[DONE]")
-                    return
+            async for chunk in self._events():
+                yield chunk
+        except Exception:  # the bus failed under us: say so in the stream, as OpenAI's `error` event does
+            log.exception("run stream broke")
+            error = {
+                "message": "the run's event stream was interrupted; retrieve the run to see its state",
+                "type": "server_error",
+                "param": None,
+                "code": "stream_interrupted",
+            }
+            yield format_sse_event(event="error", data_str=json.dumps(error))
+            yield format_sse_event(event="done", data_str="[DONE]")
         finally:
             await self.close()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                msg = await self.sub.next_msg(timeout=HEARTBEAT_S)
+            except NatsTimeout:
+                yield format_sse_event(comment="keep-alive")
+                continue
+            event = RunEvent.model_validate_json(msg.data)
+            yield format_sse_event(
+                event=event.event, data_str=json.dumps(event.data), id=str(msg.metadata.sequence.stream)
+            )
+            if event.event in END_EVENTS:
+                yield format_sse_event(event="done", data_str="[DONE]")
+                return
 
     def response(self) -> EventSourceResponse:
         return EventSourceResponse(self.sse(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
