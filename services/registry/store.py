@@ -15,6 +15,7 @@ from nats.js.kv import KeyValue
 
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.runtime.bus import BusFailure
+from ossabus.store.kv import scan as kv_scan
 
 CAS_ATTEMPTS = 5
 
@@ -58,20 +59,7 @@ class ManifestStore:
 
     async def list(self) -> list[ManifestRecord]:
         """The latest version of every manifest, in one pass over the bucket."""
-        try:
-            entries = await self.kv.watch(">", ignore_deletes=True)
-        except NoKeysError:
-            return []
-        records: dict[str, ManifestRecord] = {}
-        try:
-            async for entry in entries:
-                if entry is None:
-                    break
-                if entry.value:
-                    records[entry.key] = ManifestRecord.model_validate_json(entry.value)
-        finally:
-            await entries.stop()
-        return [records[k] for k in sorted(records)]
+        return await kv_scan(self.kv, ">", ManifestRecord)
 
     async def put(
         self, build: Callable[[int, int], ManifestRecord], name: str, *, create_only: bool = False

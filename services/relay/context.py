@@ -33,12 +33,17 @@ def bus(request: Request) -> BusClient:
     return request.app.state.bus
 
 
-def checked_id(value: str, prefix: str, what: str, param: str) -> str:
+def not_found(what: str, value: str, param: str) -> ApiError:
+    """OpenAI's 404 wording: `No thread found with id 'thread_x'.`"""
+    return ApiError(404, f"No {what} found with id '{value}'.", param=param, code="not_found")
+
+
+def checked_id(value: str, what: str, param: str) -> str:
     """Ids go into KV keys and subjects: anything that is not a plain token is simply not found."""
     try:
         subjects.token(value)
     except subjects.InvalidSubjectToken as exc:
-        raise ApiError(404, f"No {what} found with id '{value}'.", param=param, code="not_found") from exc
+        raise not_found(what, value, param) from exc
     return value
 
 
@@ -54,7 +59,7 @@ async def assistant_record(request: Request, assistant_id: str) -> ManifestRecor
             ) from exc
         raise
     if record.kind != "Agent":
-        raise ApiError(404, f"No assistant found with id '{assistant_id}'.", param="assistant_id", code="not_found")
+        raise not_found("assistant", assistant_id, "assistant_id")
     return record
 
 

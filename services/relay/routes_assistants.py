@@ -75,14 +75,12 @@ async def list_assistants(
 
 @router.get("/{assistant_id}")
 async def get_assistant(request: Request, assistant_id: str):
-    return assistant_json(
-        await assistant_record(request, checked_id(assistant_id, "asst", "assistant", "assistant_id"))
-    )
+    return assistant_json(await assistant_record(request, checked_id(assistant_id, "assistant", "assistant_id")))
 
 
 @router.post("/{assistant_id}")
 async def update_assistant(request: Request, assistant_id: str, body: AssistantUpdate):
-    record = await assistant_record(request, checked_id(assistant_id, "asst", "assistant", "assistant_id"))
+    record = await assistant_record(request, checked_id(assistant_id, "assistant", "assistant_id"))
     changes = body.model_dump(exclude_unset=True, mode="json")
     changes.pop("reasoning_effort", None)
     manifest = apply_assistant_update(record.manifest, changes)
@@ -100,7 +98,7 @@ async def update_assistant(request: Request, assistant_id: str, body: AssistantU
 
 @router.delete("/{assistant_id}")
 async def delete_assistant(request: Request, assistant_id: str):
-    record = await assistant_record(request, checked_id(assistant_id, "asst", "assistant", "assistant_id"))
+    record = await assistant_record(request, checked_id(assistant_id, "assistant", "assistant_id"))
     await bus(request).call(subjects.REGISTRY_DELETE, DeleteManifestRequest(name=record.name), DeleteManifestResult)
     request.app.state.catalog.invalidate()  # read-your-writes before the change event
     return {"id": assistant_id, "object": "assistant.deleted", "deleted": True}

@@ -14,7 +14,7 @@ from ossabus.contracts.bus import ManifestRecord, RunRequest
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.openai_objects import AssistantTool, LastError, Run, RunStep, ToolCallsDetails
 from ossabus.registry.convert_openai import to_assistant
-from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, now, state
+from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import RunCreate, RunOptions, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
 from ossabus.relay.pagination import paginate
@@ -161,9 +161,9 @@ async def launch(
 
 async def run_or_404(request: Request, thread_id: str, run_id: str) -> Run:
     await thread_or_404(request, thread_id)
-    run = await state(request).get_run(thread_id, checked_id(run_id, "run", "run", "run_id"))
+    run = await state(request).get_run(thread_id, checked_id(run_id, "run", "run_id"))
     if run is None:
-        raise ApiError(404, f"No run found with id '{run_id}'.", param="run_id", code="not_found")
+        raise not_found("run", run_id, "run_id")
     if run.status == "requires_action" and run.expires_at is not None and now() >= run.expires_at:
         run = await expire(request, run)
     return run
@@ -353,7 +353,7 @@ async def list_steps(
 @router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
 async def get_step(request: Request, thread_id: str, run_id: str, step_id: str):
     await run_or_404(request, thread_id, run_id)
-    step = await state(request).get_step(thread_id, run_id, checked_id(step_id, "step", "step", "step_id"))
+    step = await state(request).get_step(thread_id, run_id, checked_id(step_id, "step", "step_id"))
     if step is None:
-        raise ApiError(404, f"No step found with id '{step_id}'.", param="step_id", code="not_found")
+        raise not_found("step", step_id, "step_id")
     return step

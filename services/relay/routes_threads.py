@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.openai_objects import Message, MessageContentText, TextContent, Thread
-from ossabus.relay.context import checked_id, now, state
+from ossabus.relay.context import checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
 from ossabus.relay.pagination import paginate
@@ -35,17 +35,17 @@ def message_from(
 
 
 async def thread_or_404(request: Request, thread_id: str) -> Thread:
-    thread = await state(request).get_thread(checked_id(thread_id, "thread", "thread", "thread_id"))
+    thread = await state(request).get_thread(checked_id(thread_id, "thread", "thread_id"))
     if thread is None:
-        raise ApiError(404, f"No thread found with id '{thread_id}'.", param="thread_id", code="not_found")
+        raise not_found("thread", thread_id, "thread_id")
     return thread
 
 
 async def message_or_404(request: Request, thread_id: str, message_id: str) -> Message:
     await thread_or_404(request, thread_id)
-    message = await state(request).get_message(thread_id, checked_id(message_id, "msg", "message", "message_id"))
+    message = await state(request).get_message(thread_id, checked_id(message_id, "message", "message_id"))
     if message is None:
-        raise ApiError(404, f"No message found with id '{message_id}'.", param="message_id", code="not_found")
+        raise not_found("message", message_id, "message_id")
     return message
 
 
