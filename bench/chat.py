@@ -6,7 +6,10 @@ Measures, with the fake OpenAI-compatible upstream from tests/fake_llm.py (insta
 Everything runs on this machine (the upstream, nats-server, ossabus and this load generator share
 its cores), so compare the two columns of one run rather than figures across machines.
 
-    python bench/chat.py [--requests 200] [--words 50] [--seconds 10] [--executors 0]
+    python bench/chat.py [--requests 200] [--words 50] [--seconds 10] [--executors N]
+
+With --executors N the executor runs as N separate processes (`ossabus up --without executor` plus
+N x `ossabus serve executor`); by default everything runs in the one `ossabus up` process.
 """
 
 from __future__ import annotations
@@ -223,5 +226,10 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--words", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--executors", type=int, default=0, help="extra `ossabus serve executor` processes")
+    parser.add_argument(
+        "--executors",
+        type=int,
+        default=0,
+        help="run the executor as N `ossabus serve executor` processes instead of inside `ossabus up`",
+    )
     asyncio.run(main(parser.parse_args()))

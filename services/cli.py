@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(up, "")
     up.add_argument("--data-dir", type=Path, help="where JetStream keeps data (default: per-user data folder)")
     up.add_argument("--nats-port", type=int, default=4222, help="port of the embedded nats-server (-1: random)")
+    up.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=SERVICE_NAMES,
+        metavar="SERVICE",
+        help="do not run SERVICE in this process (e.g. run executors as `ossabus serve executor`)",
+    )
 
     serve = sub.add_parser("serve", help="run one service against a shared NATS")
     serve.add_argument("service", choices=SERVICE_NAMES)
@@ -155,7 +163,7 @@ def _run(args: argparse.Namespace, names: list[str], embedded: bool) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    return _run(args, list(SERVICE_NAMES), embedded=True)
+    return _run(args, [name for name in SERVICE_NAMES if name not in args.without], embedded=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
