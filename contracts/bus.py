@@ -193,14 +193,40 @@ class InputMessage(BaseModel):
 
 
 class TaskMessage(BaseModel):
-    """What another system publishes on `ossa.tasks.<agent>` to start a run."""
+    """What another system publishes on `ossa.tasks.<agent>` (durable) or sends to `ossa.ask.<agent>`
+    (request/reply) to run an agent.
+
+    Publish with a `Nats-Msg-Id` header to make it idempotent: the same id never starts two runs
+    (the run and thread ids are derived from it unless given). Choose `run_id` (and `thread_id`)
+    yourself to subscribe to `ossa.events.<thread_id>.<run_id>.>` before publishing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     input: str | list[InputMessage] | dict[str, Any] = Field(
         description="Text, a message list, or (for a Task manifest) an object matching its input schema."
     )
-    thread_id: str | None = None
+    thread_id: str | None = Field(None, description="Continue this conversation (created if it does not exist).")
     run_id: str | None = None
+    additional_instructions: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class TaskResult(BaseModel):
+    """The final word on a task: published as `task.result` on the run's subject, and the reply of `ossa.ask`."""
+
+    agent: str
+    thread_id: str
+    run_id: str
+    status: str = Field(
+        description="The run's status: completed, incomplete, failed, expired, cancelled, requires_action."
+    )
+    output_text: str | None = Field(None, description="The assistant's final message.")
+    output: Any = Field(None, description="For a Task manifest with an output schema: the validated object.")
+    usage: dict[str, int] | None = None
+    last_error: dict[str, str] | None = None
+    incomplete_details: dict[str, str] | None = None
+    required_action: dict[str, Any] | None = None
 
 
 class RunRequest(BaseModel):

@@ -15,8 +15,9 @@ from ossabus.contracts.ossa import OssaManifest
 
 # model -> the subjects it travels on (request models: the request; replies are Reply envelopes)
 EXPORTED: dict[str, tuple[type[BaseModel], list[str]]] = {
-    "TaskMessage": (bus.TaskMessage, [subjects.TASKS_ALL]),
+    "TaskMessage": (bus.TaskMessage, [subjects.TASKS_ALL, subjects.ASK_ALL]),
     "RunRequest": (bus.RunRequest, [subjects.TASKS_ALL]),
+    "TaskResult": (bus.TaskResult, [subjects.EVENTS_ALL, subjects.ASK_ALL]),
     "RunEvent": (bus.RunEvent, [subjects.EVENTS_ALL]),
     "ManifestChanged": (bus.ManifestChanged, [subjects.REGISTRY_CHANGES_ALL]),
     "ListManifestsRequest": (bus.ListManifestsRequest, [subjects.REGISTRY_LIST]),

@@ -21,6 +21,16 @@ TASKS_STREAM = "OSSA_TASKS"
 EXECUTOR_CONSUMER = "ossa-executors"
 EXECUTOR_QUEUE = "ossa-executors"
 
+# --- task request/reply: ossa.ask.<agent> (outside ossa.tasks.>, whose stream would answer with a PubAck)
+ASK_ALL = f"{PREFIX}.ask.>"
+ASK_QUEUE = "ossa-executors"
+
+
+def ask(agent: str) -> str:
+    """Request/reply subject: a task whose reply is its TaskResult."""
+    return f"{PREFIX}.ask.{token(agent)}"
+
+
 # --- tools: ossa.tools.<name>, request/reply in a queue group ----------------------------------
 TOOLS_ALL = f"{PREFIX}.tools.>"
 DISPATCHER_CALL = f"{PREFIX}.dispatcher.call"
@@ -86,6 +96,9 @@ def run_events_in_thread(thread_id: str, run_id: str) -> str:
 def thread_events(thread_id: str) -> str:
     """Filter for every event of every run of one thread."""
     return f"{PREFIX}.events.{token(thread_id)}.>"
+
+
+TASK_RESULT_EVENT = "task.result"
 
 
 def task(agent: str) -> str:

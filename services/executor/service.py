@@ -20,15 +20,14 @@ from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import BusError, ChatRequest, ManifestChanged, Reply, RunEvent, RunRequest, TaskMessage
-from ossabus.contracts.ids import new_id
+from ossabus.contracts.bus import BusError, ChatRequest, ManifestChanged, Reply, RunRequest, TaskMessage, TaskResult
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
+from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
 from ossabus.runtime.bus import BusClient, BusFailure
 from ossabus.runtime.service import Service
-from ossabus.runtime.unbuilt import not_implemented
 from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
@@ -46,6 +45,7 @@ class ExecutorService(Service):
         self.max_runs = settings.max_runs or DEFAULT_MAX_RUNS
         self.runner: Runner | None = None
         self.chat: ChatCompletions | None = None
+        self.tasks: Tasks | None = None
         self.agents: AgentDirectory | None = None
         self.running: dict[str, asyncio.Task] = {}
         self.cancel_requested: set[str] = set()
@@ -67,6 +67,7 @@ class ExecutorService(Service):
             ack_policy=AckPolicy.MANUAL,
         )(self.on_task)
         sub(subjects.CHAT_ALL, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(self.on_chat)
+        sub(subjects.ASK_ALL, queue=subjects.ASK_QUEUE, max_workers=self.max_runs)(self.on_ask)
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
         sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
 
@@ -75,19 +76,28 @@ class ExecutorService(Service):
         self.agents = AgentDirectory(BusClient(self.broker, self.settings.request_timeout_s))
         self.runner = Runner(nc, await State.open(nc.jetstream()), self.agents)
         self.chat = ChatCompletions(nc, self.agents)
+        self.tasks = Tasks(nc, self.runner.state, self.agents)
 
     # --- runs ------------------------------------------------------------------------------------------
 
     async def on_task(self, msg: NatsMessage) -> None:
+        """A work-queue message: a run the relay queued, or a task message from another system."""
         raw = msg.raw_message
+        if self.runner is None or self.tasks is None:
+            await raw.nak(delay=1)
+            return
         try:
             request = RunRequest.model_validate_json(msg.body)
         except ValidationError:
             await self._task_message(msg)
             return
-        if self.runner is None:
-            await raw.nak(delay=1)
-            return
+        await self._carry(msg, request)
+
+    async def _carry(self, msg: NatsMessage, request: RunRequest, record=None) -> bool:
+        """Carry a run for this delivery; ack when it is terminal or parked, nak (to be redelivered)
+        when something unexpected failed. Returns True when the message was acknowledged."""
+        assert self.runner is not None
+        raw = msg.raw_message
         keepalive = asyncio.create_task(self._keep_alive(raw))
         task = asyncio.current_task()
         assert task is not None
@@ -95,20 +105,23 @@ class ExecutorService(Service):
         try:
             await self.runner.carry(request)
             await msg.ack()
+            return True
         except asyncio.CancelledError:
             if request.run_id not in self.cancel_requested:
                 raise  # shutting down: not acked, so another executor takes the run over
             task.uncancel()
             await self.runner.cancelled(request)
             await msg.ack()
+            return True
         except Exception:
             attempts = raw.metadata.num_delivered
             log.exception("run %s failed on delivery %d/%d", request.run_id, attempts, MAX_DELIVER)
             if attempts >= MAX_DELIVER:
                 await self.runner.fail(request, "the run failed repeatedly inside ossabus; see the executor log")
                 await msg.ack()
-            else:
-                await raw.nak(delay=min(self.settings.redelivery_base_s * 2 ** (attempts - 1), 30))
+                return True
+            await raw.nak(delay=min(self.settings.redelivery_base_s * 2 ** (attempts - 1), 30))
+            return False
         finally:
             keepalive.cancel()
             self.running.pop(request.run_id, None)
@@ -121,24 +134,72 @@ class ExecutorService(Service):
                 await raw.in_progress()
 
     async def _task_message(self, msg: NatsMessage) -> None:
-        """Task messages from other systems arrive with the bus issue; answer them clearly until then."""
-        thread_id, run_id = new_id("thread"), new_id("run")
+        """A task from another system: start its run (once), carry it, announce the result."""
+        assert self.tasks is not None
+        raw = msg.raw_message
+        agent = raw.subject.split(".", 2)[2]
+        seed = (raw.headers or {}).get("Nats-Msg-Id") or f"{subjects.TASKS_STREAM}:{raw.metadata.sequence.stream}"
+        thread_id, run_id = derived_id("thread", seed), derived_id("run", seed)
         try:
             task = TaskMessage.model_validate_json(msg.body)
-            thread_id = subjects.token(task.thread_id or thread_id)
-            run_id = subjects.token(task.run_id or run_id)
-        except (ValidationError, subjects.InvalidSubjectToken):
-            pass
-        error = not_implemented(NAME, "run task messages from other systems").error
-        event = RunEvent(
-            event="error",
-            thread_id=thread_id,
-            run_id=run_id,
-            data={"code": error.code, "message": error.message, "task_subject": msg.raw_message.subject},
+            thread_id, run_id = task_ids(task, seed)
+            started = await self.tasks.start(agent, task, thread_id, run_id)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = ".".join(str(p) for p in first["loc"]) or None
+            await self.tasks.reject(
+                thread_id, run_id, TaskRejected("invalid_request", f"{param}: {first['msg']}", param), raw.subject
+            )
+            await msg.reject()
+            return
+        except TaskRejected as error:
+            await self.tasks.reject(thread_id, run_id, error, raw.subject)
+            await msg.reject()
+            return
+        if started is None:  # the conversation is busy with another run: this task waits its turn
+            await raw.nak(delay=1)
+            return
+        run, record = started
+        request = RunRequest(run_id=run.id, thread_id=run.thread_id, agent=record.name, agent_version=record.version)
+        if await self._carry(msg, request):
+            await self._announce(record, run)
+
+    async def _announce(self, record, run) -> TaskResult | None:
+        assert self.tasks is not None
+        assert self.runner is not None
+        final = await self.runner.state.get_run(run.thread_id, run.id)
+        if final is None:
+            return None
+        return await self.tasks.result(record, final)
+
+    async def on_ask(self, msg: NatsMessage) -> dict:
+        """`ossa.ask.<agent>`: run a task now and reply with its result (no durability: the caller waits)."""
+        if self.tasks is None or self.runner is None:
+            return Reply.failure(BusError(code="unavailable", message="the executor is starting")).model_dump()
+        agent = msg.raw_message.subject.split(".", 2)[2]
+        try:
+            task = TaskMessage.model_validate_json(msg.body)
+            thread_id, run_id = task_ids(task, None)
+            started = await self.tasks.start(agent, task, thread_id, run_id)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = ".".join(str(p) for p in first["loc"]) or None
+            error = BusError(code="invalid_request", message=f"{param}: {first['msg']}", param=param)
+            return Reply.failure(error).model_dump(mode="json")
+        except TaskRejected as rejected:
+            error = BusError(code=rejected.code, message=rejected.message, param=rejected.param)  # type: ignore[arg-type]
+            return Reply.failure(error).model_dump(mode="json")
+        if started is None:
+            error = BusError(
+                code="conflict", message=f"thread {thread_id} already has an active run", param="thread_id"
+            )
+            return Reply.failure(error).model_dump(mode="json")
+        run, record = started
+        await self.runner.carry(
+            RunRequest(run_id=run.id, thread_id=run.thread_id, agent=record.name, agent_version=record.version)
         )
-        js = self.broker.connection.jetstream()
-        await js.publish(subjects.run_event(thread_id, run_id, "error"), event.model_dump_json().encode(), timeout=5)
-        await msg.reject()
+        result = await self._announce(record, run)
+        return Reply.success(result).model_dump(mode="json")
 
     async def on_cancel(self, msg: NatsMessage) -> None:
         run_id = msg.raw_message.subject.split(".")[3]

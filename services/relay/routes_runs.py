@@ -11,9 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord, RunRequest
-from ossabus.contracts.ids import new_id
-from ossabus.contracts.openai_objects import AssistantTool, LastError, Run, RunStep, ToolCallsDetails
-from ossabus.registry.convert_openai import to_assistant
+from ossabus.contracts.openai_objects import LastError, Run, RunStep, ToolCallsDetails
 from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import RunCreate, RunOptions, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
@@ -21,64 +19,11 @@ from ossabus.relay.pagination import paginate
 from ossabus.relay.routes_threads import create_thread_from, message_from, thread_or_404
 from ossabus.relay.run_stream import RunStream
 from ossabus.runtime.events import RunEvents
+from ossabus.store.runs import new_run
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/threads", tags=["runs"])
-DEFAULT_RUN_TIMEOUT_S = 600
 PUBLISH_TIMEOUT_S = 5
-
-
-def _tools(options: RunOptions, default: list[AssistantTool]) -> list[AssistantTool]:
-    if options.tools is None:
-        return default
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(list[AssistantTool]).validate_python([t.model_dump(exclude_none=True) for t in options.tools])
-
-
-def build_run(thread_id: str, options: RunOptions, record: ManifestRecord, additional_instructions: str | None) -> Run:
-    """The run as OpenAI describes it: the request's values, else the assistant's, else defaults."""
-    definition = record.definition
-    assistant = to_assistant(definition, created_at=record.created_at)
-    created = now()
-    instructions = options.instructions if options.instructions is not None else (assistant.instructions or "")
-    if additional_instructions:
-        instructions = f"{instructions}\n\n{additional_instructions}" if instructions else additional_instructions
-    truncation = (
-        options.truncation_strategy.model_dump()
-        if options.truncation_strategy
-        else (definition.run_defaults.truncation_strategy or {"type": "auto"})
-    )
-    limits = definition.limits
-    return Run(
-        id=new_id("run"),
-        created_at=created,
-        thread_id=thread_id,
-        assistant_id=options.assistant_id,
-        model=options.model or assistant.model,
-        instructions=instructions,
-        tools=_tools(options, assistant.tools),
-        metadata=options.metadata or {},
-        temperature=options.temperature if options.temperature is not None else assistant.temperature,
-        top_p=options.top_p if options.top_p is not None else assistant.top_p,
-        max_prompt_tokens=options.max_prompt_tokens or limits.max_prompt_tokens,
-        max_completion_tokens=options.max_completion_tokens or limits.max_completion_tokens,
-        truncation_strategy={"type": truncation.get("type", "auto"), "last_messages": truncation.get("last_messages")},
-        response_format=options.response_format
-        if options.response_format is not None
-        else (assistant.response_format if assistant.response_format is not None else "auto"),
-        tool_choice=options.tool_choice
-        if options.tool_choice is not None
-        else (definition.run_defaults.tool_choice or "auto"),
-        parallel_tool_calls=options.parallel_tool_calls
-        if options.parallel_tool_calls is not None
-        else (
-            definition.run_defaults.parallel_tool_calls
-            if definition.run_defaults.parallel_tool_calls is not None
-            else True
-        ),
-        expires_at=created + int(limits.timeout_seconds or DEFAULT_RUN_TIMEOUT_S),
-    )
 
 
 async def start(
@@ -90,7 +35,10 @@ async def start(
     additional_messages=None,
 ):
     record = await assistant_record(request, options.assistant_id)
-    run = build_run(thread_id, options, record, additional_instructions)
+    params = options.model_dump(exclude_none=True, mode="json")
+    if additional_instructions:
+        params["additional_instructions"] = additional_instructions
+    run = new_run(thread_id, record, params)
     holder = await state(request).claim_thread(thread_id, run.id)
     if holder is not None:
         raise ApiError(

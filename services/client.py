@@ -1,0 +1,153 @@
+"""A client for Python systems that use ossabus over NATS: publish tasks, follow runs, get results.
+
+    client = await OssabusClient.connect("nats://127.0.0.1:4222")
+    task = await client.submit("math-tutor", "Solve 3x + 11 = 14")
+    async for event in task.events():          # thread.run.created ... task.result
+        print(event.event)
+    result = await task.result()               # TaskResult: status, output_text, output, usage
+    answer = await client.ask("math-tutor", "And 2x = 8?")   # request/reply, no durability
+
+Events are read from the OSSA_EVENTS stream, so subscribing after publishing loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import BusError, InputMessage, Reply, RunEvent, TaskMessage, TaskResult
+from ossabus.contracts.ids import new_id
+
+
+class TaskError(Exception):
+    """ossabus refused the task or could not answer: `code`, `message`, `param` say why."""
+
+    def __init__(self, code: str, message: str, param: str | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.param = code, message, param
+
+
+class Task:
+    """One submitted task: its ids, its events, its result."""
+
+    def __init__(self, client: OssabusClient, agent: str, thread_id: str, run_id: str):
+        self.client, self.agent, self.thread_id, self.run_id = client, agent, thread_id, run_id
+        self._result: TaskResult | None = None
+
+    async def events(self, timeout: float | None = None) -> AsyncIterator[RunEvent]:
+        """Every event of the run from its start, ending with `task.result` (or raising TaskError)."""
+        sub = await self.client.js.subscribe(
+            subjects.run_events_in_thread(self.thread_id, self.run_id),
+            stream=subjects.EVENTS_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=timeout or self.client.timeout)
+                event = RunEvent.model_validate_json(msg.data)
+                yield event
+                if event.event == subjects.TASK_RESULT_EVENT:
+                    self._result = TaskResult.model_validate(event.data)
+                    return
+                if event.event == "error":
+                    data = event.data or {}
+                    raise TaskError(data.get("code", "error"), data.get("message", ""), data.get("param"))
+        finally:
+            await sub.unsubscribe()
+
+    async def result(self, timeout: float | None = None) -> TaskResult:
+        """Wait for the run's result."""
+        if self._result is None:
+            async for _ in self.events(timeout):
+                pass
+        assert self._result is not None
+        return self._result
+
+
+class OssabusClient:
+    def __init__(self, nc: Client, timeout: float = 300.0):
+        self.nc, self.js, self.timeout = nc, nc.jetstream(), timeout
+        self._owns_connection = False
+
+    @classmethod
+    async def connect(cls, url: str = "nats://127.0.0.1:4222", timeout: float = 300.0) -> OssabusClient:
+        client = cls(await nats.connect(url), timeout)
+        client._owns_connection = True
+        return client
+
+    async def close(self) -> None:
+        if self._owns_connection:
+            await self.nc.close()
+
+    async def __aenter__(self) -> OssabusClient:
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        await self.close()
+
+    @staticmethod
+    def _task(value: str | list[dict[str, Any]] | dict[str, Any], **fields: Any) -> TaskMessage:
+        if isinstance(value, list):
+            value = [InputMessage.model_validate(m) for m in value]
+        return TaskMessage(input=value, **{k: v for k, v in fields.items() if v is not None})
+
+    async def submit(
+        self,
+        agent: str,
+        input: str | list[dict[str, Any]] | dict[str, Any],
+        *,
+        thread_id: str | None = None,
+        run_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        additional_instructions: str | None = None,
+        msg_id: str | None = None,
+    ) -> Task:
+        """Publish a task on the durable work queue. `msg_id` makes it idempotent (default: the run id)."""
+        thread_id, run_id = thread_id or new_id("thread"), run_id or new_id("run")
+        message = self._task(
+            input,
+            thread_id=thread_id,
+            run_id=run_id,
+            metadata=metadata,
+            additional_instructions=additional_instructions,
+        )
+        await self.js.publish(
+            subjects.task(agent),
+            message.model_dump_json(exclude_none=True).encode(),
+            headers={"Nats-Msg-Id": msg_id or run_id},
+            timeout=10,
+        )
+        return Task(self, agent, thread_id, run_id)
+
+    async def ask(
+        self,
+        agent: str,
+        input: str | list[dict[str, Any]] | dict[str, Any],
+        *,
+        thread_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> TaskResult:
+        """Run a task and wait for its result in one request/reply (`ossa.ask.<agent>`)."""
+        message = self._task(input, thread_id=thread_id, metadata=metadata)
+        try:
+            reply = await self.nc.request(
+                subjects.ask(agent),
+                message.model_dump_json(exclude_none=True).encode(),
+                timeout=timeout or self.timeout,
+            )
+        except nats.errors.NoRespondersError as exc:
+            raise TaskError("unavailable", "no executor is running") from exc
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
+            raise TaskError("timeout", "no result in time") from exc
+        envelope = Reply[TaskResult].model_validate_json(reply.data)
+        if not envelope.ok or envelope.result is None:
+            error = envelope.error or BusError(code="internal_error", message="empty reply")
+            raise TaskError(error.code, error.message, error.param)
+        return envelope.result
