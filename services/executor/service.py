@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import BusError, ChatRequest, ManifestChanged, Reply, RunRequest, TaskMessage, TaskResult
+from ossabus.contracts.ids import new_id
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.llm import LLMError
@@ -28,11 +29,11 @@ from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
 from ossabus.runtime.bus import BusClient, BusFailure
 from ossabus.runtime.service import Service
+from ossabus.store.leases import Leases
 from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
 NAME = "executor"
-ACK_WAIT_S = 30
 MAX_DELIVER = 5
 DEFAULT_MAX_RUNS = 64
 
@@ -46,9 +47,13 @@ class ExecutorService(Service):
         self.runner: Runner | None = None
         self.chat: ChatCompletions | None = None
         self.tasks: Tasks | None = None
+        self.leases: Leases | None = None
         self.agents: AgentDirectory | None = None
         self.running: dict[str, asyncio.Task] = {}
         self.cancel_requested: set[str] = set()
+        self.lease_lost: set[str] = set()
+        self.slots = asyncio.Semaphore(self.max_runs)
+        self.inflight: set[asyncio.Task] = set()
 
     def register(self) -> None:
         sub = self.broker.subscriber
@@ -58,12 +63,11 @@ class ExecutorService(Service):
             durable=subjects.EXECUTOR_CONSUMER,
             config=ConsumerConfig(
                 ack_policy=JsAckPolicy.EXPLICIT,
-                ack_wait=ACK_WAIT_S,
+                ack_wait=self.settings.ack_wait_s,
                 max_deliver=MAX_DELIVER,
                 max_ack_pending=self.max_runs * 4,
             ),
-            pull_sub=PullSub(batch_size=min(self.max_runs, 16), timeout=5.0),
-            max_workers=self.max_runs,
+            pull_sub=PullSub(batch_size=1, timeout=5.0),
             ack_policy=AckPolicy.MANUAL,
         )(self.on_task)
         sub(subjects.CHAT_ALL, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(self.on_chat)
@@ -77,36 +81,79 @@ class ExecutorService(Service):
         self.runner = Runner(nc, await State.open(nc.jetstream()), self.agents)
         self.chat = ChatCompletions(nc, self.agents)
         self.tasks = Tasks(nc, self.runner.state, self.agents)
+        self.leases = Leases(self.runner.state.runs_kv, new_id("executor"), self.settings.ack_wait_s)
 
     # --- runs ------------------------------------------------------------------------------------------
 
     async def on_task(self, msg: NatsMessage) -> None:
-        """A work-queue message: a run the relay queued, or a task message from another system."""
-        raw = msg.raw_message
-        if self.runner is None or self.tasks is None:
-            await raw.nak(delay=1)
-            return
-        try:
-            request = RunRequest.model_validate_json(msg.body)
-        except ValidationError:
-            await self._task_message(msg)
-            return
-        await self._carry(msg, request)
+        """Admit one work-queue message: wait for a free run slot, then carry it in its own task.
 
-    async def _carry(self, msg: NatsMessage, request: RunRequest, record=None) -> bool:
-        """Carry a run for this delivery; ack when it is terminal or parked, nak (to be redelivered)
-        when something unexpected failed. Returns True when the message was acknowledged."""
-        assert self.runner is not None
+        Messages are fetched one at a time and only when a slot is free, so none waits unsignalled in
+        a buffer: FastStream's concurrent pull subscriber buffers fetched messages without sending
+        `in_progress`, which let the server redeliver them to another executor while they waited and
+        two executors carried one run.
+        """
         raw = msg.raw_message
-        keepalive = asyncio.create_task(self._keep_alive(raw))
+        while True:
+            try:
+                await asyncio.wait_for(self.slots.acquire(), timeout=self.settings.ack_wait_s / 3)
+                break
+            except TimeoutError:
+                await raw.in_progress()
+        task = asyncio.create_task(self._handle(msg))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    async def _handle(self, msg: NatsMessage) -> None:
+        """A run the relay queued, or a task message from another system."""
+        keepalive = asyncio.create_task(self._keep_alive(msg.raw_message))
+        try:
+            if self.runner is None or self.tasks is None:
+                await msg.raw_message.nak(delay=1)
+                return
+            try:
+                request = RunRequest.model_validate_json(msg.body)
+            except ValidationError:
+                await self._task_message(msg)
+                return
+            await self._carry(msg, request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("could not handle work-queue message %s", msg.raw_message.subject)
+            with contextlib.suppress(Exception):
+                await msg.raw_message.nak(delay=self.settings.redelivery_base_s)
+        finally:
+            keepalive.cancel()
+            self.slots.release()
+
+    async def stopping(self) -> None:
+        """Runs still in flight are abandoned unacknowledged: the work queue gives them to another executor."""
+        for task in list(self.inflight):
+            task.cancel()
+        await asyncio.gather(*self.inflight, return_exceptions=True)
+
+    async def _carry(self, msg: NatsMessage, request: RunRequest) -> bool:
+        """Carry a run for this delivery; ack when it is terminal or parked, nak (to be redelivered)
+        when something unexpected failed or another executor holds its lease. True when acked."""
+        assert self.runner is not None
+        assert self.leases is not None
+        raw = msg.raw_message
+        if not await self.leases.acquire(request.run_id):
+            await raw.nak(delay=self.settings.ack_wait_s)  # alive elsewhere; look again after its lease
+            return False
         task = asyncio.current_task()
         assert task is not None
+        renewal = asyncio.create_task(self._renew(request.run_id, task))
         self.running[request.run_id] = task
         try:
             await self.runner.carry(request)
             await msg.ack()
             return True
         except asyncio.CancelledError:
+            if request.run_id in self.lease_lost:
+                task.uncancel()
+                return False  # the lease holder carries it; this delivery is redelivered and finds it done
             if request.run_id not in self.cancel_requested:
                 raise  # shutting down: not acked, so another executor takes the run over
             task.uncancel()
@@ -123,14 +170,32 @@ class ExecutorService(Service):
             await raw.nak(delay=min(self.settings.redelivery_base_s * 2 ** (attempts - 1), 30))
             return False
         finally:
-            keepalive.cancel()
+            renewal.cancel()
+            with contextlib.suppress(Exception):
+                await self.leases.release(request.run_id)
             self.running.pop(request.run_id, None)
             self.cancel_requested.discard(request.run_id)
+            self.lease_lost.discard(request.run_id)
+
+    async def _renew(self, run_id: str, carrier: asyncio.Task) -> None:
+        """Keep the run's lease; if another executor took it (we stalled past its expiry), stop at once."""
+        assert self.leases is not None
+        while True:
+            await asyncio.sleep(self.settings.ack_wait_s / 3)
+            try:
+                held = await self.leases.acquire(run_id)
+            except Exception:  # the bus is down: the next renewal will tell
+                continue
+            if not held:
+                log.warning("lost the lease of run %s to another executor; stopping it here", run_id)
+                self.lease_lost.add(run_id)
+                carrier.cancel()
+                return
 
     async def _keep_alive(self, raw) -> None:
         with contextlib.suppress(Exception):
             while True:
-                await asyncio.sleep(ACK_WAIT_S / 3)
+                await asyncio.sleep(self.settings.ack_wait_s / 3)
                 await raw.in_progress()
 
     async def _task_message(self, msg: NatsMessage) -> None:

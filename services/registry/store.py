@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.runtime.bus import BusFailure
+from ossabus.store.kv import history as kv_history
 from ossabus.store.kv import scan as kv_scan
 
 CAS_ATTEMPTS = 5
@@ -45,17 +46,10 @@ class ManifestStore:
         return None
 
     async def history(self, name: str) -> list[ManifestRecord]:
-        try:
-            entries = await self.kv.history(name)
-        except (NoKeysError, KeyNotFoundError):
-            return []
-        return [ManifestRecord.model_validate_json(e.value) for e in entries if e.value]
+        return await kv_history(self.kv, name, ManifestRecord)
 
     async def names(self) -> list[str]:
-        try:
-            return sorted(await self.kv.keys())
-        except NoKeysError:
-            return []
+        return [record.name for record in await self.list()]
 
     async def list(self) -> list[ManifestRecord]:
         """The latest version of every manifest, in one pass over the bucket."""

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
@@ -66,19 +67,53 @@ async def update(
     raise Conflict(key)
 
 
+async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[tuple[str, str | None, bytes]]:
+    """(key, operation, value) of every stored message for keys matching `pattern`, in stream order.
+
+    Not `kv.watch()` / `kv.history()`: they decide they have seen everything from a pending count
+    and a delivered counter that race with the server pushing entries, and under load return an
+    empty listing (seen: a thread's messages missing from the prompt). An ephemeral pull consumer's
+    `num_pending`, read before anything is fetched, is exactly the number of messages; fetch that many.
+    """
+    bucket = kv._name  # nats-py keeps the bucket name only here
+    prefix = f"$KV.{bucket}."
+    sub = await kv._js.pull_subscribe(
+        f"{prefix}{pattern}",
+        stream=f"KV_{bucket}",
+        config=ConsumerConfig(
+            deliver_policy=policy, ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True
+        ),
+    )
+    out: list[tuple[str, str | None, bytes]] = []
+    try:
+        pending = (await sub.consumer_info()).num_pending
+        while pending > 0:
+            for msg in await sub.fetch(min(pending, 256), timeout=10):
+                pending -= 1
+                out.append((msg.subject[len(prefix) :], (msg.headers or {}).get("KV-Operation"), msg.data))
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
 async def scan(kv: KeyValue, pattern: str, model: type[M]) -> list[M]:
     """Every current value whose key matches `pattern` (NATS wildcards), sorted by key."""
-    watcher = await kv.watch(pattern, ignore_deletes=True)
     found: dict[str, M] = {}
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.value:
-                found[entry.key] = model.model_validate_json(entry.value)
-    finally:
-        await watcher.stop()
+    for key, operation, data in await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT):
+        if operation in ("DEL", "PURGE") or not data:
+            found.pop(key, None)
+        else:
+            found[key] = model.model_validate_json(data)
     return [found[k] for k in sorted(found)]
+
+
+async def history(kv: KeyValue, key: str, model: type[M]) -> list[M]:
+    """Every stored value of one key, oldest first (delete markers skipped)."""
+    return [
+        model.model_validate_json(data)
+        for _, op, data in await _fetch_all(kv, key, DeliverPolicy.ALL)
+        if op not in ("DEL", "PURGE") and data
+    ]
 
 
 async def delete(kv: KeyValue, key: str) -> None:

@@ -1,0 +1,136 @@
+"""Executors as separate processes: sharing work, and losing one to kill -9 in the middle of runs."""
+
+import asyncio
+import collections
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from ossabus.client import OssabusClient
+
+from conftest import free_port, llm_env, ossabus_command, reset_jetstream, start_stack
+
+
+class Cluster:
+    """`ossabus up --without executor` plus executor processes, all on the test NATS."""
+
+    def __init__(self, nats_url: str, env: dict[str, str], tmp: Path):
+        self.nats_url, self.env, self.tmp = nats_url, env, tmp
+        self.executors: list[tuple[subprocess.Popen, Path]] = []
+        agents = str(Path(__file__).with_name("agents"))
+        self.edge = start_stack(
+            ["up", "--nats-url", nats_url, "--manifests", agents, "--without", "executor"],
+            tmp / "edge.log",
+            free_port(),
+            env=env,
+        )
+
+    def add_executor(self, max_runs: int) -> subprocess.Popen:
+        log = self.tmp / f"executor-{len(self.executors)}.log"
+        process = subprocess.Popen(
+            ossabus_command("serve", "executor", "--nats-url", self.nats_url, "--max-runs", str(max_runs)),
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        deadline = time.monotonic() + 30
+        while "executor service started" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        self.executors.append((process, log))
+        return process
+
+    def completed_by(self) -> list[int]:
+        """How many runs each executor finished, from its log."""
+        return [len(re.findall(r"run \S+ completed", log.read_text())) for _, log in self.executors]
+
+    def stop(self) -> None:
+        for process, _ in self.executors:
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in self.executors:
+            process.wait(30)
+        assert self.edge.stop() == 0, self.edge.logs()
+
+
+@pytest.fixture
+def cluster(nats_url, fake_llm, tmp_path):
+    asyncio.run(reset_jetstream(nats_url))
+    # 5 s instead of the default 30 s, so a killed executor's runs move on quickly; much less than
+    # that and a CPU-saturated 2-core machine stalls event loops past the lease expiry.
+    env = {**llm_env(fake_llm), "OSSABUS_ACK_WAIT_S": "5"}
+    running = Cluster(nats_url, env, tmp_path)
+    yield running
+    running.stop()
+
+
+async def submit_all(nats_url: str, texts: list[str]):
+    async with await OssabusClient.connect(nats_url, timeout=120) as client:
+        tasks = [await client.submit("echo-agent", text) for text in texts]
+        return tasks, await asyncio.gather(*(t.result() for t in tasks))
+
+
+def test_two_executor_processes_share_two_hundred_tasks_exactly_once(cluster, nats_url):
+    cluster.add_executor(max_runs=8)
+    cluster.add_executor(max_runs=8)
+    texts = [f"task number {i}" for i in range(200)]
+    tasks, results = asyncio.run(submit_all(nats_url, texts))
+    wrong = [
+        (t, r)
+        for t, r, text in zip(tasks, results, texts, strict=True)
+        if (r.status, r.output_text) != ("completed", f"Echo: {text}")
+    ]
+    details = []
+    for t, r in wrong[:3]:
+        messages = httpx.get(f"{cluster.edge.base_url}/v1/threads/{t.thread_id}/messages").json()["data"]
+        shown = [(m["role"], m["status"], m["content"][0]["text"]["value"] if m["content"] else None) for m in messages]
+        details.append((r.status, r.output_text, r.usage, shown))
+    assert not wrong, details
+    shares = cluster.completed_by()
+    assert sum(shares) == 200, shares
+    assert all(share > 0 for share in shares), f"an executor took no part: {shares}"
+    sample = tasks[::20]
+    for task in sample:
+        messages = httpx.get(f"{cluster.edge.base_url}/v1/threads/{task.thread_id}/messages").json()["data"]
+        assert [m["role"] for m in messages] == ["assistant", "user"]
+
+
+def test_kill_9_of_an_executor_loses_no_run_and_writes_no_message_twice(cluster, nats_url):
+    victim = cluster.add_executor(max_runs=4)
+    cluster.add_executor(max_runs=4)
+    texts = [f"slow {i} [[long:40]] [[delay:50]]" for i in range(10)]  # 40 words, ~2 s of streaming each
+
+    async def scenario():
+        async with await OssabusClient.connect(nats_url, timeout=120) as client:
+            tasks = [await client.submit("echo-agent", text) for text in texts]
+            nc = await nats.connect(nats_url)
+            streaming = await nc.subscribe("ossa.events.*.*.thread.message.delta")
+            await streaming.next_msg(timeout=30)  # runs are mid-stream now
+            await asyncio.sleep(0.5)
+            victim.send_signal(signal.SIGKILL)
+            await nc.close()
+            killed_at = time.monotonic()
+            results = await asyncio.gather(*(t.result() for t in tasks))
+            return tasks, results, time.monotonic() - killed_at
+
+    tasks, results, recovery_s = asyncio.run(scenario())
+    assert victim.wait(5) == -signal.SIGKILL
+    assert [r.status for r in results] == ["completed"] * 10
+    for task, result in zip(tasks, results, strict=True):
+        assert result.output_text == " ".join(f"w{i}" for i in range(40))
+        messages = httpx.get(f"{cluster.edge.base_url}/v1/threads/{task.thread_id}/messages").json()["data"]
+        assert collections.Counter(m["role"] for m in messages) == {"user": 1, "assistant": 1}, messages
+        runs = httpx.get(f"{cluster.edge.base_url}/v1/threads/{task.thread_id}/runs").json()["data"]
+        assert [r["status"] for r in runs] == ["completed"]
+    survivor_log = cluster.executors[1][1].read_text()
+    assert cluster.completed_by()[1] >= 1
+    assert recovery_s < 60, f"the killed executor's runs took {recovery_s:.0f}s to finish"
+    assert "Traceback" not in survivor_log or "CancelledError" in survivor_log, survivor_log[-3000:]
