@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub = contracts.add_subparsers(dest="contracts_command", required=True)
     export = csub.add_parser("export", help="write JSON Schemas of the bus messages to DIR")
     export.add_argument("dir", type=Path)
+    asyncapi = csub.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of the bus")
+    asyncapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    asyncapi.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     return parser
 
 
@@ -305,6 +308,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_contracts(args: argparse.Namespace) -> int:
     from ossabus.contracts.export import export_schemas
+
+    if args.contracts_command == "asyncapi":
+        from ossabus.contracts.asyncapi import render
+
+        text = render(args.format)
+        if args.output:
+            args.output.write_text(text)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
 
     for path in export_schemas(args.dir):
         print(path)

@@ -187,3 +187,40 @@ def test_conflicts_sizes_media_types_and_unknown_paths(http):
 def test_every_answer_carries_a_request_id_and_echoes_the_callers(http):
     assert http.get("/v1/ossa/manifests", headers={"x-request-id": "abc-123"}).headers["x-request-id"] == "abc-123"
     assert http.get("/healthz").headers["x-request-id"].startswith("req_")
+
+
+def test_the_bus_contract_is_served_as_asyncapi(http):
+    document = http.get("/asyncapi").json()
+    assert document["asyncapi"] == "3.0.0"
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert {
+        "ossa.tasks.>",
+        "ossa.ask.>",
+        "ossa.registry.manifests.get",
+        "ossa.events.{thread_id}.{run_id}.{event}",
+    } <= addresses
+    assert http.get("/asyncapi", params={"format": "yaml"}).headers["content-type"].startswith("application/yaml")
+    assert yaml.safe_load(http.get("/asyncapi.yaml").text) == http.get("/asyncapi.json").json() == document
+
+
+def test_the_committed_asyncapi_document_is_current():
+    """contracts/asyncapi.yaml is what `ossabus contracts asyncapi` prints; regenerate it when this fails."""
+    from ossabus.contracts.asyncapi import render
+
+    assert (REPO / "contracts" / "asyncapi.yaml").read_text() == render("yaml")
+
+
+def test_every_channel_documents_its_payload():
+    import json
+    import re
+
+    from ossabus.contracts.asyncapi import build
+
+    document = build()
+    schemas = document["components"]["schemas"]
+    text = json.dumps(document)
+    assert {r for r in re.findall(r'"#/components/schemas/([^"]+)"', text)} <= set(schemas)
+    for name, message in document["components"]["messages"].items():
+        assert "$ref" in message["payload"], name
+    task = schemas["TaskMessage"]
+    assert task["required"] == ["input"]

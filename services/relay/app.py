@@ -8,6 +8,7 @@ from faststream.nats import NatsBroker
 from ossabus import __version__
 from ossabus.relay import (
     routes_assistants,
+    routes_asyncapi,
     routes_chat,
     routes_health,
     routes_manifests,
@@ -34,6 +35,7 @@ def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: 
     install_auth(app, configured_keys())
 
     for module in (
+        routes_asyncapi,
         routes_health,
         routes_manifests,
         routes_models,

@@ -1,0 +1,106 @@
+"""The AsyncAPI 3.0 document of the bus, generated from the services' FastStream brokers.
+
+Subscribers are read from the services themselves (so the document cannot list a subject nobody
+serves). Their handlers take raw messages (to answer bad input with a typed error instead of
+silence), so FastStream cannot infer payloads from signatures: each channel's payload is filled in
+from the contract models here. What ossabus publishes is declared on a documentation broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from ossabus import __version__
+from ossabus.contracts import bus, subjects
+
+# subscribed subject -> (message it takes, reply it sends or None)
+SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
+    subjects.REGISTRY_LIST: (bus.ListManifestsRequest, bus.Reply[bus.ManifestList]),
+    subjects.REGISTRY_GET: (bus.GetManifestRequest, bus.Reply[bus.ManifestRecord]),
+    subjects.REGISTRY_PUT: (bus.PutManifestRequest, bus.Reply[bus.PutManifestResult]),
+    subjects.REGISTRY_DELETE: (bus.DeleteManifestRequest, bus.Reply[bus.DeleteManifestResult]),
+    subjects.REGISTRY_VALIDATE: (bus.ValidateManifestRequest, bus.Reply[bus.ValidateManifestResult]),
+    subjects.REGISTRY_STATUS: (bus.AnyRequest, bus.Reply[bus.RegistryStatus]),
+    subjects.TASKS_ALL: (bus.TaskMessage, None),
+    subjects.ASK_ALL: (bus.TaskMessage, bus.Reply[bus.TaskResult]),
+    subjects.CHAT_ALL: (bus.ChatRequest, bus.Reply[dict]),
+    subjects.RUN_CANCEL_ALL: (bus.AnyRequest, None),
+    subjects.REGISTRY_CHANGES_ALL: (bus.ManifestChanged, None),
+    subjects.DISPATCHER_CALL: (bus.AnyRequest, bus.Reply[dict]),
+    subjects.TELEMETRY_USAGE: (bus.AnyRequest, bus.Reply[dict]),
+}
+# published subject (with AsyncAPI parameters) -> (message, description)
+PUBLISHED: dict[str, tuple[type[BaseModel], str]] = {
+    "ossa.events.{thread_id}.{run_id}.{event}": (
+        bus.RunEvent,
+        "Every step of a run, named after OpenAI's events (`thread.run.created`, "
+        "`thread.message.delta`, ...), then `task.result` for task messages, or `error`.",
+    ),
+    "ossa.registry.changed.{name}": (bus.ManifestChanged, "After every manifest write."),
+    "ossa.tasks.{agent}": (bus.RunRequest, "Runs queued by the relay (other systems publish TaskMessage here)."),
+}
+
+DESCRIPTION = (
+    "The ossabus bus. Request/reply answers are `{ok, result}` or `{ok: false, error: {code, message, param}}`. "
+    "Run events are stored in the OSSA_EVENTS stream: subscribe to `ossa.events.*.<run_id>.>` for one run or "
+    "`ossa.events.<thread_id>.>` for one conversation."
+)
+
+
+def _schemas(models: list[type[BaseModel]]) -> tuple[dict[type[BaseModel], dict], dict[str, Any]]:
+    keys = [(model, "serialization") for model in models]
+    refs, top = models_json_schema(keys, ref_template="#/components/schemas/{model}")
+    return {model: refs[(model, "serialization")] for model in models}, top.get("$defs", {})
+
+
+def build() -> dict[str, Any]:
+    from faststream.nats import NatsBroker
+    from faststream.specification.asyncapi import AsyncAPI
+
+    from ossabus.runtime.settings import Settings
+    from ossabus.runtime.stack import SERVICES
+
+    settings = Settings(nats_url="nats://127.0.0.1:4222")
+    brokers = []
+    for service_class in SERVICES.values():
+        service = service_class(settings)
+        service.register()
+        brokers.append(service.broker)
+    published = NatsBroker("nats://127.0.0.1:4222")
+    for subject, (model, description) in PUBLISHED.items():
+        published.publisher(subject, schema=model, description=description)
+    brokers.append(published)
+    spec = AsyncAPI(*brokers, title="ossabus", version=__version__, description=DESCRIPTION).to_specification()
+    document = spec.to_jsonable()
+
+    models = sorted({m for pair in SUBSCRIBED.values() for m in pair if m is not None}, key=lambda m: m.__name__)
+    refs, definitions = _schemas(models)
+    components = document.setdefault("components", {})
+    components.setdefault("schemas", {}).update(definitions)
+    for channel in document["channels"].values():
+        taken, reply = SUBSCRIBED.get(channel["address"], (None, None))
+        if taken is None:
+            continue
+        for message_ref in channel.get("messages", {}).values():
+            name = unquote(message_ref["$ref"].rsplit("/", 1)[1])  # refs are URL-encoded (`>` is %3E)
+            message = components["messages"][name]
+            message["payload"] = refs[taken]
+            if reply is not None:
+                message["x-ossabus-reply"] = refs[reply]
+    components["schemas"].pop("EmptyPayload", None)
+    return document
+
+
+def render(fmt: str = "yaml") -> str:
+    import json
+
+    import yaml
+
+    document = build()
+    if fmt == "json":
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True)
