@@ -134,3 +134,38 @@ def test_kill_9_of_an_executor_loses_no_run_and_writes_no_message_twice(cluster,
     assert cluster.completed_by()[1] >= 1
     assert recovery_s < 60, f"the killed executor's runs took {recovery_s:.0f}s to finish"
     assert "Traceback" not in survivor_log or "CancelledError" in survivor_log, survivor_log[-3000:]
+
+
+def test_a_nats_server_restart_mid_run_loses_nothing(fake_llm, tmp_path):
+    from ossabus.runtime.nats_server import EmbeddedNats
+
+    port = free_port()
+    server = EmbeddedNats(tmp_path / "nats", port=port)
+    url = server.start()
+    env = {**llm_env(fake_llm), "OSSABUS_ACK_WAIT_S": "5"}
+    running = Cluster(url, env, tmp_path)
+    try:
+        running.add_executor(max_runs=8)
+        texts = [f"through a restart {i} [[long:40]] [[delay:50]]" for i in range(6)]
+
+        async def scenario():
+            async with await OssabusClient.connect(url, timeout=120) as client:
+                tasks = [await client.submit("echo-agent", text) for text in texts]
+                nc = await nats.connect(url)
+                streaming = await nc.subscribe("ossa.events.*.*.thread.message.delta")
+                await streaming.next_msg(timeout=30)
+                await nc.close()
+                server.stop()  # SIGTERM: JetStream flushes to disk
+                await asyncio.sleep(1.0)
+                server.start()
+                return tasks, await asyncio.gather(*(t.result() for t in tasks))
+
+        tasks, results = asyncio.run(scenario())
+        assert [r.status for r in results] == ["completed"] * 6
+        for task in tasks:
+            messages = httpx.get(f"{running.edge.base_url}/v1/threads/{task.thread_id}/messages").json()["data"]
+            assert collections.Counter(m["role"] for m in messages) == {"user": 1, "assistant": 1}
+        assert httpx.get(f"{running.edge.base_url}/readyz").status_code == 200
+    finally:
+        running.stop()
+        server.stop()
