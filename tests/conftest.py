@@ -243,3 +243,20 @@ def api_stack(nats_url: str, fake_llm: FakeLLM, tmp_path_factory: pytest.TempPat
     yield running
     code = running.stop()
     assert code == 0, f"ossabus did not stop cleanly ({code}):\n{running.logs()}"
+
+
+NODE_CLIENTS = Path(__file__).with_name("node")
+
+
+@pytest.fixture(scope="session")
+def node_clients() -> Path:
+    """tests/node with its npm dependencies installed from the lockfile (npm ci), once per session."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are not installed: the clients in other languages cannot run")
+    installed = NODE_CLIENTS / "node_modules" / ".package-lock.json"
+    lock = NODE_CLIENTS / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENTS, check=True, capture_output=True, timeout=300
+        )
+    return NODE_CLIENTS

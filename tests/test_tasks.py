@@ -163,3 +163,22 @@ async def test_malformed_task_bodies_are_answered_not_swallowed(nats_url, api_st
     await asyncio.sleep(0.2)
     assert (await nc.jetstream().stream_info(subjects.TASKS_STREAM)).state.messages == 0
     await nc.close()
+
+
+def test_a_nodejs_system_publishes_a_task_and_follows_its_run(node_clients, nats_url, api_stack):
+    import subprocess
+
+    done = subprocess.run(
+        ["node", str(node_clients / "task_client.mjs"), nats_url, "echo-agent", "hello from node"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["stream"] == subjects.TASKS_STREAM
+    assert seen["events"][0] == "thread.run.created"
+    assert seen["events"][-2:] == ["thread.run.completed", "task.result"]
+    assert seen["result"]["output_text"] == "Echo: hello from node"
+    assert (seen["result"]["thread_id"], seen["result"]["run_id"]) == (seen["thread_id"], seen["run_id"])
