@@ -169,3 +169,87 @@ def test_a_nats_server_restart_mid_run_loses_nothing(fake_llm, tmp_path):
     finally:
         running.stop()
         server.stop()
+
+
+def sse(lines) -> list[tuple[str | None, str, str]]:
+    """(id, event, data) of each SSE event in an iterator of lines."""
+    out, fields = [], {}
+    for line in lines:
+        if not line:
+            if "data" in fields:
+                out.append((fields.get("id"), fields.get("event", "message"), fields["data"]))
+            fields = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            fields[key] = value
+    return out
+
+
+def test_a_client_resumes_its_stream_after_a_relay_restart_without_losing_or_doubling_tokens(cluster):
+    import json as jsonlib
+
+    cluster.add_executor(max_runs=4)
+    base = cluster.edge.base_url
+    body = {
+        "assistant_id": "asst_echoXagent",
+        "stream": True,
+        "thread": {"messages": [{"role": "user", "content": "resume me [[long:60]] [[delay:60]]"}]},
+    }
+    seen: list[tuple[str | None, str, str]] = []
+    with httpx.stream("POST", f"{base}/v1/threads/runs", json=body, timeout=30) as response:
+        lines = response.iter_lines()
+        fields: dict[str, str] = {}
+        for line in lines:  # read until a few tokens have arrived, then drop the connection
+            if not line:
+                if "data" in fields:
+                    seen.append((fields.get("id"), fields.get("event"), fields["data"]))
+                fields = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                fields[key] = value
+            if sum(1 for _, event, _ in seen if event == "thread.message.delta") >= 5:
+                break
+    run = jsonlib.loads(next(data for _, event, data in seen if event == "thread.run.created"))
+    last_id = seen[-1][0]
+    assert last_id is not None
+
+    port = base.rsplit(":", 1)[1]
+    assert cluster.edge.stop() == 0  # the relay restarts while the executor keeps streaming
+    cluster.edge = start_stack(
+        [
+            "up",
+            "--nats-url",
+            cluster.nats_url,
+            "--manifests",
+            str(Path(__file__).with_name("agents")),
+            "--without",
+            "executor",
+        ],
+        cluster.tmp / "edge-again.log",
+        int(port),
+        env=cluster.env,
+    )
+
+    url = f"{base}/v1/threads/{run['thread_id']}/runs/{run['id']}/events"
+    with httpx.stream("GET", url, headers={"Last-Event-ID": last_id}, timeout=60) as response:
+        assert response.status_code == 200
+        rest = sse(response.iter_lines())
+    assert rest[-1][1:] == ("done", "[DONE]")
+    assert rest[-2][1] == "thread.run.completed"
+    ids = [int(i) for i, _, _ in seen + rest if i is not None]
+    assert ids == sorted(set(ids)), "an event arrived twice or out of order"
+
+    def text(events):
+        return "".join(
+            jsonlib.loads(d)["delta"]["content"][0]["text"]["value"]
+            for _, e, d in events
+            if e == "thread.message.delta"
+        )
+
+    final = httpx.get(f"{base}/v1/threads/{run['thread_id']}/messages").json()["data"][0]
+    assert text(seen) + text(rest) == final["content"][0]["text"]["value"] == " ".join(f"w{i}" for i in range(60))
+
+    replay = sse(httpx.get(url, timeout=30).iter_lines())  # from the start, after the fact
+    assert text(replay) == final["content"][0]["text"]["value"]
+    bad = httpx.get(url, headers={"Last-Event-ID": "nope"})
+    assert bad.status_code == 400

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from ossabus.contracts import subjects
@@ -279,6 +279,26 @@ async def _pending_tool_step(request: Request, run: Run) -> RunStep:
         if step.type == "tool_calls" and step.status == "in_progress":
             return step
     raise ApiError(400, "The run has no pending tool calls.", param="run_id", code="invalid_state")
+
+
+@router.get("/{thread_id}/runs/{run_id}/events")
+async def run_events(request: Request, thread_id: str, run_id: str, after: int | None = Query(None, ge=0)):
+    """ossabus extension: the run's event stream, from its start or after `Last-Event-ID` (or `?after=`),
+    then live until the run ends or waits for tool outputs; how a client resumes a dropped stream."""
+    run = await run_or_404(request, thread_id, run_id)
+    last_id = request.headers.get("last-event-id")
+    if after is None and last_id:
+        if not last_id.isdigit():
+            raise ApiError(
+                400,
+                "Last-Event-ID must be the id of an event of this stream",
+                param="Last-Event-ID",
+                code="invalid_value",
+            )
+        after = int(last_id)
+    js = request.app.state.broker.connection.jetstream()
+    stream = await RunStream.replay(js, thread_id, run_id, after, run.status)
+    return stream.response()
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps")

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi.sse import EventSourceResponse, format_sse_event
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import RunEvent
@@ -35,8 +35,13 @@ HEARTBEAT_S = 15
 
 
 class RunStream:
-    def __init__(self, sub):
+    """Events of one run. `open` follows new events; `replay` starts at the run's first event or
+    after a given sequence (`Last-Event-ID`), so a client that lost its connection resumes exactly."""
+
+    def __init__(self, sub, current_status: str | None = None):
         self.sub = sub
+        # When replaying, a `requires_action` the run has since left is history, not the end.
+        self.current_status = current_status
 
     @classmethod
     async def open(cls, js: JetStreamContext, thread_id: str, run_id: str) -> RunStream:
@@ -47,6 +52,26 @@ class RunStream:
             deliver_policy=DeliverPolicy.NEW,
         )
         return cls(sub)
+
+    @classmethod
+    async def replay(
+        cls, js: JetStreamContext, thread_id: str, run_id: str, after: int | None, current_status: str
+    ) -> RunStream:
+        if after is not None:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        sub = await js.subscribe(
+            subjects.run_events_in_thread(thread_id, run_id),
+            stream=subjects.EVENTS_STREAM,
+            ordered_consumer=True,
+            config=config,
+        )
+        return cls(sub, current_status)
+
+    def _ends(self, event: str) -> bool:
+        resolved_wait = event == "thread.run.requires_action" and self.current_status not in (None, "requires_action")
+        return event in END_EVENTS and not resolved_wait
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -80,7 +105,7 @@ class RunStream:
             yield format_sse_event(
                 event=event.event, data_str=json.dumps(event.data), id=str(msg.metadata.sequence.stream)
             )
-            if event.event in END_EVENTS:
+            if self._ends(event.event):
                 yield format_sse_event(event="done", data_str="[DONE]")
                 return
 
