@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,75 +25,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_fake() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fake_llm.py"), "--port", "0"], stdout=subprocess.PIPE, text=True
-    )
-    port = int(proc.stdout.readline().strip().split("=")[1])
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def start_ossabus(env: dict[str, str], data: Path, executors: int) -> tuple[list[subprocess.Popen], str]:
-    port = free_port()
-    log = (data / "ossabus.log").open("w")
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ossabus.cli",
-                "up",
-                "--data-dir",
-                str(data),
-                "--nats-port",
-                "-1",
-                "--port",
-                str(port),
-                "--no-bundled-manifests",
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-    ]
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        raise SystemExit(f"ossabus did not start; see {data / 'ossabus.log'}")
-    if executors:
-        nats_url = next(
-            line.split(" at ")[1].split()[0]
-            for line in (data / "ossabus.log").read_text().splitlines()
-            if "embedded nats-server" in line
-        )
-        for _ in range(executors):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "ossabus.cli", "serve", "executor", "--nats-url", nats_url],
-                    env=env,
-                    stdout=log,
-                    stderr=log,
-                )
-            )
-        time.sleep(3)
-    return procs, base
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import start_fake, start_ossabus, stop
 
 
 async def stream_via_litellm(prompt: str) -> tuple[float, float, int]:
@@ -165,7 +96,7 @@ async def main(args) -> None:
     os.environ.update({"OPENAI_BASE_URL": f"{fake_url}/v1", "OPENAI_API_KEY": "sk-bench"})
     prompt = f"bench [[long:{args.words}]]"
     with tempfile.TemporaryDirectory() as tmp:
-        procs, base = start_ossabus(env, Path(tmp), args.executors)
+        procs, base, _ = start_ossabus(env, Path(tmp), args.executors)
         try:
             limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
             async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
@@ -214,10 +145,7 @@ async def main(args) -> None:
                     f"through ossabus {through_rate:.0f} ({through_rate / direct_rate:.2f}x)"
                 )
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(30)
+            stop(procs)
             fake.terminate()
 
 

@@ -65,7 +65,7 @@ class ExecutorService(Service):
                 ack_policy=JsAckPolicy.EXPLICIT,
                 ack_wait=self.settings.ack_wait_s,
                 max_deliver=MAX_DELIVER,
-                max_ack_pending=self.max_runs * 4,
+                max_ack_pending=self.settings.max_ack_pending,
             ),
             pull_sub=PullSub(batch_size=1, timeout=5.0),
             ack_policy=AckPolicy.MANUAL,
@@ -140,7 +140,9 @@ class ExecutorService(Service):
         assert self.leases is not None
         raw = msg.raw_message
         if not await self.leases.acquire(request.run_id):
-            await raw.nak(delay=self.settings.ack_wait_s)  # alive elsewhere; look again after its lease
+            # Alive elsewhere, or a dead executor's lease not yet lapsed: look again just after it ends
+            # (not a whole ack wait later, which doubled the time a killed executor's runs waited).
+            await raw.nak(delay=self.leases.expires_in() + 0.5)
             return False
         task = asyncio.current_task()
         assert task is not None

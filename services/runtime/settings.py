@@ -40,6 +40,9 @@ class Settings:
     # How long the work queue waits for an ack (or an in-progress signal) before redelivering a run
     # elsewhere: the time a crashed executor's runs wait before another executor takes them.
     ack_wait_s: float = field(default_factory=lambda: float(os.environ.get("OSSABUS_ACK_WAIT_S", 30.0)))
+    # Runs in flight across all executors before the work queue holds back (the durable consumer's
+    # max ack pending: backpressure for the whole fleet; --max-runs caps each process).
+    max_ack_pending: int = field(default_factory=lambda: int(os.environ.get("OSSABUS_MAX_ACK_PENDING", 4096)))
     # First redelivery delay of a run that failed inside ossabus; doubles per delivery, capped at 30 s.
     redelivery_base_s: float = field(default_factory=lambda: float(os.environ.get("OSSABUS_REDELIVERY_BASE_S", 1.0)))
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("OSSABUS_MAX_BODY_BYTES", 8 * 1024 * 1024)))

@@ -31,9 +31,14 @@ def lease_key(run_id: str) -> str:
 class Leases:
     def __init__(self, kv: KeyValue, holder: str, ttl_s: float):
         self.kv, self.holder, self.ttl_s = kv, holder, ttl_s
+        self.last_conflict_until = 0.0
+
+    def expires_in(self) -> float:
+        """Seconds until the lease that made the last `acquire` fail runs out."""
+        return max(0.0, self.last_conflict_until - time.time())
 
     async def acquire(self, run_id: str) -> bool:
-        """Take (or renew) the lease; False while another live holder has it."""
+        """Take (or renew) the lease; False while another live holder has it (see `expires_in`)."""
         key = lease_key(run_id)
         mine = Lease(holder=self.holder, until=time.time() + self.ttl_s).model_dump_json().encode()
         for _ in range(3):
@@ -44,6 +49,7 @@ class Leases:
                     return True
                 lease, revision = current
                 if lease.holder != self.holder and lease.until > time.time():
+                    self.last_conflict_until = lease.until
                     return False
                 await self.kv.update(key, mine, last=revision)
                 return True

@@ -1,0 +1,116 @@
+"""Runs per second through the work queue, and how long a killed executor's runs take to finish.
+
+Task messages (`ossa.tasks.<agent>`) are published all at once and timed until every result is in,
+with an instant upstream and with one that waits 200 ms before answering, for one and for two
+executor processes. Then an executor is killed with SIGKILL in the middle of slow runs and the
+time until the survivor has finished all of them is measured, for the default ack wait (30 s) and
+a short one (5 s).
+
+    python bench/runs.py [--tasks 200] [--kill-tasks 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, start_fake, start_ossabus, stop
+
+from ossabus.client import OssabusClient
+
+AGENTS = ROOT / "tests" / "agents"
+
+
+async def run_tasks(nats_url: str, texts: list[str]) -> tuple[float, list[float]]:
+    async with await OssabusClient.connect(nats_url, timeout=600) as client:
+        started = time.perf_counter()
+        tasks = [await client.submit("echo-agent", text) for text in texts]
+        latencies: list[float] = []
+
+        async def one(task):
+            result = await task.result()
+            assert result.status == "completed", result
+            latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(one(t) for t in tasks))
+        return time.perf_counter() - started, latencies
+
+
+def throughput(env: dict[str, str], executors: int, texts: list[str]) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        procs, _, nats_url = start_ossabus(env, Path(tmp), executors, AGENTS)
+        try:
+            asyncio.run(run_tasks(nats_url, texts[:10]))  # warm-up
+            elapsed, latencies = asyncio.run(run_tasks(nats_url, texts))
+        finally:
+            stop(procs)
+    return len(texts) / elapsed, statistics.median(latencies)
+
+
+def recovery(env: dict[str, str], count: int, ack_wait: str) -> float:
+    env = {**env, "OSSABUS_ACK_WAIT_S": ack_wait}
+    with tempfile.TemporaryDirectory() as tmp:
+        procs, _, nats_url = start_ossabus(env, Path(tmp), 2, AGENTS)
+        victim = procs[1]
+        try:
+
+            async def scenario() -> float:
+                async with await OssabusClient.connect(nats_url, timeout=600) as client:
+                    tasks = [
+                        await client.submit("echo-agent", f"slow {i} [[long:40]] [[delay:50]]") for i in range(count)
+                    ]
+                    await asyncio.sleep(1.0)  # runs are streaming on both executors
+                    victim.send_signal(signal.SIGKILL)
+                    killed = time.perf_counter()
+                    results = await asyncio.gather(*(t.result() for t in tasks))
+                    assert all(r.status == "completed" for r in results)
+                    return time.perf_counter() - killed
+
+            return asyncio.run(scenario())
+        finally:
+            stop(procs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--kill-tasks", type=int, default=16)
+    parser.add_argument("--skip-throughput", action="store_true", help="measure only the recovery from a kill")
+    args = parser.parse_args()
+    fake, fake_url = start_fake()
+    env = {**os.environ, "OPENAI_BASE_URL": f"{fake_url}/v1", "OPENAI_API_KEY": "sk-bench"}
+    try:
+        if not args.skip_throughput:
+            measure_throughput(env, args.tasks)
+        print(f"\nSIGKILL of one of two executors in the middle of {args.kill_tasks} slow (~2 s) runs:")
+        for ack_wait in ("30", "5"):
+            seconds = recovery(env, args.kill_tasks, ack_wait)
+            print(f"ack wait {ack_wait:>2} s: every run finished {seconds:.1f} s after the kill")
+    finally:
+        fake.terminate()
+
+
+def measure_throughput(env: dict[str, str], count: int) -> None:
+    print(f"{count} task messages published at once, timed until every result is in")
+    print(f"{'upstream':<12}{'executor processes':>20}{'runs/s':>10}{'median time to result s':>26}")
+    rates = {}
+    for label, directive in (("instant", ""), ("200 ms", " [[slow:0.2]]")):
+        texts = [f"task {i}{directive}" for i in range(count)]
+        for executors in (1, 2):
+            rate, median = throughput(env, executors, texts)
+            rates[(label, executors)] = rate
+            print(f"{label:<12}{executors:>20}{rate:>10.1f}{median:>26.2f}")
+    for label in ("instant", "200 ms"):
+        print(f"two executors vs one, {label} upstream: {rates[(label, 2)] / rates[(label, 1)]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
