@@ -8,7 +8,8 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[fail:STATUS]]` fails every time; `[[fail:STATUS:N]]` fails the first N attempts of that conversation;
 - `[[slow:SECONDS]]` waits before the first token; `[[delay:MS]]` waits between tokens;
 - `[[long:N]]` answers N words (`max_tokens` cuts it with finish_reason `length`);
-- `[[json]]` answers a JSON object.
+- `[[json]]` answers a JSON object;
+- `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent).
 
 Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
 `GET /_requests` returns every request body received (with `_meta`: path and authorization header);
@@ -76,7 +77,8 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
             out["text"] = json.dumps({"answer": clean, "ok": True})
         elif name == "call":
             out["calls"].append({"name": arg, "arguments": (rest or "{}").strip()})
-    if messages and messages[-1].get("role") == "tool":
+    looping = any(name == "loop" for name, _, _ in directives)
+    if messages and messages[-1].get("role") == "tool" and not looping:
         out["calls"] = []
         outputs = [text_of(m) for m in messages if m.get("role") == "tool"]
         out["text"] = "Tool results: " + " | ".join(outputs)

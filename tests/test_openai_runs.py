@@ -354,3 +354,17 @@ def test_a_run_that_keeps_failing_inside_ossabus_ends_failed_after_bounded_redel
     assert run.last_error.code == "server_error"
     assert "repeatedly" in run.last_error.message
     assert client.beta.threads.runs.create(thread_id=thread.id, assistant_id=ECHO).status == "queued"  # lock freed
+
+
+def test_the_tool_loop_is_capped_by_the_agents_max_steps(client):
+    thread = thread_with(client, "again and again [[loop]] [[call:step {}]]")
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_boundedXagent")
+    for _ in range(2):  # two tool-call steps are allowed
+        assert run.status == "requires_action"
+        calls = run.required_action.submit_tool_outputs.tool_calls
+        run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+            thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": c.id, "output": "ok"} for c in calls]
+        )
+    assert run.status == "failed"
+    assert run.last_error.code == "server_error"
+    assert "2 tool-call steps" in run.last_error.message
