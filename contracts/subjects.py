@@ -34,6 +34,7 @@ def ask(agent: str) -> str:
 # --- tools: ossa.tools.<name>, request/reply in a queue group ----------------------------------
 TOOLS_ALL = f"{PREFIX}.tools.>"
 DISPATCHER_CALL = f"{PREFIX}.dispatcher.call"
+DISPATCHER_TOOLS = f"{PREFIX}.dispatcher.tools"
 DISPATCHER_QUEUE = "ossa-dispatchers"
 
 # --- registry: request/reply, one subject per operation ------------------------------------------
@@ -107,8 +108,23 @@ def task(agent: str) -> str:
 
 
 def tool(name: str) -> str:
-    """Request/reply subject served by whoever implements tool `name`."""
+    """Request/reply subject served by whoever implements tool `name` (its function name)."""
     return f"{PREFIX}.tools.{token(name)}"
+
+
+def tool_queue(name: str) -> str:
+    """Queue group the workers of tool `name` share, so each call goes to one of them."""
+    return f"ossa-tool-{token(name)}"
+
+
+TOOL_ANNOUNCEMENTS_ALL = f"{PREFIX}.announce.tools.>"
+
+
+TOOL_ROLL_CALL = f"{PREFIX}.announce.rollcall"  # workers answer by announcing their tools at once
+
+
+def tool_announcement(name: str) -> str:
+    return f"{PREFIX}.announce.tools.{token(name)}"
 
 
 def registry_changed(name: str) -> str:

@@ -1,26 +1,57 @@
-"""The tool dispatcher service: executes tool calls for runs.
+"""The tool dispatcher service: executes the tool calls of runs.
 
-Dispatching arrives with the dispatcher issue; until then calls are answered `not_implemented`.
+Tool workers (any process serving `ossa.tools.<name>`) announce themselves; the dispatcher checks
+each call's arguments against the tool's schema, calls a worker with a timeout, and answers with
+a result the model can read, errors included. HTTP and MCP tools arrive with the rest of the
+dispatcher issue.
 """
 
 from __future__ import annotations
 
+import contextlib
+
+from faststream.nats.annotations import NatsMessage
+from pydantic import BaseModel, ValidationError
+
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import AnyRequest
+from ossabus.contracts.tools import DispatchRequest, DispatchResult, ToolAnnouncement
+from ossabus.dispatcher.dispatch import dispatch
 from ossabus.runtime.bus import endpoint
 from ossabus.runtime.service import Service
-from ossabus.runtime.unbuilt import not_implemented
+from ossabus.runtime.tool_directory import ToolDirectory
 
 NAME = "dispatcher"
+
+
+class ToolList(BaseModel):
+    data: list[ToolAnnouncement]
 
 
 class DispatcherService(Service):
     name = NAME
 
-    def register(self) -> None:
-        self.broker.subscriber(subjects.DISPATCHER_CALL, queue=subjects.DISPATCHER_QUEUE)(
-            endpoint(AnyRequest, NAME)(self.call_tool)
-        )
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.directory = ToolDirectory()
 
-    async def call_tool(self, _: AnyRequest):
-        raise not_implemented(NAME, "execute tool calls")
+    def register(self) -> None:
+        sub = self.broker.subscriber
+        sub(subjects.DISPATCHER_CALL, queue=subjects.DISPATCHER_QUEUE, max_workers=256)(
+            endpoint(DispatchRequest, NAME)(self.call_tool)
+        )
+        sub(subjects.DISPATCHER_TOOLS, queue=subjects.DISPATCHER_QUEUE)(endpoint(AnyRequest, NAME)(self.list_tools))
+        sub(subjects.TOOL_ANNOUNCEMENTS_ALL)(self.on_announcement)
+
+    async def started(self) -> None:
+        await self.broker.connection.publish(subjects.TOOL_ROLL_CALL, b"")
+
+    async def call_tool(self, request: DispatchRequest) -> DispatchResult:
+        return await dispatch(self.broker.connection, request)
+
+    async def list_tools(self, _: AnyRequest) -> ToolList:
+        return ToolList(data=self.directory.live())
+
+    async def on_announcement(self, msg: NatsMessage) -> None:
+        with contextlib.suppress(ValidationError):
+            self.directory.saw(ToolAnnouncement.model_validate_json(msg.body))

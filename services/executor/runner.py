@@ -15,7 +15,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from ossabus.contracts.agent import AgentDefinition
+from ossabus.contracts import subjects
+from ossabus.contracts.agent import AgentDefinition, ToolDefinition
 from ossabus.contracts.bus import RunRequest
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.openai_objects import FunctionCall as StepFunction
@@ -36,14 +37,17 @@ from ossabus.contracts.openai_objects import (
     ToolCallsDetails,
     Usage,
 )
+from ossabus.contracts.tools import DispatchRequest, DispatchResult
 from ossabus.executor import llm, prompt
 from ossabus.executor.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
+from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = 25
+DEFAULT_TOOL_TIMEOUT_S = 30.0
 
 
 def now() -> int:
@@ -65,8 +69,9 @@ class RunCancelled(Exception):
 class Runner:
     """Executes runs; one instance per executor process."""
 
-    def __init__(self, nc: Client, state: State, agents: AgentDirectory):
+    def __init__(self, nc: Client, state: State, agents: AgentDirectory, tools: ToolDirectory | None = None):
         self.nc, self.state, self.agents = nc, state, agents
+        self.tools = tools or ToolDirectory()
 
     # --- entry ---------------------------------------------------------------------------------------
 
@@ -156,8 +161,11 @@ class Runner:
             run = await self.transition(run, None, usage=usage + turn.usage)
             cut_by_budget = turn.finish_reason == "length" and budget is not None
             if turn.tool_step is not None and not cut_by_budget:
-                await self.require_action(run, turn.tool_step, events)
-                return
+                pending = await self.run_server_tools(run, definition, turn.tool_step, events)
+                if pending:
+                    await self.require_action(run, pending, events)
+                    return
+                continue  # every call was answered here: the model goes on with their outputs
             if cut_by_budget:
                 await self.finish(
                     run, events, "incomplete", incomplete=IncompleteDetails(reason="max_completion_tokens")
@@ -328,8 +336,7 @@ class Runner:
 
     # --- endings ---------------------------------------------------------------------------------------
 
-    async def require_action(self, run: Run, step: RunStep, events: RunEvents) -> None:
-        assert isinstance(step.step_details, ToolCallsDetails)
+    async def require_action(self, run: Run, pending: list[ToolCall], events: RunEvents) -> None:
         action = RequiredAction(
             submit_tool_outputs=SubmitToolOutputs(
                 tool_calls=[
@@ -337,12 +344,80 @@ class Runner:
                         id=c.id,
                         function=RequiredActionFunctionCall(name=c.function.name, arguments=c.function.arguments),
                     )
-                    for c in step.step_details.tool_calls
+                    for c in pending
                 ]
             )
         )
         run = await self.transition(run, "requires_action", required_action=action)
         await events.emit("thread.run.requires_action", run)
+
+    async def run_server_tools(
+        self, run: Run, definition: AgentDefinition, step: RunStep, events: RunEvents
+    ) -> list[ToolCall]:
+        """Answer the calls that can be answered here (a worker serves the tool, or the model named a
+        tool the run does not have), all at once; return the calls left for the client."""
+        assert isinstance(step.step_details, ToolCallsDetails)
+        offered = {t.function.name for t in run.tools if t.type == "function"}
+        jobs, pending = [], []
+        for call in step.step_details.tool_calls:
+            if call.function.name not in offered:
+                error = {"error": {"code": "unknown_tool", "message": f"no tool named {call.function.name!r}"}}
+                call.function.output = json.dumps(error)
+                continue
+            if self.tools.serves(call.function.name):
+                tool = definition.tool(call.function.name) or ToolDefinition(
+                    name=call.function.name, function_name=call.function.name, parameters_declared=False
+                )
+                jobs.append((call, tool))
+            else:
+                pending.append(call)
+        results = await asyncio.gather(*(self.dispatch(run, call, tool) for call, tool in jobs))
+        for (call, _), result in zip(jobs, results, strict=True):
+            call.function.output = result.output
+        answered = [(i, c) for i, c in enumerate(step.step_details.tool_calls) if c.function.output is not None]
+        if answered:
+            await events.emit(
+                "thread.run.step.delta",
+                {
+                    "id": step.id,
+                    "object": "thread.run.step.delta",
+                    "delta": {
+                        "step_details": {
+                            "type": "tool_calls",
+                            "tool_calls": [
+                                {"index": i, "id": c.id, "type": "function", "function": {"output": c.function.output}}
+                                for i, c in answered
+                            ],
+                        }
+                    },
+                },
+            )
+        if not pending:
+            step.status, step.completed_at = "completed", now()
+        await self.state.put_step(step)
+        if not pending:
+            await events.emit("thread.run.step.completed", step)
+        return pending
+
+    async def dispatch(self, run: Run, call: ToolCall, tool: ToolDefinition) -> DispatchResult:
+        request = DispatchRequest(
+            tool=tool,
+            call_id=call.id,
+            arguments=call.function.arguments,
+            run_id=run.id,
+            thread_id=run.thread_id,
+            agent=run.assistant_id,
+        )
+        try:
+            return await self.agents.bus.call(
+                subjects.DISPATCHER_CALL,
+                request,
+                DispatchResult,
+                wait_s=(tool.timeout_seconds or DEFAULT_TOOL_TIMEOUT_S) + 5,
+            )
+        except BusFailure as failure:
+            error = {"error": {"code": "dispatcher_unavailable", "message": failure.error.message}}
+            return DispatchResult(output=json.dumps(error))
 
     async def finish(
         self,

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import BusError, ChatRequest, ManifestChanged, Reply, RunRequest, TaskMessage, TaskResult
 from ossabus.contracts.ids import new_id
+from ossabus.contracts.tools import ToolAnnouncement
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.llm import LLMError
@@ -29,6 +30,7 @@ from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
 from ossabus.runtime.bus import BusClient, BusFailure
 from ossabus.runtime.service import Service
+from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store.leases import Leases
 from ossabus.store.state import State
 
@@ -52,6 +54,7 @@ class ExecutorService(Service):
         self.running: dict[str, asyncio.Task] = {}
         self.cancel_requested: set[str] = set()
         self.lease_lost: set[str] = set()
+        self.tools = ToolDirectory()
         self.slots = asyncio.Semaphore(self.max_runs)
         self.inflight: set[asyncio.Task] = set()
 
@@ -74,13 +77,15 @@ class ExecutorService(Service):
         sub(subjects.ASK_ALL, queue=subjects.ASK_QUEUE, max_workers=self.max_runs)(self.on_ask)
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
         sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
+        sub(subjects.TOOL_ANNOUNCEMENTS_ALL)(self.on_tool_announcement)
 
     async def started(self) -> None:
         nc = self.broker.connection
         self.agents = AgentDirectory(BusClient(self.broker, self.settings.request_timeout_s))
-        self.runner = Runner(nc, await State.open(nc.jetstream()), self.agents)
+        self.runner = Runner(nc, await State.open(nc.jetstream()), self.agents, self.tools)
         self.chat = ChatCompletions(nc, self.agents)
         self.tasks = Tasks(nc, self.runner.state, self.agents)
+        await nc.publish(subjects.TOOL_ROLL_CALL, b"")  # workers answer with their tools
         self.leases = Leases(self.runner.state.runs_kv, new_id("executor"), self.settings.ack_wait_s)
 
     # --- runs ------------------------------------------------------------------------------------------
@@ -274,6 +279,10 @@ class ExecutorService(Service):
         if task is not None:
             self.cancel_requested.add(run_id)
             task.cancel()
+
+    async def on_tool_announcement(self, msg: NatsMessage) -> None:
+        with contextlib.suppress(ValidationError):
+            self.tools.saw(ToolAnnouncement.model_validate_json(msg.body))
 
     async def on_registry_change(self, msg: NatsMessage) -> None:
         if self.agents is not None:

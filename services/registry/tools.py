@@ -129,6 +129,7 @@ class ToolCollector:
                 output_path=_key_path(path, item, "output_schema", "outputSchema"),
                 http=http,
                 handler=_handler(item.get("handler")),
+                timeout=item.get("timeout_seconds", item.get("timeout")),
                 seen=seen,
             )
 
@@ -257,6 +258,7 @@ class ToolCollector:
         handler: str | None = None,
         seen: set[str] | None = None,
         declared: bool = True,
+        timeout: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             self.f.warning("tool.unnamed", "tool has no name; ignored", path)
@@ -304,6 +306,8 @@ class ToolCollector:
         tool.http = tool.http or http
         tool.mcp = tool.mcp or mcp
         tool.handler = tool.handler or handler
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+            tool.timeout_seconds = tool.timeout_seconds or float(timeout)
 
 
 def function_name_for(name: str) -> str:

@@ -1,0 +1,115 @@
+"""Server-side tools: workers in Python and Node.js processes, validation, timeouts, failures, steps."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+TOOLS = "asst_toolsXagent"
+
+
+@pytest.fixture(scope="module")
+def client(api_stack) -> OpenAI:
+    return OpenAI(base_url=f"{api_stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def start_worker(command: list[str], ready: str) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    for line in process.stdout:
+        if ready in line or time.monotonic() > deadline:
+            break
+    assert process.poll() is None, "the tool worker died at start"
+    time.sleep(0.3)  # its announcement reaches the executors
+    return process
+
+
+@pytest.fixture(scope="module")
+def workers(api_stack, nats_url, node_clients):
+    python = start_worker(
+        [sys.executable, "-u", str(Path(__file__).with_name("tool_worker.py")), nats_url], "serving tools"
+    )
+    node = start_worker(["node", str(node_clients / "tool_worker.mjs"), nats_url], "ready")
+    yield python, node
+    for process in (python, node):
+        process.terminate()
+        process.wait(10)
+
+
+def run_with(client, text: str):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=TOOLS, poll_interval_ms=100)
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    answer = client.beta.threads.messages.list(thread_id=thread.id).data[0]
+    return run, steps, answer.content[0].text.value
+
+
+def test_tools_served_by_python_and_nodejs_workers_run_in_parallel(client, workers):
+    run, steps, answer = run_with(client, '[[call:get_weather {"city": "Oslo"}]] [[call:get_time {"city": "Oslo"}]]')
+    assert run.status == "completed"
+    assert [(s.type, s.status) for s in steps] == [("tool_calls", "completed"), ("message_creation", "completed")]
+    calls = {c.function.name: c.function for c in steps[0].step_details.tool_calls}
+    assert json.loads(calls["get_weather"].output) == {"city": "Oslo", "sky": "clear", "celsius": 21}
+    assert calls["get_time"].output == "12:00 in Oslo (from node)"
+    assert answer == f"Tool results: {calls['get_weather'].output} | {calls['get_time'].output}"
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        ('[[call:get_weather {"town": "Oslo"}]]', "invalid_arguments"),
+        ("[[call:get_weather {not json]]", "invalid_arguments"),
+        ("[[call:invented_tool {}]]", "unknown_tool"),
+        ("[[call:broken_tool {}]]", "tool_failed"),
+        ('[[call:slow_tool {"seconds": 5}]]', "timeout"),
+    ],
+)
+def test_tool_failures_are_results_the_model_sees_and_the_run_goes_on(client, workers, call, code):
+    started = time.monotonic()
+    run, steps, answer = run_with(client, call)
+    assert run.status == "completed"
+    output = json.loads(steps[0].step_details.tool_calls[0].function.output)
+    assert output["error"]["code"] == code
+    assert answer == f"Tool results: {steps[0].step_details.tool_calls[0].function.output}"
+    assert time.monotonic() - started < 15
+
+
+def test_oversize_outputs_are_truncated_with_a_marker(client, workers):
+    run, steps, _ = run_with(client, "[[call:big_tool {}]]")
+    output = steps[0].step_details.tool_calls[0].function.output
+    assert run.status == "completed"
+    assert len(output.encode()) < 70_000
+    assert output.endswith("[output truncated: 34464 of 100000 bytes omitted]")
+
+
+def test_tools_nobody_serves_stay_with_the_client(client, workers):
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": '[[call:ask_the_user {}]] [[call:get_weather {"city": "Rome"}]]'}]
+    )
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=TOOLS, poll_interval_ms=100)
+    assert run.status == "requires_action"
+    assert [c.function.name for c in run.required_action.submit_tool_outputs.tool_calls] == ["ask_the_user"]
+    pending = run.required_action.submit_tool_outputs.tool_calls[0]
+    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": pending.id, "output": "yes"}]
+    )
+    assert done.status == "completed"
+    text = client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+    assert "yes" in text
+    assert '"sky": "clear"' in text
+
+
+def test_a_worker_that_died_is_a_fast_clear_tool_error(client, workers, nats_url):
+    python, _ = workers
+    python.kill()
+    python.wait(5)
+    started = time.monotonic()
+    run, steps, _ = run_with(client, '[[call:get_weather {"city": "Bergen"}]]')
+    output = json.loads(steps[0].step_details.tool_calls[0].function.output)
+    assert run.status == "completed"
+    assert output["error"]["code"] == "no_worker"
+    assert time.monotonic() - started < 10
