@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ossabus import __version__
-from ossabus.contracts import bus, subjects
+from ossabus.contracts import bus, subjects, tools
 
 # subscribed subject -> (message it takes, reply it sends or None)
 SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
@@ -30,7 +30,9 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.CHAT_ALL: (bus.ChatRequest, bus.Reply[dict]),
     subjects.RUN_CANCEL_ALL: (bus.AnyRequest, None),
     subjects.REGISTRY_CHANGES_ALL: (bus.ManifestChanged, None),
-    subjects.DISPATCHER_CALL: (bus.AnyRequest, bus.Reply[dict]),
+    subjects.DISPATCHER_CALL: (tools.DispatchRequest, bus.Reply[tools.DispatchResult]),
+    subjects.DISPATCHER_TOOLS: (bus.AnyRequest, bus.Reply[tools.ToolList]),
+    subjects.TOOL_ANNOUNCEMENTS_ALL: (tools.ToolAnnouncement, None),
     subjects.TELEMETRY_USAGE: (bus.AnyRequest, bus.Reply[dict]),
 }
 # published subject (with AsyncAPI parameters) -> (message, description)
@@ -42,6 +44,11 @@ PUBLISHED: dict[str, tuple[type[BaseModel], str]] = {
     ),
     "ossa.registry.changed.{name}": (bus.ManifestChanged, "After every manifest write."),
     "ossa.tasks.{agent}": (bus.RunRequest, "Runs queued by the relay (other systems publish TaskMessage here)."),
+    "ossa.tools.{name}": (
+        tools.ToolCallRequest,
+        "Tool calls, request/reply: any worker serving the tool answers "
+        "with a ToolCallReply (queue group `ossa-tool-<name>`).",
+    ),
 }
 
 DESCRIPTION = (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from ossabus.contracts import bus, subjects
+from ossabus.contracts import bus, subjects, tools
 from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.diagnostics import Diagnostic, ValidationReport
 from ossabus.contracts.openai_objects import Assistant, ErrorResponse
@@ -31,6 +31,11 @@ EXPORTED: dict[str, tuple[type[BaseModel], list[str]]] = {
     "ValidateManifestRequest": (bus.ValidateManifestRequest, [subjects.REGISTRY_VALIDATE]),
     "ValidateManifestReply": (bus.Reply[bus.ValidateManifestResult], [subjects.REGISTRY_VALIDATE]),
     "RegistryStatusReply": (bus.Reply[bus.RegistryStatus], [subjects.REGISTRY_STATUS]),
+    "ToolCallRequest": (tools.ToolCallRequest, [subjects.TOOLS_ALL]),
+    "ToolCallReply": (tools.ToolCallReply, [subjects.TOOLS_ALL]),
+    "ToolAnnouncement": (tools.ToolAnnouncement, [subjects.TOOL_ANNOUNCEMENTS_ALL]),
+    "DispatchRequest": (tools.DispatchRequest, [subjects.DISPATCHER_CALL]),
+    "DispatchResult": (tools.DispatchResult, [subjects.DISPATCHER_CALL]),
     "BusError": (bus.BusError, []),
     "AgentDefinition": (AgentDefinition, []),
     "OssaManifest": (OssaManifest, []),

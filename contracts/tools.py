@@ -65,3 +65,9 @@ class DispatchResult(BaseModel):
     error: ToolError | None = None
     duration_ms: float = 0.0
     truncated: bool = False
+
+
+class ToolList(BaseModel):
+    """Reply of `ossa.dispatcher.tools`: the tools some worker serves now."""
+
+    data: list[ToolAnnouncement]

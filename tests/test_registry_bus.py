@@ -9,7 +9,6 @@ import pytest
 from nats.errors import NoRespondersError
 
 from ossabus.contracts import subjects
-from ossabus.dispatcher.service import DispatcherService
 from ossabus.registry.service import RegistryService
 from ossabus.runtime.settings import Settings
 from ossabus.telemetry.service import TelemetryService
@@ -152,14 +151,34 @@ async def test_a_stopped_registry_is_no_silent_timeout(clean_bus, nc):
 
 async def test_unbuilt_services_answer_not_implemented(clean_bus, nc):
     settings = Settings(nats_url=clean_bus, load_bundled_manifests=False)
-    services = [DispatcherService(settings), TelemetryService(settings)]
+    services = [TelemetryService(settings)]
     for service in services:
         await service.start()
     try:
-        for subject in (subjects.DISPATCHER_CALL, subjects.TELEMETRY_USAGE):
+        for subject in (subjects.TELEMETRY_USAGE,):
             reply = await ask(nc, subject, {})
             assert reply["ok"] is False
             assert reply["error"]["code"] == "not_implemented"
     finally:
         for service in services:
             await service.stop()
+
+
+async def test_the_dispatcher_answers_bad_calls_with_typed_errors(clean_bus, nc):
+    from ossabus.dispatcher.service import DispatcherService
+
+    service = DispatcherService(Settings(nats_url=clean_bus, load_bundled_manifests=False))
+    await service.start()
+    try:
+        assert (await ask(nc, subjects.DISPATCHER_CALL, {"call_id": "x"}))["error"]["code"] == "invalid_request"
+        call = {
+            "tool": {"name": "nobody_serves_this", "function_name": "nobody_serves_this"},
+            "call_id": "call_1",
+            "arguments": "{}",
+        }
+        reply = await ask(nc, subjects.DISPATCHER_CALL, call)
+        assert reply["ok"] is True
+        assert reply["result"]["error"]["code"] == "no_worker"
+        assert (await ask(nc, subjects.DISPATCHER_TOOLS, {}))["result"] == {"data": []}
+    finally:
+        await service.stop()

@@ -4,6 +4,9 @@ Tool workers (any process serving `ossa.tools.<name>`) announce themselves; the 
 each call's arguments against the tool's schema, calls a worker with a timeout, and answers with
 a result the model can read, errors included. HTTP and MCP tools arrive with the rest of the
 dispatcher issue.
+
+Consumes `ossa.dispatcher.call` (DispatchRequest -> DispatchResult), `ossa.dispatcher.tools` (the live
+tools) and `ossa.announce.tools.>`; publishes requests on `ossa.tools.<name>` and a roll call at start.
 """
 
 from __future__ import annotations
@@ -11,21 +14,17 @@ from __future__ import annotations
 import contextlib
 
 from faststream.nats.annotations import NatsMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import AnyRequest
-from ossabus.contracts.tools import DispatchRequest, DispatchResult, ToolAnnouncement
+from ossabus.contracts.tools import DispatchRequest, DispatchResult, ToolAnnouncement, ToolList
 from ossabus.dispatcher.dispatch import dispatch
 from ossabus.runtime.bus import endpoint
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
 
 NAME = "dispatcher"
-
-
-class ToolList(BaseModel):
-    data: list[ToolAnnouncement]
 
 
 class DispatcherService(Service):
