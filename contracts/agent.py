@@ -43,6 +43,7 @@ class HttpBinding(BaseModel):
     endpoint: str
     method: str = "POST"
     auth: dict[str, Any] | None = None
+    allow_private: bool = Field(False, description="May call loopback, private and link-local addresses.")
 
 
 class McpBinding(BaseModel):

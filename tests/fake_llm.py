@@ -194,6 +194,26 @@ async def chat(request: Request):
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
+async def tool_echo(request: Request):
+    """An HTTP tool: answers with what it received (JSON body or query) and the auth header."""
+    body = await request.json() if request.method == "POST" else dict(request.query_params)
+    return JSONResponse({"received": body, "authorization": request.headers.get("authorization")})
+
+
+async def tool_fail(_: Request):
+    return JSONResponse({"detail": "the backend is down"}, status_code=500)
+
+
+async def tool_huge(_: Request):
+    """50 MB, streamed: a client must stop reading at its own limit."""
+
+    async def chunks():
+        for _ in range(50 * 16):
+            yield b"y" * 65536
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
 async def requests_seen(_: Request):
     return JSONResponse(REQUESTS)
 
@@ -216,6 +236,9 @@ app = Starlette(
         Route("/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models),
         Route("/_requests", requests_seen),
+        Route("/tools/echo", tool_echo, methods=["GET", "POST"]),
+        Route("/tools/fail", tool_fail, methods=["POST"]),
+        Route("/tools/huge", tool_huge, methods=["POST"]),
         Route("/_reset", reset, methods=["POST"]),
     ]
 )

@@ -113,3 +113,71 @@ def test_a_worker_that_died_is_a_fast_clear_tool_error(client, workers, nats_url
     assert run.status == "completed"
     assert output["error"]["code"] == "no_worker"
     assert time.monotonic() - started < 10
+
+
+HTTP = "asst_httpXagent"
+
+
+def http_run(client, text: str):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": text}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=HTTP, poll_interval_ms=100)
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    return run, steps[0].step_details.tool_calls[0].function.output
+
+
+def test_http_tools_send_the_arguments_and_credentials(client):
+    run, output = http_run(client, '[[call:lookup {"q": "ossa"}]]')
+    assert run.status == "completed"
+    assert json.loads(output) == {"received": {"q": "ossa"}, "authorization": "Bearer sk-direct-key-abcdef"}
+    run, output = http_run(client, '[[call:search {"q": "nats"}]]')
+    assert json.loads(output)["received"] == {"q": "nats"}
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        ("[[call:failing {}]]", "http_error"),
+        ("[[call:metadata {}]]", "ssrf_refused"),
+        ("[[call:sneaky {}]]", "ssrf_refused"),
+        ("[[call:lookup {}]]", "invalid_arguments"),
+    ],
+)
+def test_http_tool_failures_and_the_ssrf_guard(client, call, code):
+    run, output = http_run(client, call)
+    assert run.status == "completed"
+    assert json.loads(output)["error"]["code"] == code
+
+
+def test_an_http_tool_answering_50_megabytes_is_cut_at_the_limit(client):
+    run, output = http_run(client, "[[call:huge {}]]")
+    assert run.status == "completed"
+    assert len(output.encode()) < 70_000
+    assert "truncated" in output
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "0.0.0.0",
+        "::ffff:10.0.0.1",
+    ],
+)
+def test_the_guard_refuses_private_loopback_and_link_local_addresses(address):
+    from ossabus.dispatcher.http_tools import forbidden
+
+    assert forbidden(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700:4700::1111", "8.8.8.8"])
+def test_the_guard_lets_public_addresses_through(address):
+    from ossabus.dispatcher.http_tools import forbidden
+
+    assert not forbidden(address)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from ossabus.contracts import subjects
 from ossabus.contracts.tools import DispatchRequest, DispatchResult, ToolCallReply, ToolCallRequest, ToolError
+from ossabus.dispatcher.http_tools import Refused, call_http
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_OUTPUT_BYTES = 64 * 1024
@@ -88,18 +89,26 @@ async def call_worker(nc: Client, request: DispatchRequest, arguments: dict[str,
 async def dispatch(nc: Client, request: DispatchRequest, *, max_output_bytes: int = MAX_OUTPUT_BYTES) -> DispatchResult:
     started = time.perf_counter()
     timeout = request.tool.timeout_seconds or DEFAULT_TIMEOUT_S
+    truncated = False  # the HTTP answer was cut at the limit while it was read
     try:
         arguments = parse_arguments(request)
-        if request.tool.kind in ("mcp", "http") or request.tool.http is not None:
-            raise ToolFailure(
-                "not_supported", f"{request.tool.kind} tools are not dispatched by this ossabus version yet"
-            )
-        output = as_text(await call_worker(nc, request, arguments, timeout))
+        if request.tool.http is not None:
+            try:
+                output, truncated = await call_http(request.tool.http, arguments, timeout, max_output_bytes)
+            except Refused as refused:
+                raise ToolFailure(refused.code, refused.message) from refused
+        elif request.tool.kind == "mcp":
+            raise ToolFailure("not_supported", "MCP tools are not dispatched by this ossabus version yet")
+        else:
+            output = as_text(await call_worker(nc, request, arguments, timeout))
         error = None
     except ToolFailure as failure:
         error = failure.error
         output = json.dumps({"error": error.model_dump()})
-    text, truncated = bounded(output, max_output_bytes)
+    text, cut = bounded(output, max_output_bytes)
+    truncated = cut or (error is None and truncated)
+    if error is None and truncated and not cut:
+        text += "\n[output truncated at the size limit]"
     return DispatchResult(
         output=text, error=error, truncated=truncated, duration_ms=(time.perf_counter() - started) * 1000
     )

@@ -364,7 +364,8 @@ class Runner:
                 error = {"error": {"code": "unknown_tool", "message": f"no tool named {call.function.name!r}"}}
                 call.function.output = json.dumps(error)
                 continue
-            if self.tools.serves(call.function.name):
+            bound = definition.tool(call.function.name)
+            if self.tools.serves(call.function.name) or (bound is not None and bound.http is not None):
                 tool = definition.tool(call.function.name) or ToolDefinition(
                     name=call.function.name, function_name=call.function.name, parameters_declared=False
                 )

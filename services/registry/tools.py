@@ -114,7 +114,10 @@ class ToolCollector:
                     self.f.error("tool.http_endpoint_missing", f"http tool {name!r} needs an endpoint", path)
                     continue
                 http = HttpBinding(
-                    endpoint=endpoint, method=str(item.get("method", "POST")).upper(), auth=item.get("auth")
+                    endpoint=endpoint,
+                    method=str(item.get("method", "POST")).upper(),
+                    auth=item.get("auth"),
+                    allow_private=item.get("allow_private_network") is True,
                 )
             keys = ("parameters", "input_schema", "inputSchema")
             params_path = _key_path(path, item, *keys) or _key_path([*path, "function"], function, "parameters")
