@@ -57,6 +57,7 @@ def start_ossabus(
         args += ["--manifests", str(manifests)]
     if executors:
         args += ["--without", "executor"]
+    env = {**os.environ, **env}
     procs = [subprocess.Popen([sys.executable, "-m", "ossabus.cli", *args], env=env, stdout=log, stderr=log)]
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, log_path)

@@ -78,6 +78,18 @@ def test_tool_failures_are_results_the_model_sees_and_the_run_goes_on(client, wo
     assert time.monotonic() - started < 15
 
 
+def test_only_idempotent_tools_are_retried(client, workers):
+    run, steps, _ = run_with(client, '[[call:flaky_tool {"key": "retried"}]]')
+    assert steps[0].step_details.tool_calls[0].function.output == "worked on attempt 3"
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": '[[call:flaky_tool {"key": "once"}]]'}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_fragileXagent", poll_interval_ms=100
+    )
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    output = json.loads(steps[0].step_details.tool_calls[0].function.output)
+    assert output["error"] == {"code": "tool_failed", "message": "ConnectionError: backend hiccup"}
+
+
 def test_oversize_outputs_are_truncated_with_a_marker(client, workers):
     run, steps, _ = run_with(client, "[[call:big_tool {}]]")
     output = steps[0].step_details.tool_calls[0].function.output

@@ -29,6 +29,18 @@ def broken_tool() -> str:
     raise RuntimeError("the database is on fire")
 
 
+FAILURES: dict[str, int] = {}
+
+
+@worker.tool()
+def flaky_tool(key: str) -> str:
+    """Fails the first two calls for each key: a backend with a hiccup."""
+    FAILURES[key] = FAILURES.get(key, 0) + 1
+    if FAILURES[key] <= 2:
+        raise ConnectionError("backend hiccup")
+    return f"worked on attempt {FAILURES[key]}"
+
+
 @worker.tool()
 def big_tool() -> str:
     return "x" * 100_000

@@ -7,6 +7,7 @@ would end the run: the model can apologise, retry differently, or tell the user.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -86,6 +87,22 @@ async def call_worker(nc: Client, request: DispatchRequest, arguments: dict[str,
     return answer.output
 
 
+RETRIES = 2  # for tools marked idempotent: up to 3 attempts in all
+RETRY_DELAY_S = 0.2
+
+
+async def with_retries(request: DispatchRequest, attempt):
+    """Retry a failed call only when the manifest marks the tool idempotent (running it twice is safe)."""
+    for tries in range(RETRIES + 1):
+        try:
+            return await attempt()
+        except ToolFailure as failure:
+            if not request.tool.idempotent or failure.error.code == "invalid_arguments" or tries == RETRIES:
+                raise
+            await asyncio.sleep(RETRY_DELAY_S * (tries + 1))
+    raise AssertionError("unreachable")
+
+
 async def dispatch(nc: Client, request: DispatchRequest, *, max_output_bytes: int = MAX_OUTPUT_BYTES) -> DispatchResult:
     started = time.perf_counter()
     timeout = request.tool.timeout_seconds or DEFAULT_TIMEOUT_S
@@ -100,7 +117,7 @@ async def dispatch(nc: Client, request: DispatchRequest, *, max_output_bytes: in
         elif request.tool.kind == "mcp":
             raise ToolFailure("not_supported", "MCP tools are not dispatched by this ossabus version yet")
         else:
-            output = as_text(await call_worker(nc, request, arguments, timeout))
+            output = as_text(await with_retries(request, lambda: call_worker(nc, request, arguments, timeout)))
         error = None
     except ToolFailure as failure:
         error = failure.error

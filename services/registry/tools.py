@@ -133,6 +133,7 @@ class ToolCollector:
                 http=http,
                 handler=_handler(item.get("handler")),
                 timeout=item.get("timeout_seconds", item.get("timeout")),
+                idempotent=item.get("idempotent") is True,
                 seen=seen,
             )
 
@@ -262,6 +263,7 @@ class ToolCollector:
         seen: set[str] | None = None,
         declared: bool = True,
         timeout: Any = None,
+        idempotent: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             self.f.warning("tool.unnamed", "tool has no name; ignored", path)
@@ -309,6 +311,7 @@ class ToolCollector:
         tool.http = tool.http or http
         tool.mcp = tool.mcp or mcp
         tool.handler = tool.handler or handler
+        tool.idempotent = tool.idempotent or idempotent
         if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
             tool.timeout_seconds = tool.timeout_seconds or float(timeout)
 
