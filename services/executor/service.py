@@ -28,7 +28,7 @@ from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
-from ossabus.runtime.bus import BusClient, BusFailure
+from ossabus.runtime.bus import BusClient, BusFailure, validation_failure
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store.leases import Leases
@@ -217,10 +217,9 @@ class ExecutorService(Service):
             thread_id, run_id = task_ids(task, seed)
             started = await self.tasks.start(agent, task, thread_id, run_id)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            param = ".".join(str(p) for p in first["loc"]) or None
+            error = validation_failure(exc).error
             await self.tasks.reject(
-                thread_id, run_id, TaskRejected("invalid_request", f"{param}: {first['msg']}", param), raw.subject
+                thread_id, run_id, TaskRejected(error.code, error.message, error.param), raw.subject
             )
             await msg.reject()
             return
@@ -254,10 +253,7 @@ class ExecutorService(Service):
             thread_id, run_id = task_ids(task, None)
             started = await self.tasks.start(agent, task, thread_id, run_id)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            param = ".".join(str(p) for p in first["loc"]) or None
-            error = BusError(code="invalid_request", message=f"{param}: {first['msg']}", param=param)
-            return Reply.failure(error).model_dump(mode="json")
+            return Reply.failure(validation_failure(exc).error).model_dump(mode="json")
         except TaskRejected as rejected:
             error = BusError(code=rejected.code, message=rejected.message, param=rejected.param)  # type: ignore[arg-type]
             return Reply.failure(error).model_dump(mode="json")
