@@ -75,6 +75,7 @@ class ToolWorker:
                 subjects.tool(tool.name), queue=subjects.tool_queue(tool.name), cb=self._handler(tool)
             )
         await self.nc.subscribe(subjects.TOOL_ROLL_CALL, cb=self._roll_call)
+        await self.nc.flush(timeout=10)  # subscribed on the server before anyone is told about it
         await self.announce()
         self._tasks.append(asyncio.create_task(self._announce_forever()))
         log.info("serving tools: %s", ", ".join(self.tools))

@@ -47,6 +47,9 @@ class Service:
     async def start(self) -> None:
         self.register()
         await self.broker.start()
+        # SUBs leave through nats-py's flusher: without a round trip, a request sent right after
+        # start() returns can reach the server first and find no responders.
+        await self.broker.connection.flush(timeout=10)
         await self.started()
         log.info("%s service started", self.name)
 
