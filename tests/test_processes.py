@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -172,3 +173,21 @@ def test_each_service_runs_alone_and_stops_on_sigterm(nats_url, service, tmp_pat
     process.terminate()
     assert process.wait(30) == 0, log.read_text()
     assert f"{service} service stopped" in log.read_text()
+
+
+def test_the_embedded_nats_server_dies_with_a_killed_ossabus(tmp_path):
+    """SIGKILL gives no chance to clean up: the child must not outlive us holding the port and the store."""
+    data = tmp_path / "data"
+    stack = start_stack(
+        ["up", "--data-dir", str(data), "--nats-port", "-1", "--no-bundled-manifests"],
+        tmp_path / "ossabus.log",
+        free_port(),
+    )
+    pid = nats_pid(data)
+    assert alive(pid)
+    stack.process.send_signal(signal.SIGKILL)
+    stack.process.wait(10)
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), "the embedded nats-server outlived a SIGKILLed ossabus"
