@@ -134,14 +134,21 @@ def ossabus_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "ossabus.cli", *args]
 
 
-def start_stack(args: list[str], log: Path, port: int, env: dict[str, str] | None = None, timeout: float = 30) -> Stack:
+def process_env(extra: dict[str, str | None] | None) -> dict[str, str]:
+    """This environment plus `extra`, where a None value removes the variable."""
+    return {k: v for k, v in {**os.environ, **(extra or {})}.items() if v is not None}
+
+
+def start_stack(
+    args: list[str], log: Path, port: int, env: dict[str, str | None] | None = None, timeout: float = 30
+) -> Stack:
     """Start `ossabus <args>` and wait until /readyz says ready; fail with its log otherwise."""
     handle = log.open("w")
     process = subprocess.Popen(
         ossabus_command(*args, "--port", str(port)),
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env=process_env(env),
     )
     stack = Stack(process, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + timeout
@@ -216,7 +223,7 @@ def fake_llm() -> Iterator[FakeLLM]:
         process.wait(5)
 
 
-def llm_env(fake: FakeLLM) -> dict[str, str]:
+def llm_env(fake: FakeLLM) -> dict[str, str | None]:
     """How a user points ossabus at an OpenAI-compatible provider: the standard variables."""
     return {
         "OPENAI_BASE_URL": f"{fake.base_url}/v1",
@@ -225,6 +232,9 @@ def llm_env(fake: FakeLLM) -> dict[str, str]:
         "FAKE_LLM_ROOT": fake.base_url,
         "FAKE_LLM_KEY": "sk-direct-key-abcdef",
         "OSSABUS_REDELIVERY_BASE_S": "0.05",  # so the poison-run test sees all redeliveries quickly
+        # absent (None removes it; an empty value counts as set): tests/agents/keyless-agent.yaml must find
+        # no key, so litellm fails before it would try to reach the provider
+        "ANTHROPIC_API_KEY": None,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
 

@@ -368,3 +368,15 @@ def test_the_tool_loop_is_capped_by_the_agents_max_steps(client):
     assert run.status == "failed"
     assert run.last_error.code == "server_error"
     assert "2 tool-call steps" in run.last_error.message
+
+
+def test_a_missing_provider_key_fails_at_once_and_says_which_variable(client, api_stack):
+    retries_before = api_stack.logs().count("model call failed")
+    thread = thread_with(client, "hello")
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_keylessXagent", poll_interval_ms=100
+    )
+    assert run.status == "failed"
+    assert run.last_error.code == "server_error"
+    assert "ANTHROPIC_API_KEY" in run.last_error.message
+    assert api_stack.logs().count("model call failed") == retries_before, "a missing key was retried"

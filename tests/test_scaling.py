@@ -2,7 +2,6 @@
 
 import asyncio
 import collections
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from ossabus.client import OssabusClient
 
-from conftest import free_port, llm_env, ossabus_command, reset_jetstream, start_stack
+from conftest import free_port, llm_env, ossabus_command, process_env, reset_jetstream, start_stack
 
 
 class Cluster:
@@ -38,7 +37,7 @@ class Cluster:
             ossabus_command("serve", "executor", "--nats-url", self.nats_url, "--max-runs", str(max_runs)),
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env=process_env(self.env),
         )
         deadline = time.monotonic() + 30
         while "executor service started" not in log.read_text():

@@ -81,6 +81,17 @@ def classify(exc: Exception) -> LLMError:
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
     detail = redact(str(getattr(exc, "message", None) or exc))
+    lowered = detail.lower()
+    missing_key = "missing credentials" in lowered or ("api key" in lowered and "missing" in lowered)
+    if missing_key or status in (401, 403) or name in ("AuthenticationError", "PermissionDeniedError"):
+        # Never transient (litellm reports OpenAI's missing key as a 500, which would be retried).
+        message = (
+            "the model provider has no API key: set its variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) "
+            "where the executor runs, or name one with the manifest's api_key_env"
+            if missing_key
+            else "the model provider refused the credentials (check its API key)"
+        )
+        return LLMError("server_error", message, False, status)
     if status == 429 or name == "RateLimitError":
         return LLMError("rate_limit_exceeded", f"the model provider is rate limiting: {detail}", True, 429)
     if name in ("Timeout", "APITimeoutError", "APIConnectionError", "ServiceUnavailableError", "InternalServerError"):
@@ -88,10 +99,6 @@ def classify(exc: Exception) -> LLMError:
     if isinstance(status, int) and status >= 500:
         return LLMError("server_error", f"the model provider failed: {detail}", True, status)
     if isinstance(status, int) and 400 <= status < 500:
-        if status in (401, 403):
-            return LLMError(
-                "server_error", "the model provider refused the credentials (check its API key)", False, status
-            )
         return LLMError("invalid_prompt", f"the model provider rejected the request: {detail}", False, status)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return LLMError("server_error", "the model provider did not answer in time", True)
