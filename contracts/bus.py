@@ -272,16 +272,3 @@ class RunEvent(BaseModel):
     run_id: str
     data: Any = None
     at: int = Field(default_factory=lambda: int(time.time()))
-
-
-class RunEventError(BaseModel):
-    code: str
-    message: str
-
-
-class ServiceUnavailable(BaseModel):
-    """Body of `error` events from services whose work is not built yet."""
-
-    service: str
-    code: Literal["not_implemented"] = "not_implemented"
-    message: str

@@ -169,6 +169,18 @@ def test_credentials_come_from_the_standard_variables_or_from_the_manifest(clien
     assert direct == {"path": "/chat/completions", "authorization": "Bearer sk-direct-key-abcdef"}
 
 
+def test_a_body_that_is_not_json_is_a_clear_400(http):
+    for path in ("/v1/chat/completions", "/v1/threads", "/v1/assistants"):
+        response = http.post(path, content=b"{not json", headers={"content-type": "application/json"})
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "message": "the request body is not valid JSON",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_json",
+        }
+
+
 def test_oversized_bodies_are_413_in_openai_shape(http):
     big = {"model": "echo-agent", "messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]}
     response = http.post("/v1/chat/completions", json=big)

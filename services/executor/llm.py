@@ -7,6 +7,7 @@ retry would send it a second, different answer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -22,8 +23,10 @@ DEFAULT_MODEL_ENV = "OSSABUS_DEFAULT_MODEL"
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|api[_-]?key[=:]\s*\S+)", re.I)
 
 
+@functools.cache
 def _litellm():
-    """Imported on first use: the import costs ~3 s, which no command but a running executor should pay."""
+    """litellm, imported and configured once, on first use: the import costs ~3 s, which no command but
+    a running executor should pay."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 

@@ -286,18 +286,7 @@ class Runner:
             assistant_id=run.assistant_id,
             run_id=run.id,
         )
-        step = RunStep(
-            id=new_id("step"),
-            created_at=now(),
-            assistant_id=run.assistant_id,
-            thread_id=run.thread_id,
-            run_id=run.id,
-            type="message_creation",
-            step_details=MessageCreationDetails(message_creation={"message_id": message.id}),
-        )
-        await self.state.put_step(step)
-        await events.emit("thread.run.step.created", step)
-        await events.emit("thread.run.step.in_progress", step)
+        step = await self.open_step(run, MessageCreationDetails(message_creation={"message_id": message.id}), events)
         await self.state.put_message(message)
         await events.emit("thread.message.created", message)
         await events.emit("thread.message.in_progress", message)
@@ -320,14 +309,20 @@ class Runner:
         return message
 
     async def open_tool_step(self, run: Run, events: RunEvents) -> RunStep:
+        return await self.open_step(run, ToolCallsDetails(tool_calls=[]), events)
+
+    async def open_step(
+        self, run: Run, details: MessageCreationDetails | ToolCallsDetails, events: RunEvents
+    ) -> RunStep:
+        """A new step of the run, stored and announced (created, then in_progress)."""
         step = RunStep(
             id=new_id("step"),
             created_at=now(),
             assistant_id=run.assistant_id,
             thread_id=run.thread_id,
             run_id=run.id,
-            type="tool_calls",
-            step_details=ToolCallsDetails(tool_calls=[]),
+            type=details.type,
+            step_details=details,
         )
         await self.state.put_step(step)
         await events.emit("thread.run.step.created", step)
@@ -487,10 +482,3 @@ class Runner:
 
     async def reload(self, run: Run) -> Run:
         return await self.state.get_run(run.thread_id, run.id) or run
-
-
-def parse_arguments(arguments: str) -> Any:
-    try:
-        return json.loads(arguments or "{}")
-    except json.JSONDecodeError:
-        return None

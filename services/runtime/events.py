@@ -36,6 +36,6 @@ class RunEvents:
         subject = subjects.run_event(self.thread_id, self.run_id, event)
         if event in FIRE_AND_FORGET:
             await self.nc.publish(subject, body.model_dump_json().encode())
-            await asyncio.sleep(0)  # let nats-py's flusher write it now (see flush_soon)
+            await asyncio.sleep(0)  # let nats-py's flusher write it now (see the module docstring)
         else:
             await self.js.publish(subject, body.model_dump_json().encode(), timeout=5)
