@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -84,7 +84,16 @@ async def reset_jetstream(url: str) -> None:
         for name in names:
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(name)
-        await provision(js)
+        # nats-server removes a deleted stream's file store asynchronously; creating the stream again
+        # at once can fail with err_code 10049 ("error creating store for stream") until it is gone.
+        for attempt in range(50):
+            try:
+                await provision(js)
+                break
+            except ServerError as exc:
+                if exc.err_code != 10049 or attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
     finally:
         await nc.close()
 
