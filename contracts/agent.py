@@ -47,10 +47,16 @@ class HttpBinding(BaseModel):
 
 
 class McpBinding(BaseModel):
+    """An MCP server as a manifest names it; how to reach it comes from the operator's MCP config."""
+
     server: str | None = None
     transport: str | None = None
     command: list[str] | None = None
     url: str | None = None
+    allow_private: bool = False
+    timeout_seconds: float | None = Field(None, description="Per-call timeout for every tool of this server.")
+    idempotent: bool = Field(False, description="Every tool of this server may be retried after a failure.")
+    confirmation: bool = Field(False, description="Every call of a tool of this server needs a person's approval.")
 
 
 class ToolDefinition(BaseModel):
@@ -167,7 +173,19 @@ class AgentDefinition(BaseModel):
     orchestration: dict[str, Any] | None = None
     env_refs: list[str] = Field(default_factory=list, description="`${VAR}` names the manifest reads.")
     openai_assistant_id: str | None = None
+    approval_required: bool | list[str] = Field(
+        False,
+        description="`spec.autonomy.approval_required`: every server-side tool call (true) or calls of the "
+        "tools named here wait for a person's approval.",
+    )
 
     def tool(self, name: str) -> ToolDefinition | None:
         """The tool with this manifest name or function name."""
         return next((t for t in self.tools if name in (t.name, t.function_name)), None)
+
+    def needs_approval(self, tool: ToolDefinition) -> bool:
+        if tool.confirmation or self.approval_required is True:
+            return True
+        return isinstance(self.approval_required, list) and bool(
+            {tool.name, tool.function_name} & set(self.approval_required)
+        )

@@ -32,6 +32,7 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.REGISTRY_CHANGES_ALL: (bus.ManifestChanged, None),
     subjects.DISPATCHER_CALL: (tools.DispatchRequest, bus.Reply[tools.DispatchResult]),
     subjects.DISPATCHER_TOOLS: (bus.AnyRequest, bus.Reply[tools.ToolList]),
+    subjects.DISPATCHER_MCP_TOOLS: (tools.McpToolsRequest, bus.Reply[tools.McpToolList]),
     subjects.TOOL_ANNOUNCEMENTS_ALL: (tools.ToolAnnouncement, None),
     subjects.TELEMETRY_USAGE: (bus.AnyRequest, bus.Reply[dict]),
 }

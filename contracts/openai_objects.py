@@ -130,12 +130,27 @@ class FunctionCall(BaseModel):
     output: str | None = None
 
 
+class ToolApproval(BaseModel):
+    """ossabus extension: a person's decision on a call the agent may not make unasked."""
+
+    status: Literal["pending", "approved", "denied"] = "pending"
+    reason: str | None = None
+    decided_at: int | None = None
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class ToolCall(BaseModel):
     """A function call as runs show it (`required_action` and `tool_calls` steps)."""
 
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    approval: ToolApproval | None = Field(
+        None, exclude_if=_absent, description="ossabus extension, only on calls that need approval."
+    )
 
 
 class RequiredActionFunctionCall(BaseModel):
@@ -153,9 +168,17 @@ class SubmitToolOutputs(BaseModel):
     tool_calls: list[RequiredActionToolCall]
 
 
+class SubmitToolApprovals(BaseModel):
+    tool_calls: list[RequiredActionToolCall]
+
+
 class RequiredAction(BaseModel):
-    type: Literal["submit_tool_outputs"] = "submit_tool_outputs"
-    submit_tool_outputs: SubmitToolOutputs
+    """What the run waits for: tool outputs from the client (OpenAI's only kind), or, an ossabus
+    extension, a person's approval of calls the agent's policy does not let it make unasked."""
+
+    type: Literal["submit_tool_outputs", "submit_tool_approvals"] = "submit_tool_outputs"
+    submit_tool_outputs: SubmitToolOutputs | None = Field(None, exclude_if=_absent)
+    submit_tool_approvals: SubmitToolApprovals | None = Field(None, exclude_if=_absent)
 
 
 class LastError(BaseModel):

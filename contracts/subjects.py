@@ -35,6 +35,7 @@ def ask(agent: str) -> str:
 TOOLS_ALL = f"{PREFIX}.tools.>"
 DISPATCHER_CALL = f"{PREFIX}.dispatcher.call"
 DISPATCHER_TOOLS = f"{PREFIX}.dispatcher.tools"
+DISPATCHER_MCP_TOOLS = f"{PREFIX}.dispatcher.mcp.tools"
 DISPATCHER_QUEUE = "ossa-dispatchers"
 
 # --- registry: request/reply, one subject per operation ------------------------------------------

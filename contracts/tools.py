@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ossabus.contracts.agent import ToolDefinition
+from ossabus.contracts.agent import McpBinding, ToolDefinition
 
 
 class ToolCallRequest(BaseModel):
@@ -71,3 +71,15 @@ class ToolList(BaseModel):
     """Reply of `ossa.dispatcher.tools`: the tools some worker serves now."""
 
     data: list[ToolAnnouncement]
+
+
+class McpToolsRequest(BaseModel):
+    """The executor asks the dispatcher (`ossa.dispatcher.mcp.tools`) what an MCP server offers."""
+
+    server: McpBinding
+
+
+class McpToolList(BaseModel):
+    """The tools an MCP server lists, as tool definitions bound to that server."""
+
+    data: list[ToolDefinition]

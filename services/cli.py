@@ -34,6 +34,12 @@ def _add_service_options(p: argparse.ArgumentParser, relay_only: str) -> None:
     p.add_argument(
         "--max-body-bytes", type=int, help="largest HTTP request body (default 8 MiB; $OSSABUS_MAX_BODY_BYTES)"
     )
+    p.add_argument(
+        "--mcp-config",
+        type=Path,
+        metavar="FILE",
+        help="MCP servers the dispatcher may reach, in the `mcpServers` JSON/YAML format ($OSSABUS_MCP_CONFIG)",
+    )
     _add_bus_options(p)
 
 
@@ -125,6 +131,8 @@ def _settings(args: argparse.Namespace):
     )
     if args.max_body_bytes:
         settings.max_body_bytes = args.max_body_bytes
+    if args.mcp_config:
+        settings.mcp_config = str(args.mcp_config)
     if args.nats_url:
         settings.nats_url = args.nats_url
     if args.log_format:
@@ -136,6 +144,13 @@ def _settings(args: argparse.Namespace):
     for folder in settings.manifest_dirs:
         if not folder.exists():
             raise FileNotFoundError(f"--manifests {folder}: no such folder")
+    if settings.mcp_config:
+        from ossabus.dispatcher.mcp_config import McpConfigError, load_config
+
+        try:
+            load_config(settings.mcp_config)
+        except McpConfigError as exc:
+            raise FileNotFoundError(str(exc)) from exc
     return settings
 
 

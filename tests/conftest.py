@@ -8,6 +8,7 @@ is never mocked.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -248,8 +249,49 @@ def llm_env(fake: FakeLLM) -> dict[str, str | None]:
     }
 
 
+@dataclass
+class McpServers:
+    """The operator's MCP configuration for the tests: `testmcp` over stdio, `remote` over HTTP."""
+
+    config: Path
+    starts: Path  # one line per start of the stdio server
+    http_url: str
+
+
+@pytest.fixture(scope="session")
+def mcp_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpServers]:
+    folder = tmp_path_factory.mktemp("mcp")
+    script = str(Path(__file__).with_name("mcp_server.py"))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, script, "--http", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the test MCP server over HTTP did not start")
+            time.sleep(0.1)
+    starts = folder / "starts.log"
+    config = folder / "mcp.json"
+    servers = {
+        "testmcp": {"command": sys.executable, "args": [script], "env": {"MCP_TEST_STARTS": str(starts)}},
+        "remote": {"url": url},
+    }
+    config.write_text(json.dumps({"mcpServers": servers}))
+    yield McpServers(config, starts, url)
+    process.terminate()
+    process.wait(10)
+
+
 @pytest.fixture(scope="module")
-def api_stack(nats_url: str, fake_llm: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def api_stack(
+    nats_url: str, fake_llm: FakeLLM, mcp_servers: McpServers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """The whole stack with the test agents, its models served by the fake upstream."""
     asyncio.run(reset_jetstream(nats_url))
     log = tmp_path_factory.mktemp("api") / "ossabus.log"
@@ -257,7 +299,7 @@ def api_stack(nats_url: str, fake_llm: FakeLLM, tmp_path_factory: pytest.TempPat
         ["up", "--nats-url", nats_url, "--manifests", str(Path(__file__).with_name("agents"))],
         log,
         free_port(),
-        env=llm_env(fake_llm),
+        env={**llm_env(fake_llm), "OSSABUS_MCP_CONFIG": str(mcp_servers.config)},
     )
     yield running
     code = running.stop()

@@ -180,3 +180,40 @@ def test_namespaced_tool_names_get_function_names():
     ]
     assert d.tool("read_file").parameters_declared is False
     assert [s.server for s in d.mcp_servers] == ["git"]
+
+
+def test_approval_policies_from_autonomy_tools_capabilities_and_mcp_servers():
+    d = definition(
+        """
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {name: careful}
+        spec:
+          llm: {provider: openai, model: gpt-4o}
+          autonomy: {approval_required: [wire_money]}
+          capabilities:
+            - {name: delete_user, policy: {requires_approval: true}}
+            - {name: read_user}
+          tools:
+            - {type: http, name: wire_money, endpoint: "https://bank.example/wire"}
+            - {type: http, name: quote, endpoint: "https://bank.example/quote", requires_approval: true}
+            - {type: mcp, server: files, capabilities: [write_file], approval_required: true, timeout_seconds: 4}
+            - {type: mcp, server: shell, requires_approval: true}
+        """
+    )
+    needs = {t.name: d.needs_approval(t) for t in d.tools}
+    assert needs == {"delete_user": True, "read_user": False, "wire_money": True, "quote": True, "write_file": True}
+    assert d.tool("write_file").timeout_seconds == 4
+    assert [(s.server, s.confirmation) for s in d.mcp_servers] == [("shell", True)]
+    everything = definition(
+        """
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {name: supervised}
+        spec:
+          llm: {provider: openai, model: gpt-4o}
+          autonomy: {level: supervised, approval_required: true}
+          tools: [{type: http, name: anything, endpoint: "https://x.example/"}]
+        """
+    )
+    assert everything.needs_approval(everything.tool("anything"))

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ossabus.contracts import subjects
 from ossabus.contracts.tools import DispatchRequest, DispatchResult, ToolCallReply, ToolCallRequest, ToolError
 from ossabus.dispatcher.http_tools import Refused, call_http
+from ossabus.dispatcher.mcp_tools import McpFailure, McpServers
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_OUTPUT_BYTES = 64 * 1024
@@ -87,6 +88,18 @@ async def call_worker(nc: Client, request: DispatchRequest, arguments: dict[str,
     return answer.output
 
 
+async def call_mcp(servers: McpServers | None, request: DispatchRequest, arguments: dict[str, Any], timeout: float):
+    if servers is None:
+        raise ToolFailure("mcp_unconfigured", "this dispatcher serves no MCP servers")
+    try:
+        text, is_error = await servers.call(request.tool, arguments, timeout)
+    except McpFailure as failure:
+        raise ToolFailure(failure.code, failure.message) from failure
+    if is_error:
+        raise ToolFailure("tool_failed", text[:2000] or f"the MCP tool {request.tool.name!r} failed")
+    return text
+
+
 RETRIES = 2  # for tools marked idempotent: up to 3 attempts in all
 RETRY_DELAY_S = 0.2
 
@@ -103,7 +116,13 @@ async def with_retries(request: DispatchRequest, attempt):
     raise AssertionError("unreachable")
 
 
-async def dispatch(nc: Client, request: DispatchRequest, *, max_output_bytes: int = MAX_OUTPUT_BYTES) -> DispatchResult:
+async def dispatch(
+    nc: Client,
+    request: DispatchRequest,
+    *,
+    mcp: McpServers | None = None,
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
+) -> DispatchResult:
     started = time.perf_counter()
     timeout = request.tool.timeout_seconds or DEFAULT_TIMEOUT_S
     truncated = False  # the HTTP answer was cut at the limit while it was read
@@ -115,7 +134,7 @@ async def dispatch(nc: Client, request: DispatchRequest, *, max_output_bytes: in
             except Refused as refused:
                 raise ToolFailure(refused.code, refused.message) from refused
         elif request.tool.kind == "mcp":
-            raise ToolFailure("not_supported", "MCP tools are not dispatched by this ossabus version yet")
+            output = await with_retries(request, lambda: call_mcp(mcp, request, arguments, timeout))
         else:
             output = as_text(await with_retries(request, lambda: call_worker(nc, request, arguments, timeout)))
         error = None

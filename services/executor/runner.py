@@ -31,8 +31,10 @@ from ossabus.contracts.openai_objects import (
     RequiredActionToolCall,
     Run,
     RunStep,
+    SubmitToolApprovals,
     SubmitToolOutputs,
     TextContent,
+    ToolApproval,
     ToolCall,
     ToolCallsDetails,
     Usage,
@@ -40,6 +42,7 @@ from ossabus.contracts.openai_objects import (
 from ossabus.contracts.tools import DispatchRequest, DispatchResult
 from ossabus.executor import llm, prompt
 from ossabus.executor.agents import AgentDirectory
+from ossabus.executor.offered_tools import McpListings, OfferedTools, offered_tools
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.tool_directory import ToolDirectory
@@ -62,6 +65,11 @@ class TurnResult:
     tool_step: RunStep | None = None
 
 
+def tool_error(code: str, message: str) -> str:
+    """A tool result that tells the model the call failed, in the shape every tool error has."""
+    return json.dumps({"error": {"code": code, "message": message}})
+
+
 class RunCancelled(Exception):
     """Raised inside a run when a cancel request for it arrives."""
 
@@ -72,6 +80,7 @@ class Runner:
     def __init__(self, nc: Client, state: State, agents: AgentDirectory, tools: ToolDirectory | None = None):
         self.nc, self.state, self.agents = nc, state, agents
         self.tools = tools or ToolDirectory()
+        self.mcp_listings = McpListings(agents.bus)
 
     # --- entry ---------------------------------------------------------------------------------------
 
@@ -126,6 +135,8 @@ class Runner:
     async def loop(self, run: Run, definition: AgentDefinition, request: RunRequest, events: RunEvents) -> None:
         model = llm.resolve_model(definition, request.model or None)
         max_steps = definition.limits.max_steps or DEFAULT_MAX_STEPS
+        if await self.resume_tool_step(run, definition, events):
+            return
         while True:
             steps = await self.state.list_steps(run.thread_id, run.id)
             if sum(1 for s in steps if s.type == "tool_calls") >= max_steps:
@@ -151,19 +162,18 @@ class Runner:
             if messages is None:
                 await self.finish(run, events, "incomplete", incomplete=IncompleteDetails(reason="max_prompt_tokens"))
                 return
+            offered = await offered_tools(run, definition, self.mcp_listings)
             call = llm.LLMRequest(
                 model=model,
                 messages=messages,
-                params=self.params(run, definition, budget),
-                tools=prompt.tools_for_model(run) or None,
+                params=self.params(run, definition, budget, bool(offered.by_name)),
+                tools=offered.for_model() or None,
             )
             turn = await self.turn(run, call, definition, events)
             run = await self.transition(run, None, usage=usage + turn.usage)
             cut_by_budget = turn.finish_reason == "length" and budget is not None
             if turn.tool_step is not None and not cut_by_budget:
-                pending = await self.run_server_tools(run, definition, turn.tool_step, events)
-                if pending:
-                    await self.require_action(run, pending, events)
+                if await self.settle_tool_calls(run, definition, offered, turn.tool_step, events):
                     return
                 continue  # every call was answered here: the model goes on with their outputs
             if cut_by_budget:
@@ -185,7 +195,7 @@ class Runner:
         except prompt.PromptTooLong:
             return None
 
-    def params(self, run: Run, definition: AgentDefinition, budget: int | None) -> dict[str, Any]:
+    def params(self, run: Run, definition: AgentDefinition, budget: int | None, has_tools: bool) -> dict[str, Any]:
         params = llm.connection_params(definition)
         settings = definition.llm
         temperature = run.temperature if run.temperature is not None else settings.temperature
@@ -204,7 +214,7 @@ class Runner:
                 params[key] = value
         if run.response_format not in (None, "auto"):
             params["response_format"] = run.response_format
-        if run.tools:
+        if has_tools:
             if run.tool_choice not in (None, "auto"):
                 params["tool_choice"] = run.tool_choice
             params["parallel_tool_calls"] = run.parallel_tool_calls
@@ -331,69 +341,110 @@ class Runner:
 
     # --- endings ---------------------------------------------------------------------------------------
 
-    async def require_action(self, run: Run, pending: list[ToolCall], events: RunEvents) -> None:
-        action = RequiredAction(
-            submit_tool_outputs=SubmitToolOutputs(
-                tool_calls=[
-                    RequiredActionToolCall(
-                        id=c.id,
-                        function=RequiredActionFunctionCall(name=c.function.name, arguments=c.function.arguments),
-                    )
-                    for c in pending
-                ]
+    async def require_action(
+        self, run: Run, pending: list[ToolCall], events: RunEvents, *, approval: bool = False
+    ) -> None:
+        calls = [
+            RequiredActionToolCall(
+                id=c.id, function=RequiredActionFunctionCall(name=c.function.name, arguments=c.function.arguments)
             )
-        )
+            for c in pending
+        ]
+        if approval:
+            action = RequiredAction(
+                type="submit_tool_approvals", submit_tool_approvals=SubmitToolApprovals(tool_calls=calls)
+            )
+        else:
+            action = RequiredAction(submit_tool_outputs=SubmitToolOutputs(tool_calls=calls))
         run = await self.transition(run, "requires_action", required_action=action)
         await events.emit("thread.run.requires_action", run)
 
-    async def run_server_tools(
-        self, run: Run, definition: AgentDefinition, step: RunStep, events: RunEvents
-    ) -> list[ToolCall]:
-        """Answer the calls that can be answered here (a worker serves the tool, or the model named a
-        tool the run does not have), all at once; return the calls left for the client."""
+    async def settle_tool_calls(
+        self, run: Run, definition: AgentDefinition, offered: OfferedTools, step: RunStep, events: RunEvents
+    ) -> bool:
+        """Answer every call of the step that can be answered here, all at once: a worker, an HTTP
+        endpoint or an MCP server serves the tool (after a person's approval when the agent's policy
+        asks for it), or the model named a tool the run does not have. Returns True when the run
+        parks in `requires_action`: for approvals first, then for the outputs only the client has."""
         assert isinstance(step.step_details, ToolCallsDetails)
-        offered = {t.function.name for t in run.tools if t.type == "function"}
-        jobs, pending = [], []
+        jobs, awaiting, for_client = [], [], []
         for call in step.step_details.tool_calls:
-            if call.function.name not in offered:
-                error = {"error": {"code": "unknown_tool", "message": f"no tool named {call.function.name!r}"}}
-                call.function.output = json.dumps(error)
+            if call.function.output is not None:
+                continue  # answered before this executor resumed the step
+            name = call.function.name
+            if name not in offered:
+                call.function.output = tool_error("unknown_tool", f"no tool named {name!r}")
                 continue
-            bound = definition.tool(call.function.name)
-            if self.tools.serves(call.function.name) or (bound is not None and bound.http is not None):
-                tool = definition.tool(call.function.name) or ToolDefinition(
-                    name=call.function.name, function_name=call.function.name, parameters_declared=False
-                )
-                jobs.append((call, tool))
-            else:
-                pending.append(call)
+            bound = offered.definition(name)
+            server_side = bound is not None and (bound.http is not None or bound.kind == "mcp")
+            if not (self.tools.serves(name) or server_side):
+                for_client.append(call)
+                continue
+            tool = bound or ToolDefinition(name=name, function_name=name, parameters_declared=False)
+            if definition.needs_approval(tool) or call.approval is not None:
+                call.approval = call.approval or ToolApproval()
+                if call.approval.status == "pending":
+                    awaiting.append(call)
+                    continue
+                if call.approval.status == "denied":
+                    reason = f": {call.approval.reason}" if call.approval.reason else ""
+                    call.function.output = tool_error("denied", f"a person declined this call{reason}")
+                    continue
+            jobs.append((call, tool))
+        before = {c.id for c in step.step_details.tool_calls if c.function.output is not None}
         results = await asyncio.gather(*(self.dispatch(run, call, tool) for call, tool in jobs))
         for (call, _), result in zip(jobs, results, strict=True):
             call.function.output = result.output
-        answered = [(i, c) for i, c in enumerate(step.step_details.tool_calls) if c.function.output is not None]
-        if answered:
-            await events.emit(
-                "thread.run.step.delta",
-                {
-                    "id": step.id,
-                    "object": "thread.run.step.delta",
-                    "delta": {
-                        "step_details": {
-                            "type": "tool_calls",
-                            "tool_calls": [
-                                {"index": i, "id": c.id, "type": "function", "function": {"output": c.function.output}}
-                                for i, c in answered
-                            ],
-                        }
-                    },
-                },
-            )
-        if not pending:
+        await self.announce_outputs(step, before, events)
+        done = not awaiting and not for_client
+        if done:
             step.status, step.completed_at = "completed", now()
         await self.state.put_step(step)
-        if not pending:
+        if done:
             await events.emit("thread.run.step.completed", step)
-        return pending
+            return False
+        if awaiting:
+            await self.require_action(run, awaiting, events, approval=True)
+        else:
+            await self.require_action(run, for_client, events)
+        return True
+
+    async def announce_outputs(self, step: RunStep, before: set[str], events: RunEvents) -> None:
+        """A step delta with the outputs answered now, so streams show tool progress."""
+        assert isinstance(step.step_details, ToolCallsDetails)
+        answered = [
+            (i, c)
+            for i, c in enumerate(step.step_details.tool_calls)
+            if c.function.output is not None and c.id not in before
+        ]
+        if not answered:
+            return
+        await events.emit(
+            "thread.run.step.delta",
+            {
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {
+                    "step_details": {
+                        "type": "tool_calls",
+                        "tool_calls": [
+                            {"index": i, "id": c.id, "type": "function", "function": {"output": c.function.output}}
+                            for i, c in answered
+                        ],
+                    }
+                },
+            },
+        )
+
+    async def resume_tool_step(self, run: Run, definition: AgentDefinition, events: RunEvents) -> bool:
+        """A step whose calls the model already made (the run was approved, or the executor that ran
+        its tools died) is finished before the model is asked again. Returns True when it parks."""
+        for step in reversed(await self.state.list_steps(run.thread_id, run.id)):
+            details = step.step_details
+            if step.status == "in_progress" and isinstance(details, ToolCallsDetails) and details.tool_calls:
+                offered = await offered_tools(run, definition, self.mcp_listings)
+                return await self.settle_tool_calls(run, definition, offered, step, events)
+        return False
 
     async def dispatch(self, run: Run, call: ToolCall, tool: ToolDefinition) -> DispatchResult:
         request = DispatchRequest(
@@ -455,7 +506,7 @@ class Runner:
             if isinstance(step.step_details, MessageCreationDetails):
                 await self.state.delete_message(run.thread_id, step.step_details.message_creation["message_id"])
                 await self.state.delete_step(run.thread_id, run.id, step.id)
-            elif not any(c.function.output is not None for c in step.step_details.tool_calls):
+            elif not step.step_details.tool_calls:  # the model's calls never arrived whole
                 await self.state.delete_step(run.thread_id, run.id, step.id)
 
     # --- helpers -----------------------------------------------------------------------------------------

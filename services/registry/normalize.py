@@ -89,12 +89,29 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         orchestration=_dict(spec.get("orchestration") or data.get("orchestration")) or None,
         env_refs=env_refs,
         openai_assistant_id=oa.get("assistant_id") if isinstance(oa.get("assistant_id"), str) else None,
+        approval_required=_approval_policy(spec, f),
     )
     if kind == "Task":
         definition.task = _task(spec, va, f)
     if kind == "Workflow":
         definition.workflow = _workflow(spec)
     return definition
+
+
+def _approval_policy(spec: dict, f: Findings) -> bool | list[str]:
+    """`spec.autonomy.approval_required`: true (every server-side tool call needs a person's approval)
+    or the names of the tools that do."""
+    value = _dict(spec.get("autonomy")).get("approval_required")
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    f.warning(
+        "autonomy.approval_required",
+        "approval_required is true, false or a list of tool names; ignored",
+        ["spec", "autonomy", "approval_required"],
+    )
+    return False
 
 
 def _in_openai_order(tools: list, openai_tools: Any) -> list:

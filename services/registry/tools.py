@@ -84,6 +84,7 @@ class ToolCollector:
                     parameters_path=_key_path(path, item, "input_schema", "inputSchema", "parameters"),
                     output_schema=_first(item, "output_schema", "outputSchema"),
                     output_path=_key_path(path, item, "output_schema", "outputSchema"),
+                    confirmation=needs_confirmation(item),
                 )
             else:
                 self.f.warning("capability.unrecognised", "a capability is a name or an object with a name", path)
@@ -134,6 +135,7 @@ class ToolCollector:
                 handler=_handler(item.get("handler")),
                 timeout=item.get("timeout_seconds", item.get("timeout")),
                 idempotent=item.get("idempotent") is True,
+                confirmation=needs_confirmation(item),
                 seen=seen,
             )
 
@@ -229,11 +231,21 @@ class ToolCollector:
 
     def _mcp_server_tool(self, item: dict, path: list[str | int], seen: set[str]) -> None:
         server = item.get("server") or item.get("name")
+        command = item.get("command")
+        if isinstance(command, str):
+            args = item.get("args")
+            command = [command, *(str(a) for a in args)] if isinstance(args, list) else [command]
+        url = item.get("url") or item.get("endpoint")
+        timeout = item.get("timeout_seconds", item.get("timeout"))
         binding = McpBinding(
             server=server if isinstance(server, str) else None,
             transport=item.get("transport"),
-            command=item.get("command") if isinstance(item.get("command"), list) else None,
-            url=item.get("url") if isinstance(item.get("url"), str) else None,
+            command=command if isinstance(command, list) else None,
+            url=url if isinstance(url, str) else None,
+            allow_private=item.get("allow_private_network") is True,
+            timeout_seconds=float(timeout) if _positive_number(timeout) else None,
+            idempotent=item.get("idempotent") is True,
+            confirmation=needs_confirmation(item),
         )
         names = item.get("capabilities") or item.get("tools")
         if not names:
@@ -242,7 +254,17 @@ class ToolCollector:
         for j, tool_name in self._items(names, [*path, "capabilities"]):
             if isinstance(tool_name, dict):
                 tool_name = tool_name.get("name")
-            self._add([*path, "capabilities", j], tool_name, kind="mcp", mcp=binding, seen=seen, declared=False)
+            self._add(
+                [*path, "capabilities", j],
+                tool_name,
+                kind="mcp",
+                mcp=binding,
+                seen=seen,
+                declared=False,
+                timeout=timeout,
+                idempotent=binding.idempotent,
+                confirmation=binding.confirmation,
+            )
 
     def _add(
         self,
@@ -312,13 +334,25 @@ class ToolCollector:
         tool.mcp = tool.mcp or mcp
         tool.handler = tool.handler or handler
         tool.idempotent = tool.idempotent or idempotent
-        if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+        if _positive_number(timeout):
             tool.timeout_seconds = tool.timeout_seconds or float(timeout)
 
 
 def function_name_for(name: str) -> str:
     """OSSA names are often namespaced (`security.scan`); function calling allows `[a-zA-Z0-9_-]` only."""
     return FUNCTION_NAME_UNSAFE.sub("_", name)
+
+
+def needs_confirmation(item: dict) -> bool:
+    """A tool declaration that asks for a person's approval: Vercel's `confirmation`, or OSSA's
+    `requires_approval` / `approval_required`, on the tool or in its `policy`."""
+    policy = item.get("policy") if isinstance(item.get("policy"), dict) else {}
+    keys = ("confirmation", "requires_approval", "approval_required")
+    return any(item.get(key) is True or policy.get(key) is True for key in keys)
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _first(item: dict, *keys: str) -> Any:

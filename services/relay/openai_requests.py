@@ -210,6 +210,19 @@ class SubmitToolOutputs(Strict):
     stream: bool | None = None
 
 
+class ToolApprovalDecision(Strict):
+    tool_call_id: str
+    approve: bool
+    reason: str | None = Field(None, max_length=2000, description="Told to the model when the call is denied.")
+
+
+class SubmitToolApprovals(Strict):
+    """ossabus extension, shaped like submit_tool_outputs: a decision for each call awaiting approval."""
+
+    approvals: list[ToolApprovalDecision] = Field(min_length=1)
+    stream: bool | None = None
+
+
 class StreamOptions(Strict):
     include_usage: bool | None = None
     include_obfuscation: bool | None = None

@@ -1,5 +1,6 @@
 """Runs and run steps: create (and stream), create-thread-and-run, retrieve, list, update, cancel,
-submit_tool_outputs. The relay writes the run and hands it to the work queue; executors move it."""
+submit_tool_outputs, and the ossabus extension submit_tool_approvals. The relay writes the run and
+hands it to the work queue; executors move it."""
 
 from __future__ import annotations
 
@@ -7,14 +8,21 @@ import logging
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord, RunRequest
-from ossabus.contracts.openai_objects import LastError, Run, RunStep, ToolCallsDetails
+from ossabus.contracts.openai_objects import LastError, Run, RunStep, ToolApproval, ToolCallsDetails
 from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
-from ossabus.relay.openai_requests import RunCreate, RunOptions, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
+from ossabus.relay.openai_requests import (
+    RunCreate,
+    RunOptions,
+    RunUpdate,
+    SubmitToolApprovals,
+    SubmitToolOutputs,
+    ThreadAndRunCreate,
+)
 from ossabus.relay.pagination import paginate
 from ossabus.relay.routes_threads import create_thread_from, message_from, thread_or_404
 from ossabus.relay.run_stream import RunStream
@@ -66,8 +74,12 @@ async def launch(
     stream: bool,
     before: list[str],
     before_data: list | None = None,
+    msg_id: str | None = None,
 ):
-    """Announce the run's new state and put it on the work queue; stream its events when asked."""
+    """Announce the run's new state and put it on the work queue; stream its events when asked.
+
+    The work message's id (`msg_id`, by default run and attempt) lets JetStream drop a second copy
+    of the same hand-over; each distinct hand-over of a run must have its own."""
     nc = request.app.state.broker.connection
     js = nc.jetstream()
     events = RunStream.open(js, run.thread_id, run.id) if stream else None
@@ -83,7 +95,7 @@ async def launch(
             subjects.task(record.name),
             work.model_dump_json().encode(),
             timeout=PUBLISH_TIMEOUT_S,
-            headers={"Nats-Msg-Id": f"{run.id}.{attempt}"},
+            headers={"Nats-Msg-Id": msg_id or f"{run.id}.{attempt}"},
         )
     except Exception as exc:
         if stream_handle:
@@ -215,62 +227,117 @@ async def cancel_run(request: Request, thread_id: str, run_id: str):
 
 @router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
 async def submit_tool_outputs(request: Request, thread_id: str, run_id: str, body: SubmitToolOutputs):
-    run = await run_or_404(request, thread_id, run_id)
-    if run.status != "requires_action" or run.required_action is None:
-        raise ApiError(
-            400, f'Runs in status "{run.status}" do not accept tool outputs.', param="run_id", code="invalid_state"
-        )
+    run = await waiting_run(request, thread_id, run_id, "submit_tool_outputs")
+    assert run.required_action is not None
+    assert run.required_action.submit_tool_outputs is not None
     expected = [c.id for c in run.required_action.submit_tool_outputs.tool_calls]
     given = [o.tool_call_id for o in body.tool_outputs]
+    check_answers(expected, given, "tool_outputs", "tool output")
+    outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
+    step = await _pending_tool_step(request, run)
+    updated = await requeue(request, run, "tool outputs")
+    assert isinstance(step.step_details, ToolCallsDetails)
+    for call in step.step_details.tool_calls:
+        call.function.output = outputs.get(call.id, call.function.output)
+    step = step.model_copy(update={"status": "completed", "completed_at": now()})
+    await state(request).put_step(step)
+    events = ["thread.run.step.completed", "thread.run.queued"]
+    return await resume(request, updated, body.stream, events, [step, updated], "outputs")
+
+
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_approvals")
+async def submit_tool_approvals(request: Request, thread_id: str, run_id: str, body: SubmitToolApprovals):
+    """ossabus extension: approve or deny the calls a run waits on (`required_action.type` is
+    `submit_tool_approvals`); approved calls run, denied ones answer the model with the reason."""
+    run = await waiting_run(request, thread_id, run_id, "submit_tool_approvals")
+    assert run.required_action is not None
+    assert run.required_action.submit_tool_approvals is not None
+    expected = [c.id for c in run.required_action.submit_tool_approvals.tool_calls]
+    given = [a.tool_call_id for a in body.approvals]
+    check_answers(expected, given, "approvals", "approval")
+    decisions = {a.tool_call_id: a for a in body.approvals}
+    step = await _pending_tool_step(request, run)
+    updated = await requeue(request, run, "tool approvals")
+    assert isinstance(step.step_details, ToolCallsDetails)
+    for call in step.step_details.tool_calls:
+        decision = decisions.get(call.id)
+        if decision is not None:
+            status = "approved" if decision.approve else "denied"
+            call.approval = ToolApproval(status=status, reason=decision.reason, decided_at=now())
+    await state(request).put_step(step)
+    return await resume(request, updated, body.stream, ["thread.run.queued"], [updated], "approvals")
+
+
+async def waiting_run(request: Request, thread_id: str, run_id: str, action: str) -> Run:
+    """The run, if it waits for exactly this kind of answer; a clear 400 otherwise."""
+    run = await run_or_404(request, thread_id, run_id)
+    if run.status != "requires_action" or run.required_action is None:
+        what = "tool outputs" if action == "submit_tool_outputs" else "tool approvals"
+        raise ApiError(
+            400, f'Runs in status "{run.status}" do not accept {what}.', param="run_id", code="invalid_state"
+        )
+    if run.required_action.type != action:
+        raise ApiError(
+            400,
+            f"The run waits for {run.required_action.type}, not {action}: "
+            f"POST /v1/threads/{thread_id}/runs/{run_id}/{run.required_action.type}.",
+            param="run_id",
+            code="invalid_state",
+        )
+    return run
+
+
+def check_answers(expected: list[str], given: list[str], field: str, what: str) -> None:
+    """Every pending call answered exactly once, and nothing else."""
     for i, call_id in enumerate(given):
         if call_id not in expected:
             raise ApiError(
                 400,
-                f"Invalid 'tool_outputs[{i}].tool_call_id': no pending tool call '{call_id}'.",
-                param=f"tool_outputs[{i}].tool_call_id",
+                f"Invalid '{field}[{i}].tool_call_id': no pending tool call '{call_id}'.",
+                param=f"{field}[{i}].tool_call_id",
                 code="invalid_value",
             )
         if given.index(call_id) != i:
             raise ApiError(
-                400,
-                f"Duplicate tool output for '{call_id}'.",
-                param=f"tool_outputs[{i}].tool_call_id",
-                code="invalid_value",
+                400, f"Duplicate {what} for '{call_id}'.", param=f"{field}[{i}].tool_call_id", code="invalid_value"
             )
     missing = [c for c in expected if c not in given]
     if missing:
         raise ApiError(
-            400,
-            f"Expected tool outputs for call_ids {expected}, got {given}.",
-            param="tool_outputs",
-            code="invalid_value",
+            400, f"Expected {what}s for call_ids {expected}, got {given}.", param=field, code="invalid_value"
         )
-    outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
-    step = await _pending_tool_step(request, run)
+
+
+async def requeue(request: Request, run: Run, what: str) -> Run:
+    """requires_action -> queued with compare-and-set: of two concurrent answers, one wins."""
 
     def change(current: Run) -> Run | None:
         if current.status != "requires_action":
             return None
         return current.model_copy(update={"status": "queued", "required_action": None})
 
-    updated = await state(request).update_run(thread_id, run_id, change)
+    updated = await state(request).update_run(run.thread_id, run.id, change)
     if updated is None or updated.status != "queued":
-        raise ApiError(400, "The run no longer accepts tool outputs.", param="run_id", code="invalid_state")
-    assert isinstance(step.step_details, ToolCallsDetails)
-    for call in step.step_details.tool_calls:
-        call.function.output = outputs.get(call.id, call.function.output)
-    step = step.model_copy(update={"status": "completed", "completed_at": now()})
-    await state(request).put_step(step)
+        raise ApiError(400, f"The run no longer accepts {what}.", param="run_id", code="invalid_state")
+    return updated
+
+
+async def resume(
+    request: Request, run: Run, stream: bool | None, before: list[str], before_data: list, answered: str
+) -> Response:
+    """Hand a run that got its answers back to the executors. Each tool step is answered at most once
+    per kind (approvals, then outputs), which makes the work message's id unique."""
     record = await assistant_record(request, run.assistant_id)
-    resumes = sum(1 for s in await state(request).list_steps(thread_id, run_id) if s.type == "tool_calls")
+    resumes = sum(1 for s in await state(request).list_steps(run.thread_id, run.id) if s.type == "tool_calls")
     return await launch(
         request,
-        updated,
+        run,
         record,
         attempt=resumes + 1,
-        stream=bool(body.stream),
-        before=["thread.run.step.completed", "thread.run.queued"],
-        before_data=[step, updated],
+        stream=bool(stream),
+        before=before,
+        before_data=before_data,
+        msg_id=f"{run.id}.{resumes + 1}.{answered}",
     )
 
 

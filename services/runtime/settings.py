@@ -46,6 +46,8 @@ class Settings:
     # First redelivery delay of a run that failed inside ossabus; doubles per delivery, capped at 30 s.
     redelivery_base_s: float = field(default_factory=lambda: float(os.environ.get("OSSABUS_REDELIVERY_BASE_S", 1.0)))
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("OSSABUS_MAX_BODY_BYTES", 8 * 1024 * 1024)))
+    # MCP servers the dispatcher may reach, by the names manifests use (see ossabus.dispatcher.mcp_config).
+    mcp_config: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_MCP_CONFIG") or None)
     log_format: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_FORMAT", "text"))
     log_level: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_LEVEL", "INFO"))
 
