@@ -7,6 +7,7 @@ alphabet whose order is ASCII order, so sorting ids sorts by creation; OpenAI-st
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import secrets
 import string
@@ -46,3 +47,9 @@ def new_id(prefix: str) -> str:
     """`prefix` + `_` (or `-` for `chatcmpl`, as OpenAI does) + 24 characters, e.g. `run_0kZ3...`."""
     sep = "-" if prefix == "chatcmpl" else "_"
     return prefix + sep + _time_part() + "".join(secrets.choice(_RANDOM) for _ in range(15))
+
+
+def derived_id(prefix: str, seed: str) -> str:
+    """The same id for the same seed (a task's message id, a web chat's id): a retry finds what the
+    first attempt created instead of making a second one."""
+    return f"{prefix}_" + hashlib.sha256(f"{prefix}:{seed}".encode()).hexdigest()[:24]

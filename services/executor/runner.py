@@ -367,6 +367,7 @@ class Runner:
         asks for it), or the model named a tool the run does not have. Returns True when the run
         parks in `requires_action`: for approvals first, then for the outputs only the client has."""
         assert isinstance(step.step_details, ToolCallsDetails)
+        before = {c.id for c in step.step_details.tool_calls if c.function.output is not None}
         jobs, awaiting, for_client = [], [], []
         for call in step.step_details.tool_calls:
             if call.function.output is not None:
@@ -391,7 +392,6 @@ class Runner:
                     call.function.output = tool_error("denied", f"a person declined this call{reason}")
                     continue
             jobs.append((call, tool))
-        before = {c.id for c in step.step_details.tool_calls if c.function.output is not None}
         results = await asyncio.gather(*(self.dispatch(run, call, tool) for call, tool in jobs))
         for (call, _), result in zip(jobs, results, strict=True):
             call.function.output = result.output

@@ -12,7 +12,6 @@ either order; publish the next after the previous result when order matters.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import time
@@ -24,7 +23,7 @@ from nats.aio.client import Client
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord, RunEvent, TaskMessage, TaskResult
-from ossabus.contracts.ids import new_id
+from ossabus.contracts.ids import derived_id, new_id
 from ossabus.contracts.openai_objects import Message, MessageContentText, Run, TextContent, Thread
 from ossabus.executor.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
@@ -40,10 +39,6 @@ class TaskRejected(Exception):
     def __init__(self, code: str, message: str, param: str | None = None):
         super().__init__(message)
         self.code, self.message, self.param = code, message, param
-
-
-def derived_id(prefix: str, seed: str) -> str:
-    return f"{prefix}_" + hashlib.sha256(f"{prefix}:{seed}".encode()).hexdigest()[:24]
 
 
 def task_ids(task: TaskMessage, seed: str | None) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from ossabus.relay import (
     routes_models,
     routes_runs,
     routes_threads,
+    routes_vercel,
 )
 from ossabus.relay.auth import configured_keys, install_auth
 from ossabus.relay.catalog import Catalog
@@ -43,6 +44,7 @@ def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: 
         routes_assistants,
         routes_runs,
         routes_threads,
+        routes_vercel,
     ):
         app.include_router(module.router)
     return app

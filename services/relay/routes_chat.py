@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -85,8 +85,10 @@ async def _complete(nc, subject: str, chat: ChatRequest) -> dict:
     return result.result  # type: ignore[return-value]
 
 
-async def _stream(nc, subject: str, chat: ChatRequest):
-    """Subscribe to a fresh inbox, hand the request to an executor, and relay what comes back."""
+async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator[dict]:
+    """Hand a streamed chat request to an executor; failures before the first chunk raise here (so
+    they become plain HTTP errors). Returns the chunks, ending with the executor's closing envelope
+    (`{"ok": true, "result": {...usage}}` or `{"ok": false, "error": ...}`)."""
     inbox = nc.new_inbox()
     chat.stream_subject = inbox
     sub = await nc.subscribe(inbox)
@@ -104,47 +106,49 @@ async def _stream(nc, subject: str, chat: ChatRequest):
         await sub.unsubscribe()
         raise BusFailure(BusError.model_validate(opening["error"]))
 
-    async def events():
+    async def chunks() -> AsyncIterator[dict]:
         message = opening
         try:
             while True:
-                if "ok" in message:  # the closing envelope
-                    if not message["ok"]:
-                        error = message["error"]
-                        yield format_sse_event(
-                            data_str=json.dumps(
-                                {
-                                    "error": {
-                                        "message": error["message"],
-                                        "type": "server_error",
-                                        "param": None,
-                                        "code": error["code"],
-                                    }
-                                }
-                            )
-                        )
-                    elif chat.include_usage:
-                        yield format_sse_event(
-                            data_str=json.dumps(
-                                {
-                                    "id": chat.id,
-                                    "object": "chat.completion.chunk",
-                                    "created": chat.created,
-                                    "model": chat.model,
-                                    "choices": [],
-                                    "usage": (message["result"] or {}).get("usage"),
-                                }
-                            )
-                        )
-                    yield format_sse_event(data_str="[DONE]")
+                yield message
+                if "ok" in message:
                     return
-                if chat.include_usage:
-                    message.setdefault("usage", None)
-                yield format_sse_event(data_str=json.dumps(message))
                 message = json.loads((await sub.next_msg(timeout=CHAT_TIMEOUT_S)).data)
-        except (NatsTimeout, asyncio.CancelledError):
-            raise
         finally:
             await sub.unsubscribe()
+
+    return chunks()
+
+
+async def _stream(nc, subject: str, chat: ChatRequest):
+    chunks = await open_chat_stream(nc, subject, chat)
+
+    async def events():
+        async for message in chunks:
+            if "ok" in message:  # the closing envelope
+                if not message["ok"]:
+                    error = message["error"]
+                    failure = {
+                        "message": error["message"],
+                        "type": "server_error",
+                        "param": None,
+                        "code": error["code"],
+                    }
+                    yield format_sse_event(data_str=json.dumps({"error": failure}))
+                elif chat.include_usage:
+                    closing = {
+                        "id": chat.id,
+                        "object": "chat.completion.chunk",
+                        "created": chat.created,
+                        "model": chat.model,
+                        "choices": [],
+                        "usage": (message["result"] or {}).get("usage"),
+                    }
+                    yield format_sse_event(data_str=json.dumps(closing))
+                yield format_sse_event(data_str="[DONE]")
+                return
+            if chat.include_usage:
+                message.setdefault("usage", None)
+            yield format_sse_event(data_str=json.dumps(message))
 
     return EventSourceResponse(events())

@@ -5,6 +5,7 @@ hands it to the work queue; executors move it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
@@ -31,6 +32,7 @@ from ossabus.store.runs import new_run
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/threads", tags=["runs"])
+Follow = Callable[[RunStream], Response]
 PUBLISH_TIMEOUT_S = 5
 
 
@@ -41,6 +43,7 @@ async def start(
     *,
     additional_instructions: str | None = None,
     additional_messages=None,
+    follow: Follow | None = None,
 ):
     record = await assistant_record(request, options.assistant_id)
     params = options.model_dump(exclude_none=True, mode="json")
@@ -62,6 +65,7 @@ async def start(
         attempt=1,
         stream=bool(options.stream),
         before=["thread.run.created", "thread.run.queued"],
+        follow=follow,
     )
 
 
@@ -75,8 +79,10 @@ async def launch(
     before: list[str],
     before_data: list | None = None,
     msg_id: str | None = None,
+    follow: Follow | None = None,
 ):
-    """Announce the run's new state and put it on the work queue; stream its events when asked.
+    """Announce the run's new state and put it on the work queue; stream its events when asked
+    (as OpenAI's SSE, or through `follow`, which turns the run's event stream into a response).
 
     The work message's id (`msg_id`, by default run and attempt) lets JetStream drop a second copy
     of the same hand-over; each distinct hand-over of a run must have its own."""
@@ -115,7 +121,7 @@ async def launch(
         await state(request).release_thread(run.thread_id, run.id)
         raise ApiError(503, "the run could not be queued; try again", code="unavailable") from exc
     if stream_handle:
-        return stream_handle.response()
+        return follow(stream_handle) if follow else stream_handle.response()
     return run
 
 
@@ -228,12 +234,36 @@ async def cancel_run(request: Request, thread_id: str, run_id: str):
 @router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
 async def submit_tool_outputs(request: Request, thread_id: str, run_id: str, body: SubmitToolOutputs):
     run = await waiting_run(request, thread_id, run_id, "submit_tool_outputs")
-    assert run.required_action is not None
-    assert run.required_action.submit_tool_outputs is not None
-    expected = [c.id for c in run.required_action.submit_tool_outputs.tool_calls]
     given = [o.tool_call_id for o in body.tool_outputs]
-    check_answers(expected, given, "tool_outputs", "tool output")
+    check_answers(pending_calls(run), given, "tool_outputs", "tool output")
     outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
+    return await apply_tool_outputs(request, run, outputs, body.stream)
+
+
+@router.post("/{thread_id}/runs/{run_id}/submit_tool_approvals")
+async def submit_tool_approvals(request: Request, thread_id: str, run_id: str, body: SubmitToolApprovals):
+    """ossabus extension: approve or deny the calls a run waits on (`required_action.type` is
+    `submit_tool_approvals`); approved calls run, denied ones answer the model with the reason."""
+    run = await waiting_run(request, thread_id, run_id, "submit_tool_approvals")
+    given = [a.tool_call_id for a in body.approvals]
+    check_answers(pending_calls(run), given, "approvals", "approval")
+    decisions = {a.tool_call_id: (a.approve, a.reason) for a in body.approvals}
+    return await apply_tool_approvals(request, run, decisions, body.stream)
+
+
+def pending_calls(run: Run) -> list[str]:
+    """Ids of the calls the run waits on, whichever kind of answer it waits for."""
+    action = run.required_action
+    if action is None:
+        return []
+    waiting = action.submit_tool_outputs or action.submit_tool_approvals
+    return [c.id for c in waiting.tool_calls] if waiting else []
+
+
+async def apply_tool_outputs(
+    request: Request, run: Run, outputs: dict[str, str], stream: bool | None, follow: Follow | None = None
+):
+    """Record the client's outputs (already checked against the pending calls) and resume the run."""
     step = await _pending_tool_step(request, run)
     updated = await requeue(request, run, "tool outputs")
     assert isinstance(step.step_details, ToolCallsDetails)
@@ -242,30 +272,27 @@ async def submit_tool_outputs(request: Request, thread_id: str, run_id: str, bod
     step = step.model_copy(update={"status": "completed", "completed_at": now()})
     await state(request).put_step(step)
     events = ["thread.run.step.completed", "thread.run.queued"]
-    return await resume(request, updated, body.stream, events, [step, updated], "outputs")
+    return await resume(request, updated, stream, events, [step, updated], "outputs", follow)
 
 
-@router.post("/{thread_id}/runs/{run_id}/submit_tool_approvals")
-async def submit_tool_approvals(request: Request, thread_id: str, run_id: str, body: SubmitToolApprovals):
-    """ossabus extension: approve or deny the calls a run waits on (`required_action.type` is
-    `submit_tool_approvals`); approved calls run, denied ones answer the model with the reason."""
-    run = await waiting_run(request, thread_id, run_id, "submit_tool_approvals")
-    assert run.required_action is not None
-    assert run.required_action.submit_tool_approvals is not None
-    expected = [c.id for c in run.required_action.submit_tool_approvals.tool_calls]
-    given = [a.tool_call_id for a in body.approvals]
-    check_answers(expected, given, "approvals", "approval")
-    decisions = {a.tool_call_id: a for a in body.approvals}
+async def apply_tool_approvals(
+    request: Request,
+    run: Run,
+    decisions: dict[str, tuple[bool, str | None]],
+    stream: bool | None,
+    follow: Follow | None = None,
+):
+    """Record a person's decisions (already checked against the pending calls) and resume the run."""
     step = await _pending_tool_step(request, run)
     updated = await requeue(request, run, "tool approvals")
     assert isinstance(step.step_details, ToolCallsDetails)
     for call in step.step_details.tool_calls:
-        decision = decisions.get(call.id)
-        if decision is not None:
-            status = "approved" if decision.approve else "denied"
-            call.approval = ToolApproval(status=status, reason=decision.reason, decided_at=now())
+        if call.id in decisions:
+            approved, reason = decisions[call.id]
+            status = "approved" if approved else "denied"
+            call.approval = ToolApproval(status=status, reason=reason, decided_at=now())
     await state(request).put_step(step)
-    return await resume(request, updated, body.stream, ["thread.run.queued"], [updated], "approvals")
+    return await resume(request, updated, stream, ["thread.run.queued"], [updated], "approvals", follow)
 
 
 async def waiting_run(request: Request, thread_id: str, run_id: str, action: str) -> Run:
@@ -323,7 +350,13 @@ async def requeue(request: Request, run: Run, what: str) -> Run:
 
 
 async def resume(
-    request: Request, run: Run, stream: bool | None, before: list[str], before_data: list, answered: str
+    request: Request,
+    run: Run,
+    stream: bool | None,
+    before: list[str],
+    before_data: list,
+    answered: str,
+    follow: Follow | None = None,
 ) -> Response:
     """Hand a run that got its answers back to the executors. Each tool step is answered at most once
     per kind (approvals, then outputs), which makes the work message's id unique."""
@@ -338,6 +371,7 @@ async def resume(
         before=before,
         before_data=before_data,
         msg_id=f"{run.id}.{resumes + 1}.{answered}",
+        follow=follow,
     )
 
 

@@ -94,20 +94,27 @@ class RunStream:
         finally:
             await self.close()
 
-    async def _events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncIterator[tuple[int, RunEvent] | None]:
+        """(stream sequence, event) until the run ends or waits; None every HEARTBEAT_S of silence."""
         while True:
             try:
                 msg = await self.sub.next_msg(timeout=HEARTBEAT_S)
             except NatsTimeout:
-                yield format_sse_event(comment="keep-alive")
+                yield None
                 continue
             event = RunEvent.model_validate_json(msg.data)
-            yield format_sse_event(
-                event=event.event, data_str=json.dumps(event.data), id=str(msg.metadata.sequence.stream)
-            )
+            yield msg.metadata.sequence.stream, event
             if self._ends(event.event):
-                yield format_sse_event(event="done", data_str="[DONE]")
                 return
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        async for item in self.events():
+            if item is None:
+                yield format_sse_event(comment="keep-alive")
+                continue
+            sequence, event = item
+            yield format_sse_event(event=event.event, data_str=json.dumps(event.data), id=str(sequence))
+        yield format_sse_event(event="done", data_str="[DONE]")
 
     def response(self) -> EventSourceResponse:
         return EventSourceResponse(self.sse(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
