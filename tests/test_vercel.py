@@ -328,3 +328,14 @@ def test_generate_object_validates_against_the_schema(http):
     assert "score" in bad.json()["error"]["message"]
     prose = http.post("/api/generate-object", json={"agent": "echo-agent", "prompt": "no json", "schema": schema})
     assert prose.status_code == 502
+
+
+def test_a_failing_run_is_an_error_part_in_the_data_stream_too(http):
+    body = {"id": "failing-v4", "agent": "echo-agent", "messages": [{"role": "user", "content": "[[fail:400]]"}]}
+    response = http.post("/api/chat", json=body)
+    assert response.status_code == 200
+    assert response.headers["x-vercel-ai-data-stream"] == "v1"
+    lines = response.text.splitlines()
+    error = next(json.loads(line[2:]) for line in lines if line.startswith("3:"))
+    assert "rejected" in error
+    assert json.loads(lines[-1].removeprefix("d:"))["finishReason"] == "error"

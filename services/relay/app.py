@@ -13,6 +13,7 @@ from ossabus.relay import (
     routes_health,
     routes_manifests,
     routes_models,
+    routes_playground,
     routes_runs,
     routes_threads,
     routes_vercel,
@@ -45,6 +46,7 @@ def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: 
         routes_runs,
         routes_threads,
         routes_vercel,
+        routes_playground,
     ):
         app.include_router(module.router)
     return app

@@ -8,10 +8,11 @@ creation, so a key-ordered scan is a creation-ordered list.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ossabus.contracts import subjects
 from ossabus.contracts.openai_objects import Message, Run, RunStep, Thread
@@ -23,6 +24,12 @@ class ActiveRunRecord(BaseModel):
     """Value of `active.<thread>`: the run that holds the thread."""
 
     run_id: str
+    claimed_at: float = Field(default_factory=time.time)
+
+
+# A claim whose run is not stored yet is a run being created (claim first, then write the run), not
+# an abandoned one, for this long.
+CLAIM_GRACE_S = 30.0
 
 
 class State:
@@ -126,7 +133,8 @@ class State:
                     continue
             holder, revision = current
             run = await self.get_run(thread_id, holder.run_id)
-            if run is not None and not run.terminal and holder.run_id != run_id:
+            being_created = run is None and time.time() - holder.claimed_at < CLAIM_GRACE_S
+            if holder.run_id != run_id and (being_created or (run is not None and not run.terminal)):
                 return holder.run_id
             try:  # the holder finished (or vanished) without releasing: take over
                 await self.threads_kv.update(
