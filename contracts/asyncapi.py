@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ossabus import __version__
-from ossabus.contracts import bus, subjects, tools
+from ossabus.contracts import bus, subjects, telemetry, tools
 
 # subscribed subject -> (message it takes, reply it sends or None)
 SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
@@ -34,7 +34,9 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.DISPATCHER_TOOLS: (bus.AnyRequest, bus.Reply[tools.ToolList]),
     subjects.DISPATCHER_MCP_TOOLS: (tools.McpToolsRequest, bus.Reply[tools.McpToolList]),
     subjects.TOOL_ANNOUNCEMENTS_ALL: (tools.ToolAnnouncement, None),
-    subjects.TELEMETRY_USAGE: (bus.AnyRequest, bus.Reply[dict]),
+    subjects.TELEMETRY_USAGE: (telemetry.UsageQuery, bus.Reply[telemetry.UsageReport]),
+    subjects.TELEMETRY_METRICS: (bus.AnyRequest, bus.Reply[telemetry.MetricsText]),
+    subjects.TELEMETRY_TOOLS: (telemetry.ToolReport, None),
 }
 # published subject (with AsyncAPI parameters) -> (message, description)
 PUBLISHED: dict[str, tuple[type[BaseModel], str]] = {
@@ -45,6 +47,10 @@ PUBLISHED: dict[str, tuple[type[BaseModel], str]] = {
     ),
     "ossa.registry.changed.{name}": (bus.ManifestChanged, "After every manifest write."),
     "ossa.tasks.{agent}": (bus.RunRequest, "Runs queued by the relay (other systems publish TaskMessage here)."),
+    "ossa.usage.{agent}": (
+        telemetry.UsageRecord,
+        "Usage of each model call (OSSA_USAGE stream; Nats-Msg-Id is the record id), added up by telemetry.",
+    ),
     "ossa.tools.{name}": (
         tools.ToolCallRequest,
         "Tool calls, request/reply: any worker serving the tool answers "

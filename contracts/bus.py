@@ -243,6 +243,7 @@ class RunRequest(BaseModel):
     agent_version: int | None = Field(None, description="Registry version the relay saw; older caches refetch.")
     model: str | None = Field(None, description="Model override, as the client gave it.")
     attempt: int = Field(1, description="1 for the run's start, +1 for each resume (submit_tool_outputs).")
+    principal: str = Field("anonymous", description="Who asked (API key fingerprint), for usage accounting.")
     requested_at: int = Field(default_factory=lambda: int(time.time()))
 
 
@@ -259,6 +260,7 @@ class ChatRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     stream_subject: str | None = Field(None, description="Where to publish chunks when streaming.")
     include_usage: bool = False
+    principal: str = Field("anonymous", description="Who asked (API key fingerprint), for usage accounting.")
 
 
 class RunEvent(BaseModel):

@@ -50,8 +50,33 @@ REGISTRY_CHANGES_ALL = f"{PREFIX}.registry.changed.>"
 REGISTRY_STREAM = "OSSA_REGISTRY"
 
 # --- telemetry -----------------------------------------------------------------------------------
-TELEMETRY_USAGE = f"{PREFIX}.telemetry.usage"
+TELEMETRY_USAGE = f"{PREFIX}.telemetry.usage"  # request/reply: usage and cost per agent, key and day
+TELEMETRY_METRICS = f"{PREFIX}.telemetry.metrics"  # request/reply: the Prometheus text exposition
+TELEMETRY_TOOLS = f"{PREFIX}.telemetry.tools"  # the dispatcher's report of each tool call (core NATS)
 TELEMETRY_QUEUE = "ossa-telemetry"
+TELEMETRY_EVENTS_CONSUMER = "ossa-telemetry-events"
+TELEMETRY_USAGE_CONSUMER = "ossa-telemetry-usage"
+# What the telemetry service reads of the run events: lifecycle events and each step's start.
+TELEMETRY_EVENT_FILTERS = [f"{PREFIX}.events.*.*.thread.run.*", f"{PREFIX}.events.*.*.thread.run.step.created"]
+# Usage of every model call, published by the executors into the OSSA_USAGE stream.
+USAGE_ALL = f"{PREFIX}.usage.>"
+USAGE_STREAM = "OSSA_USAGE"
+
+
+def usage(agent: str | None) -> str:
+    return f"{PREFIX}.usage.{token(agent) if agent else PLAIN_LLM_AGENT}"
+
+
+def usage_key(day: str, agent: str, principal: str | None = None) -> str:
+    """KV key of a usage counter: per agent and day, and per API key within it."""
+    key = f"day.{day}.agent.{token(agent)}"
+    return f"{key}.key.{token(principal)}" if principal else key
+
+
+# Runs of an agent (by assistant id) holding one of its `maxConcurrentRequests` slots (KV: ossa_runs).
+def concurrency_key(assistant_id: str) -> str:
+    return f"slots.{token(assistant_id)}"
+
 
 # --- state: JetStream key-value buckets and the object store -------------------------------------
 MANIFESTS_BUCKET = "ossa_manifests"
@@ -67,6 +92,10 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 class InvalidSubjectToken(ValueError):
     """Raised when an id cannot be used as one token of a subject."""
+
+
+def is_token(value: str) -> bool:
+    return bool(_TOKEN.fullmatch(value or ""))
 
 
 def token(value: str) -> str:

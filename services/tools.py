@@ -27,11 +27,14 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.tools import ToolAnnouncement, ToolCallReply, ToolCallRequest, ToolError
+from ossabus.runtime import tracing
 
 log = logging.getLogger(__name__)
 ANNOUNCE_EVERY_S = 30.0
@@ -123,11 +126,20 @@ class ToolWorker:
 
     def _handler(self, tool: _Tool):
         async def handle(msg) -> None:
+            # the call continues the run's trace when this process traces (OSSABUS_TRACES_FILE / OTLP)
+            span = tracing.tracer().start_span(
+                f"execute_tool {tool.name}",
+                context=tracing.context_from(msg.headers),
+                kind=SpanKind.SERVER,
+                attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool.name},
+            )
             try:
                 request = ToolCallRequest.model_validate_json(msg.data)
-                result = tool.func(**request.arguments)
-                if inspect.isawaitable(result):
-                    result = await result
+                span.set_attribute("gen_ai.tool.call.id", request.call_id)
+                with trace.use_span(span):
+                    result = tool.func(**request.arguments)
+                    if inspect.isawaitable(result):
+                        result = await result
                 reply = ToolCallReply(output=result)
             except ValidationError as exc:
                 reply = ToolCallReply(error=ToolError(code="invalid_request", message=str(exc.errors()[0]["msg"])))
@@ -136,6 +148,9 @@ class ToolWorker:
             except Exception as exc:  # the tool's own failure: tell the model, keep serving
                 log.exception("tool %s failed", tool.name)
                 reply = ToolCallReply(error=ToolError(code="tool_failed", message=f"{type(exc).__name__}: {exc}"))
+            if reply.error is not None:
+                span.set_attribute("error.type", reply.error.code)
+            span.end()
             try:
                 await msg.respond(reply.model_dump_json().encode())
             except TypeError:  # output not JSON-serialisable

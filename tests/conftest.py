@@ -329,3 +329,39 @@ def node_clients() -> Path:
             ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENTS, check=True, capture_output=True, timeout=300
         )
     return NODE_CLIENTS
+
+
+def start_service(name: str, nats_url: str, env: dict, log: Path, *extra: str) -> subprocess.Popen:
+    """`ossabus serve <name>` against the test NATS, once its log says it started."""
+    process = subprocess.Popen(
+        ossabus_command("serve", name, "--nats-url", nats_url, *extra),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=process_env(env),
+    )
+    deadline = time.monotonic() + 30
+    while f"{name} service started" not in log.read_text():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    return process
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        process.wait(30)
+
+
+def eventually(check, timeout: float = 15):
+    """`check()` until it stops raising AssertionError (what the bus does happens a moment later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -13,7 +13,8 @@ Behaviour comes from directives in the conversation, so a test says what it want
 
 Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
 `GET /_requests` returns every request body received (with `_meta`: path and authorization header);
-`POST /_reset` forgets them.
+`GET /_concurrency` how many requests were inside their `[[slow:]]` wait at once (now, and at most);
+`POST /_reset` forgets both.
 
 Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening)
 """
@@ -40,6 +41,7 @@ from starlette.routing import Route
 DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]\s]*))?(?:\s+(.*?))?\]\]", re.S)
 REQUESTS: list[dict[str, Any]] = []
 ATTEMPTS: Counter[str] = Counter()
+CONCURRENT = {"now": 0, "max": 0}  # requests inside their [[slow:]] wait at once, and the most seen
 
 
 def text_of(message: dict[str, Any]) -> str:
@@ -122,7 +124,12 @@ async def chat(request: Request):
     )
     p = plan(body)
     if p["slow"]:
-        await asyncio.sleep(p["slow"])
+        CONCURRENT["now"] += 1
+        CONCURRENT["max"] = max(CONCURRENT["max"], CONCURRENT["now"])
+        try:
+            await asyncio.sleep(p["slow"])
+        finally:
+            CONCURRENT["now"] -= 1
     if p["fail"]:
         return error(p["fail"])
     created, cid, model = int(time.time()), f"chatcmpl-fake{len(REQUESTS)}", body.get("model", "fake")
@@ -218,9 +225,14 @@ async def requests_seen(_: Request):
     return JSONResponse(REQUESTS)
 
 
+async def concurrency(_: Request):
+    return JSONResponse(CONCURRENT)
+
+
 async def reset(_: Request):
     REQUESTS.clear()
     ATTEMPTS.clear()
+    CONCURRENT["max"] = CONCURRENT["now"]
     return JSONResponse({"ok": True})
 
 
@@ -240,6 +252,7 @@ app = Starlette(
         Route("/tools/fail", tool_fail, methods=["POST"]),
         Route("/tools/huge", tool_huge, methods=["POST"]),
         Route("/_reset", reset, methods=["POST"]),
+        Route("/_concurrency", concurrency),
     ]
 )
 

@@ -165,20 +165,24 @@ async def test_a_stopped_registry_is_no_silent_timeout(clean_bus, nc):
         await nc.request(subjects.REGISTRY_LIST, b"{}", timeout=2)
 
 
-async def test_unbuilt_services_answer_not_implemented(clean_bus, nc):
+async def test_the_telemetry_service_answers_usage_queries_and_refuses_bad_ones(clean_bus, nc):
     settings = Settings(nats_url=clean_bus, load_bundled_manifests=False)
-    services = [TelemetryService(settings)]
-    for service in services:
-        await service.start()
+    service = TelemetryService(settings)
+    await service.start()
     await until_answered(nc, subjects.TELEMETRY_USAGE)
     try:
-        for subject in (subjects.TELEMETRY_USAGE,):
-            reply = await ask(nc, subject, {})
-            assert reply["ok"] is False
-            assert reply["error"]["code"] == "not_implemented"
+        empty = await ask(nc, subjects.TELEMETRY_USAGE, {"agent": "nobody"})
+        assert empty["ok"] is True
+        assert empty["result"]["data"] == []
+        assert empty["result"]["total"]["total_tokens"] == 0
+        bad = await ask(nc, subjects.TELEMETRY_USAGE, {"from_day": "last tuesday"})
+        assert bad["ok"] is False
+        assert bad["error"]["code"] == "invalid_request"
+        assert bad["error"]["param"] == "from_day"
+        metrics = await ask(nc, subjects.TELEMETRY_METRICS, {})
+        assert "# TYPE" in metrics["result"]["text"]
     finally:
-        for service in services:
-            await service.stop()
+        await service.stop()
 
 
 async def test_the_dispatcher_answers_bad_calls_with_typed_errors(clean_bus, nc):

@@ -23,6 +23,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.tools import DispatchRequest, DispatchResult, ToolCallReply, ToolCallRequest, ToolError
 from ossabus.dispatcher.http_tools import Refused, call_http
 from ossabus.dispatcher.mcp_tools import McpFailure, McpServers
+from ossabus.runtime.tracing import headers_with_context
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_OUTPUT_BYTES = 64 * 1024
@@ -74,7 +75,9 @@ async def call_worker(nc: Client, request: DispatchRequest, arguments: dict[str,
         agent=request.agent,
     )
     try:
-        reply = await nc.request(subjects.tool(name), body.model_dump_json().encode(), timeout=timeout)
+        reply = await nc.request(
+            subjects.tool(name), body.model_dump_json().encode(), timeout=timeout, headers=headers_with_context()
+        )
     except NoRespondersError as exc:
         raise ToolFailure("no_worker", f"no worker serves the tool {name!r} right now") from exc
     except NatsTimeout as exc:

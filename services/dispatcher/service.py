@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 
 from faststream.nats.annotations import NatsMessage
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import AnyRequest
+from ossabus.contracts.telemetry import ToolReport
 from ossabus.contracts.tools import (
     DispatchRequest,
     DispatchResult,
@@ -30,6 +32,7 @@ from ossabus.contracts.tools import (
 from ossabus.dispatcher.dispatch import dispatch
 from ossabus.dispatcher.mcp_config import load_config
 from ossabus.dispatcher.mcp_tools import McpFailure, McpServers
+from ossabus.runtime import genai
 from ossabus.runtime.bus import BusFailure, endpoint
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
@@ -63,7 +66,22 @@ class DispatcherService(Service):
         await self.mcp.close()
 
     async def call_tool(self, request: DispatchRequest) -> DispatchResult:
-        return await dispatch(self.broker.connection, request, mcp=self.mcp)
+        tool = request.tool
+        span = genai.tool_span(tool.name, request.call_id, tool.kind, request.thread_id, request.agent)
+        with trace.use_span(span, end_on_exit=True):
+            result = await dispatch(self.broker.connection, request, mcp=self.mcp)
+            if result.error is not None:
+                genai.fail(span, None, result.error.code)
+        report = ToolReport(
+            tool=tool.name,
+            agent=request.agent,
+            kind=tool.kind,
+            ok=result.error is None,
+            code=result.error.code if result.error else None,
+            duration_ms=result.duration_ms,
+        )
+        await self.broker.connection.publish(subjects.TELEMETRY_TOOLS, report.model_dump_json().encode())
+        return result
 
     async def list_mcp_tools(self, request: McpToolsRequest) -> McpToolList:
         try:

@@ -16,7 +16,9 @@ from nats.aio.client import Client
 from ossabus.contracts.agent import AgentDefinition, RetryPolicy
 from ossabus.contracts.bus import BusError, ChatRequest, Reply
 from ossabus.executor import llm
+from ossabus.executor import usage as usage_reports
 from ossabus.executor.agents import AgentDirectory
+from ossabus.runtime import genai
 from ossabus.runtime.bus import BusFailure
 
 LLM_ERROR_CODES = {
@@ -80,6 +82,7 @@ class ChatCompletions:
         call, retry = await self.prepare(req)
         litellm = llm._litellm()
         attempt = 0
+        span = genai.chat_span(call.model, call.params, None, req.agent, call.messages)
         while True:
             attempt += 1
             try:
@@ -90,6 +93,7 @@ class ChatCompletions:
             except Exception as exc:
                 error = llm.classify(exc)
                 if not error.transient or attempt >= retry.max_attempts:
+                    genai.end_chat_span(span, response_model=None, finish_reason=None, usage=None, error=error)
                     raise error from exc
                 await asyncio.sleep(llm.backoff_delay(retry, attempt))
         choice = response.choices[0]
@@ -104,6 +108,15 @@ class ChatCompletions:
                 for c in choice.message.tool_calls
             ]
         usage = response.usage
+        counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+        genai.end_chat_span(
+            span,
+            response_model=getattr(response, "model", None),
+            finish_reason=choice.finish_reason,
+            usage=counts,
+            output=choice.message.content,
+        )
+        await self._report_usage(req, call, counts)
         return {
             "id": req.id,
             "object": "chat.completion",
@@ -119,12 +132,16 @@ class ChatCompletions:
 
     async def stream(self, req: ChatRequest, inbox: str) -> None:
         """Streaming: chunks to `inbox`, then the closing envelope (with usage) on the same subject."""
+        span, failure, text = None, None, []
+        usage, finish, response_model = None, None, None
         try:
             call, retry = await self.prepare(req)
-            usage = None
-            finish = None
+            span = genai.chat_span(call.model, call.params, None, req.agent, call.messages)
             first = True
             async for chunk in llm.stream(call, retry):
+                response_model = response_model or chunk.model
+                if chunk.text:
+                    text.append(chunk.text)
                 if chunk.usage:
                     usage = chunk.usage
                 delta: dict[str, Any] = {}
@@ -149,11 +166,34 @@ class ChatCompletions:
             if finish is None:
                 await self._chunk(req, inbox, {}, "stop")
             reply: Reply = Reply.success({"usage": usage})
+            await self._report_usage(req, call, usage)
         except llm.LLMError as error:
+            failure = error
             reply = Reply.failure(bus_error(error))
-        except BusFailure as failure:
-            reply = Reply.failure(failure.error)
+        except BusFailure as error:
+            failure = error
+            reply = Reply.failure(error.error)
+        if span is not None:
+            genai.end_chat_span(
+                span,
+                response_model=response_model,
+                finish_reason=finish,
+                usage=usage,
+                output="".join(text),
+                error=failure,
+            )
         await self.nc.publish(inbox, reply.model_dump_json().encode())
+
+    async def _report_usage(self, req: ChatRequest, call: llm.LLMRequest, usage: dict[str, int] | None) -> None:
+        await usage_reports.report(
+            self.nc,
+            record_id=req.id,
+            agent=req.agent,
+            model=call.model,
+            kind="chat",
+            principal=req.principal,
+            usage=usage,
+        )
 
     async def _chunk(self, req: ChatRequest, inbox: str, delta: dict[str, Any], finish: str | None) -> None:
         body = {

@@ -58,6 +58,7 @@ class Chunk:
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    model: str | None = None
 
 
 class LLMError(Exception):
@@ -184,7 +185,7 @@ async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk
 
 
 def _chunk(raw: Any) -> Chunk:
-    out = Chunk()
+    out = Chunk(model=getattr(raw, "model", None))
     usage = getattr(raw, "usage", None)
     if usage:
         out.usage = {

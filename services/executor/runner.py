@@ -7,6 +7,7 @@ A run's truth is its record and its steps in KV, never this process's memory: a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
+from opentelemetry import trace
 
 from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition, ToolDefinition
@@ -41,16 +43,20 @@ from ossabus.contracts.openai_objects import (
 )
 from ossabus.contracts.tools import DispatchRequest, DispatchResult
 from ossabus.executor import llm, prompt
+from ossabus.executor import usage as usage_reports
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.offered_tools import McpListings, OfferedTools, offered_tools
+from ossabus.runtime import genai, tracing
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.tool_directory import ToolDirectory
+from ossabus.store.slots import Slots
 from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = 25
 DEFAULT_TOOL_TIMEOUT_S = 30.0
+SLOT_POLL_S = 0.2  # how often a run waiting for a concurrency slot looks again
 
 
 def now() -> int:
@@ -62,6 +68,7 @@ class TurnResult:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     message: Message | None = None
+    message_step: RunStep | None = None
     tool_step: RunStep | None = None
 
 
@@ -81,6 +88,8 @@ class Runner:
         self.nc, self.state, self.agents = nc, state, agents
         self.tools = tools or ToolDirectory()
         self.mcp_listings = McpListings(agents.bus)
+        self.slots = Slots(state.runs_kv)
+        self.slotted: set[str] = set()  # runs this process holds a concurrency slot for
 
     # --- entry ---------------------------------------------------------------------------------------
 
@@ -101,21 +110,53 @@ class Runner:
         except BusFailure as exc:
             await self.finish(run, events, "failed", error=LastError(code="server_error", message=exc.error.message))
             return
-        run = await self.transition(run, "in_progress", started_at=run.started_at or now())
-        await events.emit("thread.run.in_progress", run)
-        await self.discard_partial_turn(run)
-        timeout = max(0.0, (run.expires_at or now() + 3600) - time.time())
-        try:
-            async with asyncio.timeout(timeout):
-                await self.loop(run, record.definition, request, events)
-        except TimeoutError:
-            await self.finish(await self.reload(run), events, "expired")
-        except RunCancelled:
-            await self.finish(await self.reload(run), events, "cancelled")
-        except llm.LLMError as exc:
-            await self.finish(
-                await self.reload(run), events, "failed", error=LastError(code=exc.code, message=exc.message)
-            )
+        if not await self.take_slot(run, record.definition):
+            return  # ended (cancelled, expired) while it waited for a slot
+        span = genai.agent_span(record.name, record.definition.version, run.thread_id, run.id, run.model or None)
+        with trace.use_span(span, end_on_exit=True):
+            run = await self.transition(run, "in_progress", started_at=run.started_at or now())
+            await events.emit("thread.run.in_progress", run)
+            await self.discard_partial_turn(run)
+            timeout = max(0.0, (run.expires_at or now() + 3600) - time.time())
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.loop(run, record.definition, request, events)
+            except TimeoutError:
+                await self.finish(await self.reload(run), events, "expired")
+            except RunCancelled:
+                await self.finish(await self.reload(run), events, "cancelled")
+            except llm.LLMError as exc:
+                genai.fail(span, None, exc.code)
+                await self.finish(
+                    await self.reload(run), events, "failed", error=LastError(code=exc.code, message=exc.message)
+                )
+
+    async def take_slot(self, run: Run, definition: AgentDefinition) -> bool:
+        """Wait, queued, for one of the agent's `maxConcurrentRequests` slots (shared by every executor).
+        False when the run ended meanwhile."""
+        limit = definition.limits.max_concurrent_requests
+        if not limit:
+            return True
+        until = run.expires_at or time.time() + 3600
+        while not await self.slots.acquire(run.assistant_id, run.id, limit, until):
+            await asyncio.sleep(SLOT_POLL_S)
+            run = await self.reload(run)
+            if run.terminal:
+                return False
+            if run.status == "cancelling":
+                await self.finish(run, RunEvents(self.nc, run.thread_id, run.id), "cancelled")
+                return False
+            if run.expires_at is not None and now() >= run.expires_at:
+                await self.finish(run, RunEvents(self.nc, run.thread_id, run.id), "expired")
+                return False
+        self.slotted.add(run.id)
+        return True
+
+    async def give_slot_back(self, run: Run) -> None:
+        if run.id in self.slotted:
+            self.slotted.discard(run.id)
+            with contextlib.suppress(Exception):  # it lapses with the run's deadline anyway
+                await self.slots.release(run.assistant_id, run.id)
 
     async def cancelled(self, request: RunRequest) -> None:
         """The run's task was cancelled on request: record it."""
@@ -171,10 +212,24 @@ class Runner:
             )
             turn = await self.turn(run, call, definition, events)
             run = await self.transition(run, None, usage=usage + turn.usage)
+            turn_step = turn.message_step or turn.tool_step
+            await usage_reports.report(
+                self.nc,
+                record_id=f"{run.id}.{turn_step.id if turn_step else new_id('turn')}",
+                agent=definition.name,
+                model=model,
+                kind="run",
+                principal=request.principal,
+                usage=turn.usage.model_dump(),
+                run_id=run.id,
+                thread_id=run.thread_id,
+            )
             cut_by_budget = turn.finish_reason == "length" and budget is not None
+            self.trace_step(turn.message_step, definition)
             if turn.tool_step is not None and not cut_by_budget:
                 if await self.settle_tool_calls(run, definition, offered, turn.tool_step, events):
                     return
+                self.trace_step(turn.tool_step, definition)
                 continue  # every call was answered here: the model goes on with their outputs
             if cut_by_budget:
                 await self.finish(
@@ -183,6 +238,10 @@ class Runner:
                 return
             await self.finish(run, events, "completed")
             return
+
+    def trace_step(self, step: RunStep | None, definition: AgentDefinition) -> None:
+        if step is not None and definition.observability.trace_run_steps and tracing.enabled():
+            genai.step_span(step, definition.name)
 
     async def build_messages(self, run: Run, steps: list[RunStep], model: str):
         thread_messages = await self.state.list_messages(run.thread_id)
@@ -201,8 +260,11 @@ class Runner:
         temperature = run.temperature if run.temperature is not None else settings.temperature
         top_p = run.top_p if run.top_p is not None else settings.top_p
         max_tokens = settings.max_tokens
-        if budget is not None:
-            max_tokens = min(max_tokens, budget) if max_tokens else budget
+        for bound in (budget, definition.limits.max_tokens_per_request):  # constraints.cost.maxTokensPerRequest
+            if bound is not None:
+                max_tokens = min(max_tokens, bound) if max_tokens else bound
+        if definition.limits.max_latency_seconds:  # constraints.performance.maxLatencySeconds, per model call
+            params["timeout"] = definition.limits.max_latency_seconds
         for key, value in (
             ("temperature", temperature),
             ("top_p", top_p),
@@ -224,53 +286,29 @@ class Runner:
 
     async def turn(self, run: Run, call: llm.LLMRequest, definition: AgentDefinition, events: RunEvents) -> TurnResult:
         result = TurnResult()
-        message: Message | None = None
-        message_step: RunStep | None = None
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
-        async for chunk in llm.stream(call, definition.limits.retry):
-            if chunk.text:
-                if message is None:
-                    message_step, message = await self.open_message(run, events)
-                text.append(chunk.text)
-                await events.emit(
-                    "thread.message.delta",
-                    {
-                        "id": message.id,
-                        "object": "thread.message.delta",
-                        "delta": {
-                            "content": [{"index": 0, "type": "text", "text": {"value": chunk.text, "annotations": []}}]
-                        },
-                    },
-                )
-            for delta in chunk.tool_calls:
-                if result.tool_step is None:
-                    result.tool_step = await self.open_tool_step(run, events)
-                slot = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
-                slot["id"] = slot["id"] or delta.id or ""
-                slot["name"] = slot["name"] or delta.name or ""
-                slot["arguments"] += delta.arguments
-                fn: dict[str, Any] = {"arguments": delta.arguments, "output": None}
-                if delta.name:
-                    fn["name"] = delta.name
-                entry: dict[str, Any] = {"index": delta.index, "type": "function", "function": fn}
-                if delta.id:
-                    entry["id"] = delta.id
-                await events.emit(
-                    "thread.run.step.delta",
-                    {
-                        "id": result.tool_step.id,
-                        "object": "thread.run.step.delta",
-                        "delta": {"step_details": {"type": "tool_calls", "tool_calls": [entry]}},
-                    },
-                )
-            if chunk.finish_reason:
-                result.finish_reason = chunk.finish_reason
-            if chunk.usage:
-                result.usage = Usage(**chunk.usage)
-        if message is not None and message_step is not None:
+        span = genai.chat_span(call.model, call.params, run.thread_id, definition.name, call.messages)
+        response_model, failure = None, None
+        try:
+            async for chunk in llm.stream(call, definition.limits.retry):
+                response_model = response_model or chunk.model
+                await self.take_chunk(run, chunk, result, text, calls, events)
+        except Exception as exc:
+            failure = exc
+            raise
+        finally:
+            genai.end_chat_span(
+                span,
+                response_model=response_model,
+                finish_reason=result.finish_reason,
+                usage=result.usage.model_dump(),
+                output="".join(text),
+                error=failure,
+            )
+        if result.message is not None and result.message_step is not None:
             result.message = await self.close_message(
-                run, message, message_step, "".join(text), result.finish_reason, result.usage, events
+                run, result.message, result.message_step, "".join(text), result.finish_reason, result.usage, events
             )
         if result.tool_step is not None:
             result.tool_step.step_details = ToolCallsDetails(
@@ -281,10 +319,60 @@ class Runner:
                     for _, c in sorted(calls.items())
                 ]
             )
-            if message is None:
+            if result.message is None:
                 result.tool_step.usage = result.usage
             await self.state.put_step(result.tool_step)
         return result
+
+    async def take_chunk(
+        self,
+        run: Run,
+        chunk: llm.Chunk,
+        result: TurnResult,
+        text: list[str],
+        calls: dict[int, dict[str, str]],
+        events: RunEvents,
+    ) -> None:
+        """One streamed chunk: text goes to the turn's message, tool-call pieces to its tool step."""
+        if chunk.text:
+            if result.message is None:
+                result.message_step, result.message = await self.open_message(run, events)
+            text.append(chunk.text)
+            await events.emit(
+                "thread.message.delta",
+                {
+                    "id": result.message.id,
+                    "object": "thread.message.delta",
+                    "delta": {
+                        "content": [{"index": 0, "type": "text", "text": {"value": chunk.text, "annotations": []}}]
+                    },
+                },
+            )
+        for delta in chunk.tool_calls:
+            if result.tool_step is None:
+                result.tool_step = await self.open_tool_step(run, events)
+            slot = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            slot["id"] = slot["id"] or delta.id or ""
+            slot["name"] = slot["name"] or delta.name or ""
+            slot["arguments"] += delta.arguments
+            fn: dict[str, Any] = {"arguments": delta.arguments, "output": None}
+            if delta.name:
+                fn["name"] = delta.name
+            entry: dict[str, Any] = {"index": delta.index, "type": "function", "function": fn}
+            if delta.id:
+                entry["id"] = delta.id
+            await events.emit(
+                "thread.run.step.delta",
+                {
+                    "id": result.tool_step.id,
+                    "object": "thread.run.step.delta",
+                    "delta": {"step_details": {"type": "tool_calls", "tool_calls": [entry]}},
+                },
+            )
+        if chunk.finish_reason:
+            result.finish_reason = chunk.finish_reason
+        if chunk.usage:
+            result.usage = Usage(**chunk.usage)
 
     async def open_message(self, run: Run, events: RunEvents) -> tuple[RunStep, Message]:
         message = Message(
@@ -357,6 +445,7 @@ class Runner:
         else:
             action = RequiredAction(submit_tool_outputs=SubmitToolOutputs(tool_calls=calls))
         run = await self.transition(run, "requires_action", required_action=action)
+        await self.give_slot_back(run)  # waiting for a person or a client uses no model
         await events.emit("thread.run.requires_action", run)
 
     async def settle_tool_calls(
@@ -483,6 +572,7 @@ class Runner:
             fields["usage"] = Usage()
         run = await self.transition(run, status, **fields)
         await self.close_open_steps(run, status)
+        await self.give_slot_back(run)
         await events.emit(f"thread.run.{status}", run)
         await self.state.release_thread(run.thread_id, run.id)
         log.info("run %s %s", run.id, status)

@@ -231,7 +231,9 @@ class ExecutorService(Service):
             await raw.nak(delay=1)
             return
         run, record = started
-        request = RunRequest(run_id=run.id, thread_id=run.thread_id, agent=record.name, agent_version=record.version)
+        request = RunRequest(
+            run_id=run.id, thread_id=run.thread_id, agent=record.name, agent_version=record.version, principal="nats"
+        )
         if await self._carry(msg, request):
             await self._announce(record, run)
 

@@ -15,12 +15,14 @@ from ossabus.relay import (
     routes_models,
     routes_playground,
     routes_runs,
+    routes_telemetry,
     routes_threads,
     routes_vercel,
 )
 from ossabus.relay.auth import configured_keys, install_auth
 from ossabus.relay.catalog import Catalog
 from ossabus.relay.errors import install_error_handlers
+from ossabus.runtime import tracing
 from ossabus.runtime.bus import BusClient
 from ossabus.store.state import State
 
@@ -36,6 +38,10 @@ def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: 
     install_error_handlers(app)
     install_auth(app, configured_keys())
 
+    if tracing.enabled():  # an HTTP server span per request, parent of everything the request causes
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["send", "receive"])
     for module in (
         routes_asyncapi,
         routes_health,
@@ -47,6 +53,7 @@ def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: 
         routes_threads,
         routes_vercel,
         routes_playground,
+        routes_telemetry,
     ):
         app.include_router(module.router)
     return app

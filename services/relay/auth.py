@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 
@@ -32,4 +33,15 @@ def install_auth(app, keys: list[str]) -> None:
                 )
             if not any(hmac.compare_digest(token.strip().encode(), key) for key in encoded):
                 return error_response(401, "incorrect API key provided", code="invalid_api_key")
+            request.state.principal = principal_of(token.strip())
         return await call_next(request)
+
+
+def principal_of(key: str) -> str:
+    """How usage names an API key: a fingerprint, never the key."""
+    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def principal(request: Request) -> str:
+    """Who is asking, for usage accounting: the API key's fingerprint, or `anonymous` without keys."""
+    return getattr(request.state, "principal", "anonymous")

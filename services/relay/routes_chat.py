@@ -15,10 +15,13 @@ from ossabus.contracts import subjects
 from ossabus.contracts.bus import BusError, ChatRequest, ManifestListItem, Reply
 from ossabus.contracts.ids import new_id
 from ossabus.registry.providers import infer_provider
+from ossabus.relay import budgets
+from ossabus.relay.auth import principal
 from ossabus.relay.context import now
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import ChatCompletionCreate
 from ossabus.runtime.bus import BusFailure
+from ossabus.runtime.tracing import headers_with_context
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 CHAT_TIMEOUT_S = 600
@@ -50,6 +53,7 @@ async def resolve_target(request: Request, model: str) -> ManifestListItem | Non
 @router.post("/chat/completions")
 async def chat_completions(request: Request, body: ChatCompletionCreate):
     agent = await resolve_target(request, body.model)
+    await budgets.check(request, agent.definition if agent else None)
     params: dict[str, Any] = body.model_dump(include=set(PASSED_PARAMS), exclude_none=True)
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens is not None:
@@ -64,6 +68,7 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
         params=params,
         tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        principal=principal(request),
     )
     subject = subjects.chat(agent.name if agent else subjects.PLAIN_LLM_AGENT)
     nc = request.app.state.broker.connection
@@ -74,7 +79,9 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
 
 async def _complete(nc, subject: str, chat: ChatRequest) -> dict:
     try:
-        reply = await nc.request(subject, chat.model_dump_json().encode(), timeout=CHAT_TIMEOUT_S)
+        reply = await nc.request(
+            subject, chat.model_dump_json().encode(), timeout=CHAT_TIMEOUT_S, headers=headers_with_context()
+        )
     except NoRespondersError as exc:
         raise BusFailure.of("unavailable", "no executor is running to serve chat completions") from exc
     except NatsTimeout as exc:
@@ -92,7 +99,7 @@ async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator
     inbox = nc.new_inbox()
     chat.stream_subject = inbox
     sub = await nc.subscribe(inbox)
-    await nc.publish(subject, chat.model_dump_json().encode(), reply=inbox)
+    await nc.publish(subject, chat.model_dump_json().encode(), reply=inbox, headers=headers_with_context())
     try:
         first = await sub.next_msg(timeout=CHAT_TIMEOUT_S)
     except NatsTimeout as exc:

@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord, RunRequest
 from ossabus.contracts.openai_objects import LastError, Run, RunStep, ToolApproval, ToolCallsDetails
+from ossabus.relay import budgets
+from ossabus.relay.auth import principal
 from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import (
@@ -28,6 +30,7 @@ from ossabus.relay.pagination import paginate
 from ossabus.relay.routes_threads import create_thread_from, message_from, thread_or_404
 from ossabus.relay.run_stream import RunStream
 from ossabus.runtime.events import RunEvents
+from ossabus.runtime.tracing import headers_with_context
 from ossabus.store.runs import new_run
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ async def start(
     follow: Follow | None = None,
 ):
     record = await assistant_record(request, options.assistant_id)
+    await budgets.check(request, record.definition, options.assistant_id)
     params = options.model_dump(exclude_none=True, mode="json")
     if additional_instructions:
         params["additional_instructions"] = additional_instructions
@@ -95,13 +99,18 @@ async def launch(
         for name, data in zip(before, before_data or [run] * len(before), strict=True):
             await emitter.emit(name, data)
         work = RunRequest(
-            run_id=run.id, thread_id=run.thread_id, agent=record.name, agent_version=record.version, attempt=attempt
+            run_id=run.id,
+            thread_id=run.thread_id,
+            agent=record.name,
+            agent_version=record.version,
+            attempt=attempt,
+            principal=principal(request),
         )
         await js.publish(
             subjects.task(record.name),
             work.model_dump_json().encode(),
             timeout=PUBLISH_TIMEOUT_S,
-            headers={"Nats-Msg-Id": msg_id or f"{run.id}.{attempt}"},
+            headers=headers_with_context({"Nats-Msg-Id": msg_id or f"{run.id}.{attempt}"}),
         )
     except Exception as exc:
         if stream_handle:

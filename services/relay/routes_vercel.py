@@ -31,7 +31,8 @@ from ossabus.contracts.openai_objects import (
     ToolCallsDetails,
 )
 from ossabus.registry.convert_openai import assistant_id_for
-from ossabus.relay import routes_runs
+from ossabus.relay import budgets, routes_runs
+from ossabus.relay.auth import principal
 from ossabus.relay.context import now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import RunOptions
@@ -278,8 +279,12 @@ def _tool_part(call) -> dict[str, Any]:
 # --- /api/completion and /api/generate-object -------------------------------------------------------
 
 
-def _chat_request(item: ManifestListItem, messages: list[dict[str, Any]], params: dict[str, Any]) -> ChatRequest:
+async def _chat_request(
+    request: Request, item: ManifestListItem, messages: list[dict[str, Any]], params: dict[str, Any]
+) -> ChatRequest:
+    await budgets.check(request, item.definition)
     return ChatRequest(
+        principal=principal(request),
         id=new_id("chatcmpl"),
         created=now(),
         agent=item.name,
@@ -295,7 +300,7 @@ async def completion(request: Request, body: CompletionBody):
     """useCompletion: one answer to `prompt` from the agent, streamed (text or the SDK's data protocol)."""
     item = await agent_for(request, body.agent, body.model)
     protocol = protocol_for(request, item.definition)
-    chat = _chat_request(item, [{"role": "user", "content": body.prompt}], {})
+    chat = await _chat_request(request, item, [{"role": "user", "content": body.prompt}], {})
     nc = request.app.state.broker.connection
     chunks = await open_chat_stream(nc, subjects.chat(item.name), chat)
 
@@ -329,7 +334,7 @@ async def generate_object(request: Request, body: GenerateObjectBody):
     else:
         raise ApiError(400, "Give `prompt` or `messages`.", param="prompt")
     response_format = {"type": "json_schema", "json_schema": {"name": "object", "schema": body.schema_}}
-    chat = _chat_request(item, messages, {"response_format": response_format})
+    chat = await _chat_request(request, item, messages, {"response_format": response_format})
     result = await _complete(request.app.state.broker.connection, subjects.chat(item.name), chat)
     text = (result.get("choices") or [{}])[0].get("message", {}).get("content") or ""
     try:

@@ -14,7 +14,9 @@ from ossabus.relay.app import create_app
 from ossabus.relay.edge import EdgeMiddleware
 from ossabus.runtime.bus import BusClient
 from ossabus.runtime.service import Service
+from ossabus.store.slots import Slots
 from ossabus.store.state import State
+from ossabus.store.usage import UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +76,16 @@ class RelayService(Service):
             self.app.state.catalog.invalidate()
 
     async def started(self) -> None:
-        state = await State.open(self.broker.connection.jetstream())
+        js = self.broker.connection.jetstream()
+        state = await State.open(js)
         app = create_app(
             self.broker,
             BusClient(self.broker, self.settings.request_timeout_s),
             state,
             max_body_size=self.settings.max_body_bytes,
         )
+        app.state.usage = UsageStore(await js.key_value(subjects.USAGE_BUCKET))
+        app.state.slots = Slots(state.runs_kv)
         config = uvicorn.Config(
             EdgeMiddleware(app),
             log_level="warning",

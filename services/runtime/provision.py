@@ -70,6 +70,16 @@ def streams(t: Topology) -> list[StreamConfig]:
             num_replicas=t.replicas,
             description="Manifest change events.",
         ),
+        StreamConfig(
+            name=subjects.USAGE_STREAM,
+            subjects=[subjects.USAGE_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * DAY,
+            duplicate_window=t.dedupe_window_s,
+            num_replicas=t.replicas,
+            description="Usage of every model call; the telemetry service adds it up in ossa_usage.",
+        ),
     ]
 
 

@@ -6,7 +6,9 @@ import logging
 from typing import ClassVar
 
 from faststream.nats import NatsBroker
+from opentelemetry import trace
 
+from ossabus.runtime import tracing
 from ossabus.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -15,8 +17,14 @@ log = logging.getLogger(__name__)
 def make_broker(settings: Settings, name: str) -> NatsBroker:
     """A broker that reconnects forever: a NATS restart must not take a service down."""
     assert settings.nats_url, "the NATS URL is known before services are built"
+    middlewares = []
+    if tracing.enabled():  # publish/process spans on every hop, W3C trace context in the headers
+        from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+
+        middlewares.append(NatsTelemetryMiddleware(tracer_provider=trace.get_tracer_provider()))
     return NatsBroker(
         settings.nats_url,
+        middlewares=middlewares,
         name=f"ossabus-{name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,

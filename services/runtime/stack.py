@@ -13,6 +13,7 @@ from ossabus.dispatcher.service import DispatcherService
 from ossabus.executor.service import ExecutorService
 from ossabus.registry.service import RegistryService
 from ossabus.relay.service import RelayService
+from ossabus.runtime import tracing
 from ossabus.runtime.nats_server import EmbeddedNats
 from ossabus.runtime.provision import Topology, provision
 from ossabus.runtime.service import Service
@@ -113,6 +114,7 @@ async def run(settings: Settings, names: list[str], *, embedded: bool) -> None:
         await run_until_stopped(services, stop)
         ready.cancel()
     finally:
+        await asyncio.to_thread(tracing.shutdown)  # the last spans leave before the process does
         if server is not None:
             await asyncio.to_thread(server.stop)
             log.info("embedded nats-server stopped")

@@ -98,13 +98,18 @@ async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[
 
 async def scan(kv: KeyValue, pattern: str, model: type[M]) -> list[M]:
     """Every current value whose key matches `pattern` (NATS wildcards), sorted by key."""
+    return [value for _, value in await scan_items(kv, pattern, model)]
+
+
+async def scan_items(kv: KeyValue, pattern: str, model: type[M]) -> list[tuple[str, M]]:
+    """(key, value) of every current value whose key matches `pattern`, sorted by key."""
     found: dict[str, M] = {}
     for key, operation, data in await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT):
         if operation in ("DEL", "PURGE") or not data:
             found.pop(key, None)
         else:
             found[key] = model.model_validate_json(data)
-    return [found[k] for k in sorted(found)]
+    return sorted(found.items())
 
 
 async def history(kv: KeyValue, key: str, model: type[M]) -> list[M]:

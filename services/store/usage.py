@@ -1,0 +1,99 @@
+"""Usage and cost per agent, per API key and per day, in the `ossa_usage` KV bucket.
+
+Each model call's record is added to two counters, the agent's day and the agent's day for that
+API key (`day.<YYYY-MM-DD>.agent.<agent>[.key.<principal>]`, UTC days), with compare-and-set. A
+counter remembers the last OSSA_USAGE sequence it added, so a record delivered again after a crash
+is not counted twice (the telemetry service adds records one at a time, in stream order).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from ossabus.contracts import subjects
+from ossabus.contracts.telemetry import UsageCounters, UsageQuery, UsageRecord, UsageReport, UsageRow
+from ossabus.store import kv as kvs
+
+
+def day_of(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
+def today() -> str:
+    return day_of(time.time())
+
+
+class UsageStore:
+    def __init__(self, kv: KeyValue):
+        self.kv = kv
+
+    async def add(self, record: UsageRecord, sequence: int) -> None:
+        day, agent = day_of(record.at), record.agent or subjects.PLAIN_LLM_AGENT
+        for key in (subjects.usage_key(day, agent), subjects.usage_key(day, agent, record.principal)):
+            await self._add(key, record, sequence)
+
+    async def _add(self, key: str, record: UsageRecord, sequence: int) -> None:
+        for _ in range(kvs.CAS_ATTEMPTS):
+            current = await kvs.read(self.kv, key, UsageCounters)
+            counters = current[0] if current else UsageCounters()
+            if sequence <= counters.last_seq:
+                return  # already added: a redelivery
+            counters.requests += 1
+            counters.prompt_tokens += record.prompt_tokens
+            counters.completion_tokens += record.completion_tokens
+            counters.total_tokens += record.prompt_tokens + record.completion_tokens
+            counters.cost_usd = round(counters.cost_usd + record.cost_usd, 10)
+            counters.last_seq = sequence
+            value = counters.model_dump_json().encode()
+            try:
+                if current is None:
+                    await self.kv.create(key, value)
+                else:
+                    await self.kv.update(key, value, last=current[1])
+                return
+            except KeyWrongLastSequenceError:
+                continue
+            except Exception as exc:  # created by someone else meanwhile
+                if "wrong last sequence" not in str(exc).lower():
+                    raise
+        raise kvs.Conflict(key)
+
+    async def day_total(self, agent: str, day: str | None = None) -> UsageCounters:
+        current = await kvs.read(self.kv, subjects.usage_key(day or today(), agent), UsageCounters)
+        return current[0] if current else UsageCounters()
+
+    async def query(self, query: UsageQuery) -> UsageReport:
+        agent = subjects.token(query.agent) if query.agent else "*"
+        if query.principal:
+            pattern = f"day.*.agent.{agent}.key.{subjects.token(query.principal)}"
+        else:
+            pattern = f"day.*.agent.{agent}.>"
+        items = await kvs.scan_items(self.kv, pattern, UsageCounters)
+        if not query.principal:  # the per-agent day totals too (`.>` matches only the per-key rows)
+            items += await kvs.scan_items(self.kv, f"day.*.agent.{agent}", UsageCounters)
+        rows, total = [], UsageCounters()
+        for key, counters in sorted(items):
+            parts = key.split(".")
+            day, row_agent = parts[1], parts[3]
+            principal = parts[5] if len(parts) > 5 else None
+            if (query.from_day and day < query.from_day) or (query.to_day and day > query.to_day):
+                continue
+            rows.append(
+                UsageRow(
+                    day=day,
+                    agent=row_agent,
+                    principal=principal,
+                    **counters.model_dump(exclude={"last_seq"}),
+                )
+            )
+            if principal is None or query.principal:  # totals from the day rows (or the one key's rows)
+                total.requests += counters.requests
+                total.prompt_tokens += counters.prompt_tokens
+                total.completion_tokens += counters.completion_tokens
+                total.total_tokens += counters.total_tokens
+                total.cost_usd = round(total.cost_usd + counters.cost_usd, 10)
+        return UsageReport(data=rows, total=total)

@@ -1,0 +1,98 @@
+"""Tracing: one trace per run across three processes and real NATS hops, with the GenAI attributes."""
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from conftest import free_port, llm_env, reset_jetstream, start_service, start_stack, stop_all
+
+AGENTS = Path(__file__).with_name("agents")
+
+
+def spans_in(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# --- tracing --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def traced(nats_url, fake_llm, tmp_path_factory):
+    """The relay (and registry, telemetry) in one process, the executor and the dispatcher in two
+    others, each writing its spans to a file of its own."""
+    asyncio.run(reset_jetstream(nats_url))
+    tmp = tmp_path_factory.mktemp("traced")
+    files = {name: tmp / f"{name}.jsonl" for name in ("edge", "executor", "dispatcher")}
+    env = llm_env(fake_llm)
+    edge = start_stack(
+        ["up", "--nats-url", nats_url, "--manifests", str(AGENTS), "--without", "executor", "--without", "dispatcher"],
+        tmp / "edge.log",
+        free_port(),
+        env={**env, "OSSABUS_TRACES_FILE": str(files["edge"])},
+    )
+    others = [
+        start_service(name, nats_url, {**env, "OSSABUS_TRACES_FILE": str(files[name])}, tmp / f"{name}.log")
+        for name in ("executor", "dispatcher")
+    ]
+    yield edge, files
+    stop_all(others)
+    assert edge.stop() == 0, edge.logs()
+
+
+def test_one_trace_follows_a_run_across_processes_and_nats_hops(traced):
+    edge, files = traced
+    client = OpenAI(base_url=f"{edge.base_url}/v1", api_key="unused", max_retries=0)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": '[[call:lookup {"order": "T-1"}]]'}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_approvalXagent", poll_interval_ms=100
+    )
+    assert run.status == "completed"
+    time.sleep(0.5)  # the last spans are written when they end
+    by_process = {name: spans_in(path) for name, path in files.items()}
+    agent = next(s for s in by_process["executor"] if s["name"] == "invoke_agent approval-agent")
+    trace_id = agent["context"]["trace_id"]
+    in_trace = {name: [s for s in spans if s["context"]["trace_id"] == trace_id] for name, spans in by_process.items()}
+    assert all(in_trace.values()), {name: len(spans) for name, spans in in_trace.items()}  # all three processes
+
+    everything = {s["context"]["span_id"]: s for spans in in_trace.values() for s in spans}
+    http = next(s for s in in_trace["edge"] if s["name"].startswith("POST") and s["kind"] == "SpanKind.SERVER")
+    consumed = next(s for s in in_trace["executor"] if s["name"] == "ossa.tasks.approval-agent process")
+    assert consumed["parent_id"] in {s["context"]["span_id"] for s in in_trace["edge"]}  # a real NATS hop
+
+    def ancestors(span: dict) -> list[str]:
+        names = []
+        while span.get("parent_id") in everything:
+            span = everything[span["parent_id"]]
+            names.append(span["name"])
+        return names
+
+    chat = next(s for s in in_trace["executor"] if s["name"] == "chat fake-model")
+    tool = next(s for s in in_trace["dispatcher"] if s["name"] == "execute_tool lookup")
+    assert "invoke_agent approval-agent" in ancestors(chat)
+    assert "invoke_agent approval-agent" in ancestors(tool)  # executor -> bus -> dispatcher
+    assert http["name"] in ancestors(tool)  # ... and back to the HTTP request that started it
+
+    assert agent["attributes"]["gen_ai.operation.name"] == "invoke_agent"
+    assert agent["attributes"]["gen_ai.agent.name"] == "approval-agent"
+    assert agent["attributes"]["gen_ai.conversation.id"] == thread.id
+    a = chat["attributes"]
+    assert (a["gen_ai.operation.name"], a["gen_ai.provider.name"], a["gen_ai.request.model"]) == (
+        "chat",
+        "openai",
+        "fake-model",
+    )
+    assert a["gen_ai.response.model"] == "fake-model"
+    assert a["gen_ai.response.finish_reasons"] in (["tool_calls"], ["stop"])
+    assert a["gen_ai.usage.input_tokens"] > 0
+    assert a["gen_ai.conversation.id"] == thread.id
+    assert "gen_ai.input.messages" not in a  # content only when opted in
+    t = tool["attributes"]
+    assert (t["gen_ai.operation.name"], t["gen_ai.tool.name"]) == ("execute_tool", "lookup")
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    assert t["gen_ai.tool.call.id"] == steps[0].step_details.tool_calls[0].id
+    step_spans = [s["name"] for s in in_trace["executor"] if s["name"].startswith("run_step")]
+    assert step_spans == ["run_step tool_calls", "run_step message_creation"]  # trace_run_steps is on by default
