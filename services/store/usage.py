@@ -1,9 +1,9 @@
 """Usage and cost per agent, per API key and per day, in the `ossa_usage` KV bucket.
 
 Each model call's record is added to two counters, the agent's day and the agent's day for that
-API key (`day.<YYYY-MM-DD>.agent.<agent>[.key.<principal>]`, UTC days), with compare-and-set. A
-counter remembers the last OSSA_USAGE sequence it added, so a record delivered again after a crash
-is not counted twice (the telemetry service adds records one at a time, in stream order).
+API key (`day.<YYYY-MM-DD>.agent.<agent>[.key.<principal>]`, UTC days), with compare-and-set, a
+batch of records at a time. A counter remembers the last OSSA_USAGE sequence it added, so a record
+delivered again after a crash is not counted twice (the telemetry service adds them in stream order).
 """
 
 from __future__ import annotations
@@ -31,23 +31,31 @@ class UsageStore:
     def __init__(self, kv: KeyValue):
         self.kv = kv
 
-    async def add(self, record: UsageRecord, sequence: int) -> None:
-        day, agent = day_of(record.at), record.agent or subjects.PLAIN_LLM_AGENT
-        for key in (subjects.usage_key(day, agent), subjects.usage_key(day, agent, record.principal)):
-            await self._add(key, record, sequence)
+    async def add(self, records: list[tuple[UsageRecord, int]]) -> None:
+        """Add records (each with its OSSA_USAGE sequence) to their counters: one compare-and-set per
+        counter for the whole batch, however many records it holds."""
+        by_key: dict[str, list[tuple[UsageRecord, int]]] = {}
+        for record, sequence in records:
+            day, agent = day_of(record.at), record.agent or subjects.PLAIN_LLM_AGENT
+            for key in (subjects.usage_key(day, agent), subjects.usage_key(day, agent, record.principal)):
+                by_key.setdefault(key, []).append((record, sequence))
+        for key, batch in by_key.items():
+            await self._add(key, batch)
 
-    async def _add(self, key: str, record: UsageRecord, sequence: int) -> None:
+    async def _add(self, key: str, batch: list[tuple[UsageRecord, int]]) -> None:
         for _ in range(kvs.CAS_ATTEMPTS):
             current = await kvs.read(self.kv, key, UsageCounters)
             counters = current[0] if current else UsageCounters()
-            if sequence <= counters.last_seq:
-                return  # already added: a redelivery
-            counters.requests += 1
-            counters.prompt_tokens += record.prompt_tokens
-            counters.completion_tokens += record.completion_tokens
-            counters.total_tokens += record.prompt_tokens + record.completion_tokens
-            counters.cost_usd = round(counters.cost_usd + record.cost_usd, 10)
-            counters.last_seq = sequence
+            fresh = [(r, seq) for r, seq in batch if seq > counters.last_seq]  # not added before a redelivery
+            if not fresh:
+                return
+            for record, sequence in fresh:
+                counters.requests += 1
+                counters.prompt_tokens += record.prompt_tokens
+                counters.completion_tokens += record.completion_tokens
+                counters.total_tokens += record.prompt_tokens + record.completion_tokens
+                counters.cost_usd = round(counters.cost_usd + record.cost_usd, 10)
+                counters.last_seq = max(counters.last_seq, sequence)
             value = counters.model_dump_json().encode()
             try:
                 if current is None:

@@ -35,7 +35,10 @@ from ossabus.telemetry.metrics import Metrics, exposition
 log = logging.getLogger(__name__)
 NAME = "telemetry"
 TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
-TRACKED_RUNS = 100_000  # runs whose start this process remembers (oldest forgotten first)
+TRACKED_RUNS = 100_000
+# Usage is added in batches, at most this often: under load, one compare-and-set per counter
+# covers hundreds of model calls instead of one each (budgets see it this much later).
+USAGE_PAUSE_S = 0.25  # runs whose start this process remembers (oldest forgotten first)
 
 
 def agent_of(assistant_id: str | None) -> str:
@@ -69,18 +72,18 @@ class TelemetryService(Service):
             durable_name=subjects.TELEMETRY_EVENTS_CONSUMER,
             filter_subjects=subjects.TELEMETRY_EVENT_FILTERS,
             deliver_policy=DeliverPolicy.NEW,
-            ack_policy=AckPolicy.EXPLICIT,
+            ack_policy=AckPolicy.ALL,
             max_ack_pending=10_000,
         )
         usage = ConsumerConfig(
             durable_name=subjects.TELEMETRY_USAGE_CONSUMER,
             deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
+            ack_policy=AckPolicy.ALL,
             max_ack_pending=10_000,
         )
         self.loops = [
-            asyncio.create_task(self.follow(js, subjects.EVENTS_STREAM, events, self.on_event)),
-            asyncio.create_task(self.follow(js, subjects.USAGE_STREAM, usage, self.on_usage)),
+            asyncio.create_task(self.follow(js, subjects.EVENTS_STREAM, events, self.on_events, pause_s=0.1)),
+            asyncio.create_task(self.follow(js, subjects.USAGE_STREAM, usage, self.on_usage, pause_s=USAGE_PAUSE_S)),
         ]
 
     async def stopping(self) -> None:
@@ -92,38 +95,49 @@ class TelemetryService(Service):
                 await psub.unsubscribe()
 
     async def follow(
-        self, js: JetStreamContext, stream: str, config: ConsumerConfig, handle: Callable[..., Awaitable[None]]
+        self,
+        js: JetStreamContext,
+        stream: str,
+        config: ConsumerConfig,
+        handle: Callable[[list], Awaitable[None]],
+        pause_s: float = 0.0,
     ) -> None:
-        """Fetch from a durable consumer forever, in order; a message is acked once it is handled."""
+        """Fetch batches from a durable consumer forever, in order; a batch is acked once handled.
+        `pause_s` between batches lets work pile up into fewer, larger batches."""
         await js.add_consumer(stream, config)
         psub = await js.pull_subscribe_bind(config.durable_name, stream=stream)
         self.pulls.append(psub)
         while True:
             try:
-                messages = await psub.fetch(200, timeout=1)
+                messages = await psub.fetch(500, timeout=1)
             except (NatsTimeout, TimeoutError):
                 continue
             except Exception:
                 log.exception("telemetry: fetching from %s failed", stream)
                 await asyncio.sleep(1)
                 continue
-            for msg in messages:
-                try:
-                    await handle(msg)
-                except ValidationError:
-                    pass  # not ours to read: skip it
-                except Exception:
-                    log.exception("telemetry: could not handle a message on %s", msg.subject)
+            try:
+                await handle(messages)
+            except Exception:
+                log.exception("telemetry: could not handle %d messages from %s", len(messages), stream)
+                for msg in messages:
                     with contextlib.suppress(Exception):
                         await msg.nak(delay=1)
-                    continue
-                await msg.ack()
+                await asyncio.sleep(1)
+                continue
+            if messages:  # AckPolicy.ALL: the batch's last ack covers every message before it
+                await messages[-1].ack()
+            if pause_s:
+                await asyncio.sleep(pause_s)
 
     # --- what is measured ---------------------------------------------------------------------------------
 
-    async def on_event(self, msg) -> None:
-        event = RunEvent.model_validate_json(msg.data)
-        at = msg.metadata.timestamp.timestamp()
+    async def on_events(self, messages: list) -> None:
+        for msg in messages:
+            with contextlib.suppress(ValidationError):
+                self.on_event(RunEvent.model_validate_json(msg.data), msg.metadata.timestamp.timestamp())
+
+    def on_event(self, event: RunEvent, at: float) -> None:
         data = event.data if isinstance(event.data, dict) else {}
         agent = agent_of(data.get("assistant_id"))
         if event.event == "thread.run.created":
@@ -142,12 +156,16 @@ class TelemetryService(Service):
                 start = abs(created) if created is not None else data.get("created_at")
                 self.metrics.run_ended(agent, status, at - start if start else None)
 
-    async def on_usage(self, msg) -> None:
-        record = UsageRecord.model_validate_json(msg.data)
+    async def on_usage(self, messages: list) -> None:
+        records = []
+        for msg in messages:
+            with contextlib.suppress(ValidationError):
+                records.append((UsageRecord.model_validate_json(msg.data), msg.metadata.sequence.stream))
         assert self.store is not None
-        await self.store.add(record, msg.metadata.sequence.stream)
-        agent = record.agent or subjects.PLAIN_LLM_AGENT
-        self.metrics.usage(agent, record.prompt_tokens, record.completion_tokens, record.cost_usd)
+        await self.store.add(records)
+        for record, _ in records:
+            agent = record.agent or subjects.PLAIN_LLM_AGENT
+            self.metrics.usage(agent, record.prompt_tokens, record.completion_tokens, record.cost_usd)
 
     async def on_tool_report(self, msg: NatsMessage) -> None:
         with contextlib.suppress(ValidationError):
