@@ -3,6 +3,7 @@ executor processes (429 rate_limit_exceeded at the relay, waiting at the executo
 
 import asyncio
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -138,3 +139,21 @@ def test_concurrency_is_limited_across_two_executor_processes(budget_stack, nats
 
 def _assert_equal(a, b):
     assert a == b
+
+
+def test_each_model_call_is_capped_in_tokens_and_time(budget_stack, fake_llm):
+    client = OpenAI(base_url=f"{budget_stack.base_url}/v1", api_key="key-one", max_retries=0)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "[[long:40]] talk a lot"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_cappedXagent")
+    assert run.status == "completed"
+    assert fake_llm.last_request()["max_tokens"] == 5
+    answer = client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+    assert answer == "w0 w1 w2 w3 w4"
+    started = time.monotonic()
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "[[slow:6]] too slow"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_cappedXagent")
+    assert run.status == "failed"
+    assert run.last_error.code == "server_error"
+    attempts = [r for r in fake_llm.requests() if "too slow" in json.dumps(r.get("messages"))]
+    assert len(attempts) == 3  # timed out, and retried as transient, per the default retry policy
+    assert time.monotonic() - started < 15  # 3 x 2 s and backoff, not 3 x 6 s

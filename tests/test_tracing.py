@@ -96,3 +96,16 @@ def test_one_trace_follows_a_run_across_processes_and_nats_hops(traced):
     assert t["gen_ai.tool.call.id"] == steps[0].step_details.tool_calls[0].id
     step_spans = [s["name"] for s in in_trace["executor"] if s["name"].startswith("run_step")]
     assert step_spans == ["run_step tool_calls", "run_step message_creation"]  # trace_run_steps is on by default
+
+
+def test_an_agent_whose_manifest_turns_tracing_off_gets_no_agent_or_model_spans(traced):
+    edge, files = traced
+    client = OpenAI(base_url=f"{edge.base_url}/v1", api_key="unused", max_retries=0)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "quietly"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_untracedXagent")
+    assert run.status == "completed"
+    time.sleep(0.5)
+    names = [s["name"] for s in spans_in(files["executor"])]
+    assert "ossa.tasks.untraced-agent process" in names  # the bus hop is still traced
+    assert "invoke_agent untraced-agent" not in names
+    assert not any(s["attributes"].get("gen_ai.conversation.id") == thread.id for s in spans_in(files["executor"]))

@@ -112,7 +112,10 @@ class Runner:
             return
         if not await self.take_slot(run, record.definition):
             return  # ended (cancelled, expired) while it waited for a slot
-        span = genai.agent_span(record.name, record.definition.version, run.thread_id, run.id, run.model or None)
+        traced = record.definition.observability.tracing
+        span = genai.agent_span(
+            record.name, record.definition.version, run.thread_id, run.id, run.model or None, traced
+        )
         with trace.use_span(span, end_on_exit=True):
             run = await self.transition(run, "in_progress", started_at=run.started_at or now())
             await events.emit("thread.run.in_progress", run)
@@ -240,7 +243,8 @@ class Runner:
             return
 
     def trace_step(self, step: RunStep | None, definition: AgentDefinition) -> None:
-        if step is not None and definition.observability.trace_run_steps and tracing.enabled():
+        observability = definition.observability
+        if step is not None and observability.tracing and observability.trace_run_steps and tracing.enabled():
             genai.step_span(step, definition.name)
 
     async def build_messages(self, run: Run, steps: list[RunStep], model: str):
@@ -288,7 +292,8 @@ class Runner:
         result = TurnResult()
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
-        span = genai.chat_span(call.model, call.params, run.thread_id, definition.name, call.messages)
+        traced = definition.observability.tracing
+        span = genai.chat_span(call.model, call.params, run.thread_id, definition.name, call.messages, traced)
         response_model, failure = None, None
         try:
             async for chunk in llm.stream(call, definition.limits.retry):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, Span, SpanKind, Status, StatusCode
 
 from ossabus.runtime import tracing
 
@@ -22,7 +22,14 @@ def split_model(model: str) -> tuple[str, str]:
     return (provider, name) if name else ("unknown", model)
 
 
-def agent_span(agent: str, version: Any, conversation_id: str, run_id: str, model: str | None) -> Span:
+QUIET = NonRecordingSpan(INVALID_SPAN_CONTEXT)  # for agents whose manifest turns tracing off
+
+
+def agent_span(
+    agent: str, version: Any, conversation_id: str, run_id: str, model: str | None, enabled: bool = True
+) -> Span:
+    if not enabled:
+        return QUIET
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": agent,
@@ -38,8 +45,15 @@ def agent_span(agent: str, version: Any, conversation_id: str, run_id: str, mode
 
 
 def chat_span(
-    model: str, params: dict[str, Any], conversation_id: str | None, agent: str | None, messages: list
+    model: str,
+    params: dict[str, Any],
+    conversation_id: str | None,
+    agent: str | None,
+    messages: list,
+    enabled: bool = True,
 ) -> Span:
+    if not enabled:
+        return QUIET
     provider, name = split_model(model)
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
