@@ -120,11 +120,13 @@ class Runner:
             run = await self.transition(run, "in_progress", started_at=run.started_at or now())
             await events.emit("thread.run.in_progress", run)
             await self.discard_partial_turn(run)
-            timeout = max(0.0, (run.expires_at or now() + 3600) - time.time())
+            deadline = run.expires_at or now() + 3600
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(max(0.0, deadline - time.time())) as limit:
                     await self.loop(run, record.definition, request, events)
             except TimeoutError:
+                if not limit.expired() and time.time() < deadline:
+                    raise  # a bus or store operation timed out (NATS restarting): carry the run again later
                 await self.finish(await self.reload(run), events, "expired")
             except RunCancelled:
                 await self.finish(await self.reload(run), events, "cancelled")
