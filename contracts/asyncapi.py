@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from ossabus import __version__
 from ossabus.contracts import bus, subjects, telemetry, tools
+from ossabus.contracts.openai_objects import Run
 
 # subscribed subject -> (message it takes, reply it sends or None)
 SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
@@ -29,6 +30,7 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.ASK_ALL: (bus.TaskMessage, bus.Reply[bus.TaskResult]),
     subjects.CHAT_ALL: (bus.ChatRequest, bus.Reply[dict]),
     subjects.RUN_CANCEL_ALL: (bus.AnyRequest, None),
+    subjects.RUN_ANSWER: (bus.RunAnswer, bus.Reply[Run]),
     subjects.REGISTRY_CHANGES_ALL: (bus.ManifestChanged, None),
     subjects.DISPATCHER_CALL: (tools.DispatchRequest, bus.Reply[tools.DispatchResult]),
     subjects.DISPATCHER_TOOLS: (bus.AnyRequest, bus.Reply[tools.ToolList]),

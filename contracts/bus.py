@@ -274,3 +274,24 @@ class RunEvent(BaseModel):
     run_id: str
     data: Any = None
     at: int = Field(default_factory=lambda: int(time.time()))
+
+
+class ToolOutputAnswer(BaseModel):
+    tool_call_id: str
+    output: str = ""
+
+
+class ToolApprovalAnswer(BaseModel):
+    tool_call_id: str
+    approve: bool
+    reason: str | None = Field(None, max_length=2000)
+
+
+class RunAnswer(BaseModel):
+    """Sent to `ossa.runs.answer` (request/reply) by a system that started a run over the bus: what
+    the parked run waits for (its `thread.run.requires_action` event says which). Replies the run."""
+
+    thread_id: str
+    run_id: str
+    tool_outputs: list[ToolOutputAnswer] | None = None
+    approvals: list[ToolApprovalAnswer] | None = None

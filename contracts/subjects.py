@@ -186,6 +186,7 @@ def run_cancel(run_id: str) -> str:
 
 
 RUN_CANCEL_ALL = f"{PREFIX}.control.runs.*.cancel"
+RUN_ANSWER = f"{PREFIX}.runs.answer"  # request/reply: tool outputs or approvals for a parked run
 
 
 # --- keys in the state buckets -----------------------------------------------------------------------

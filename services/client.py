@@ -20,7 +20,17 @@ from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import BusError, InputMessage, Reply, RunEvent, TaskMessage, TaskResult
+from ossabus.contracts.bus import (
+    BusError,
+    InputMessage,
+    Reply,
+    RunAnswer,
+    RunEvent,
+    TaskMessage,
+    TaskResult,
+    ToolApprovalAnswer,
+    ToolOutputAnswer,
+)
 from ossabus.contracts.ids import new_id
 
 
@@ -124,6 +134,40 @@ class OssabusClient:
             timeout=10,
         )
         return Task(self, agent, thread_id, run_id)
+
+    async def answer(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        tool_outputs: dict[str, str] | None = None,
+        approvals: dict[str, bool | tuple[bool, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Answer a parked run (`thread.run.requires_action`): outputs by call id, or approvals by call
+        id (True, False, or (False, "why")). Returns the run, queued again."""
+        answer = RunAnswer(
+            thread_id=thread_id,
+            run_id=run_id,
+            tool_outputs=[ToolOutputAnswer(tool_call_id=k, output=v) for k, v in tool_outputs.items()]
+            if tool_outputs is not None
+            else None,
+            approvals=[
+                ToolApprovalAnswer(
+                    tool_call_id=k,
+                    approve=v if isinstance(v, bool) else v[0],
+                    reason=None if isinstance(v, bool) else v[1],
+                )
+                for k, v in approvals.items()
+            ]
+            if approvals is not None
+            else None,
+        )
+        reply = await self.nc.request(subjects.RUN_ANSWER, answer.model_dump_json().encode(), timeout=30)
+        envelope = Reply[dict].model_validate_json(reply.data)
+        if not envelope.ok or envelope.result is None:
+            error = envelope.error or BusError(code="internal_error", message="empty reply")
+            raise TaskError(error.code, error.message, error.param)
+        return envelope.result
 
     async def ask(
         self,

@@ -153,3 +153,33 @@ def test_outputs_and_approvals_each_go_to_their_own_endpoint(client):
     with pytest.raises(BadRequestError) as late:
         decide(client, thread_id, run.id, [{"tool_call_id": call_id, "approve": True}])
     assert late.value.body["code"] == "invalid_state"
+
+
+async def test_a_run_started_over_nats_is_approved_over_nats(api_stack, nats_url):
+    from ossabus.client import OssabusClient, TaskError
+
+    async with await OssabusClient.connect(nats_url, timeout=60) as bus, httpx.AsyncClient() as http:
+        task = await bus.submit("approval-agent", REFUND)
+        parked = await task.result()
+        assert parked.status == "requires_action"
+        run = (await http.get(f"{api_stack.base_url}/v1/threads/{task.thread_id}/runs/{task.run_id}")).json()
+        call_id = run["required_action"]["submit_tool_approvals"]["tool_calls"][0]["id"]
+        with pytest.raises(TaskError) as wrong:
+            await bus.answer(task.thread_id, task.run_id, tool_outputs={call_id: "done"})
+        assert wrong.value.code == "conflict"
+        with pytest.raises(TaskError) as unknown:
+            await bus.answer(task.thread_id, task.run_id, approvals={"call_nope": True})
+        assert (unknown.value.code, unknown.value.param) == ("invalid_request", "approvals[0].tool_call_id")
+        queued = await bus.answer(task.thread_id, task.run_id, approvals={call_id: (False, "not over NATS")})
+        assert queued["status"] == "queued"
+        sub = await bus.nc.subscribe(f"ossa.events.{task.thread_id}.{task.run_id}.thread.run.completed")
+        try:
+            done = await sub.next_msg(timeout=30)
+        finally:
+            await sub.unsubscribe()
+        assert json.loads(done.data)["data"]["status"] == "completed"
+        url = f"{api_stack.base_url}/v1/threads/{task.thread_id}/runs/{task.run_id}/steps"
+        steps = (await http.get(url)).json()["data"]
+    refund = next(s for s in steps if s["type"] == "tool_calls")["step_details"]["tool_calls"][0]
+    assert refund["approval"]["status"] == "denied"
+    assert "not over NATS" in refund["function"]["output"]

@@ -20,15 +20,26 @@ from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import BusError, ChatRequest, ManifestChanged, Reply, RunRequest, TaskMessage, TaskResult
+from ossabus.contracts.bus import (
+    BusError,
+    ChatRequest,
+    ManifestChanged,
+    Reply,
+    RunAnswer,
+    RunRequest,
+    TaskMessage,
+    TaskResult,
+)
 from ossabus.contracts.ids import new_id
+from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import ToolAnnouncement
 from ossabus.executor.agents import AgentDirectory
+from ossabus.executor.answers import answer_run
 from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
-from ossabus.runtime.bus import BusClient, BusFailure, validation_failure
+from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store.leases import Leases
@@ -76,6 +87,7 @@ class ExecutorService(Service):
         sub(subjects.CHAT_ALL, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(self.on_chat)
         sub(subjects.ASK_ALL, queue=subjects.ASK_QUEUE, max_workers=self.max_runs)(self.on_ask)
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
+        sub(subjects.RUN_ANSWER, queue=subjects.ASK_QUEUE)(endpoint(RunAnswer, NAME)(self.on_answer))
         sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
         sub(subjects.TOOL_ANNOUNCEMENTS_ALL)(self.on_tool_announcement)
 
@@ -270,6 +282,12 @@ class ExecutorService(Service):
         )
         result = await self._announce(record, run)
         return Reply.success(result).model_dump(mode="json")
+
+    async def on_answer(self, answer: RunAnswer) -> Run:
+        """Tool outputs or approvals for a parked run, from a system that started it over the bus."""
+        assert self.runner is not None
+        assert self.agents is not None
+        return await answer_run(self.broker.connection, self.runner.state, self.agents, answer)
 
     async def on_cancel(self, msg: NatsMessage) -> None:
         run_id = msg.raw_message.subject.split(".")[3]

@@ -4,6 +4,7 @@ hands it to the work queue; executors move it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Literal
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord, RunRequest
-from ossabus.contracts.openai_objects import LastError, Run, RunStep, ToolApproval, ToolCallsDetails
+from ossabus.contracts.openai_objects import LastError, Run
 from ossabus.relay import budgets
 from ossabus.relay.auth import principal
 from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, not_found, now, state
@@ -31,6 +32,7 @@ from ossabus.relay.routes_threads import create_thread_from, message_from, threa
 from ossabus.relay.run_stream import RunStream
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.tracing import headers_with_context
+from ossabus.store import answers
 from ossabus.store.runs import new_run
 
 log = logging.getLogger(__name__)
@@ -242,10 +244,12 @@ async def cancel_run(request: Request, thread_id: str, run_id: str):
 
 @router.post("/{thread_id}/runs/{run_id}/submit_tool_outputs")
 async def submit_tool_outputs(request: Request, thread_id: str, run_id: str, body: SubmitToolOutputs):
-    run = await waiting_run(request, thread_id, run_id, "submit_tool_outputs")
-    given = [o.tool_call_id for o in body.tool_outputs]
-    check_answers(pending_calls(run), given, "tool_outputs", "tool output")
+    run = await run_or_404(request, thread_id, run_id)
     outputs = {o.tool_call_id: o.output for o in body.tool_outputs}
+    given = [o.tool_call_id for o in body.tool_outputs]
+    with refused_as_400(run):
+        answers.check_waiting(run, "submit_tool_outputs")
+        answers.check_answers(answers.pending_calls(run), given, "tool_outputs", "tool output")
     return await apply_tool_outputs(request, run, outputs, body.stream)
 
 
@@ -253,33 +257,34 @@ async def submit_tool_outputs(request: Request, thread_id: str, run_id: str, bod
 async def submit_tool_approvals(request: Request, thread_id: str, run_id: str, body: SubmitToolApprovals):
     """ossabus extension: approve or deny the calls a run waits on (`required_action.type` is
     `submit_tool_approvals`); approved calls run, denied ones answer the model with the reason."""
-    run = await waiting_run(request, thread_id, run_id, "submit_tool_approvals")
-    given = [a.tool_call_id for a in body.approvals]
-    check_answers(pending_calls(run), given, "approvals", "approval")
+    run = await run_or_404(request, thread_id, run_id)
     decisions = {a.tool_call_id: (a.approve, a.reason) for a in body.approvals}
+    given = [a.tool_call_id for a in body.approvals]
+    with refused_as_400(run):
+        answers.check_waiting(run, "submit_tool_approvals")
+        answers.check_answers(answers.pending_calls(run), given, "approvals", "approval")
     return await apply_tool_approvals(request, run, decisions, body.stream)
 
 
-def pending_calls(run: Run) -> list[str]:
-    """Ids of the calls the run waits on, whichever kind of answer it waits for."""
-    action = run.required_action
-    if action is None:
-        return []
-    waiting = action.submit_tool_outputs or action.submit_tool_approvals
-    return [c.id for c in waiting.tool_calls] if waiting else []
+@contextlib.contextmanager
+def refused_as_400(run: Run):
+    """An answer that does not fit the run: 400, naming the endpoint the run does wait on."""
+    try:
+        yield
+    except answers.AnswerRefused as refused:
+        message = refused.message
+        if refused.code == "invalid_state" and run.required_action is not None:
+            waits = run.required_action.type
+            message += f" POST /v1/threads/{run.thread_id}/runs/{run.id}/{waits}."
+        raise ApiError(400, message, param=refused.param, code=refused.code) from refused
 
 
 async def apply_tool_outputs(
     request: Request, run: Run, outputs: dict[str, str], stream: bool | None, follow: Follow | None = None
 ):
     """Record the client's outputs (already checked against the pending calls) and resume the run."""
-    step = await _pending_tool_step(request, run)
-    updated = await requeue(request, run, "tool outputs")
-    assert isinstance(step.step_details, ToolCallsDetails)
-    for call in step.step_details.tool_calls:
-        call.function.output = outputs.get(call.id, call.function.output)
-    step = step.model_copy(update={"status": "completed", "completed_at": now()})
-    await state(request).put_step(step)
+    with refused_as_400(run):
+        updated, step = await answers.record_outputs(state(request), run, outputs)
     events = ["thread.run.step.completed", "thread.run.queued"]
     return await resume(request, updated, stream, events, [step, updated], "outputs", follow)
 
@@ -292,70 +297,9 @@ async def apply_tool_approvals(
     follow: Follow | None = None,
 ):
     """Record a person's decisions (already checked against the pending calls) and resume the run."""
-    step = await _pending_tool_step(request, run)
-    updated = await requeue(request, run, "tool approvals")
-    assert isinstance(step.step_details, ToolCallsDetails)
-    for call in step.step_details.tool_calls:
-        if call.id in decisions:
-            approved, reason = decisions[call.id]
-            status = "approved" if approved else "denied"
-            call.approval = ToolApproval(status=status, reason=reason, decided_at=now())
-    await state(request).put_step(step)
+    with refused_as_400(run):
+        updated, _ = await answers.record_approvals(state(request), run, decisions)
     return await resume(request, updated, stream, ["thread.run.queued"], [updated], "approvals", follow)
-
-
-async def waiting_run(request: Request, thread_id: str, run_id: str, action: str) -> Run:
-    """The run, if it waits for exactly this kind of answer; a clear 400 otherwise."""
-    run = await run_or_404(request, thread_id, run_id)
-    if run.status != "requires_action" or run.required_action is None:
-        what = "tool outputs" if action == "submit_tool_outputs" else "tool approvals"
-        raise ApiError(
-            400, f'Runs in status "{run.status}" do not accept {what}.', param="run_id", code="invalid_state"
-        )
-    if run.required_action.type != action:
-        raise ApiError(
-            400,
-            f"The run waits for {run.required_action.type}, not {action}: "
-            f"POST /v1/threads/{thread_id}/runs/{run_id}/{run.required_action.type}.",
-            param="run_id",
-            code="invalid_state",
-        )
-    return run
-
-
-def check_answers(expected: list[str], given: list[str], field: str, what: str) -> None:
-    """Every pending call answered exactly once, and nothing else."""
-    for i, call_id in enumerate(given):
-        if call_id not in expected:
-            raise ApiError(
-                400,
-                f"Invalid '{field}[{i}].tool_call_id': no pending tool call '{call_id}'.",
-                param=f"{field}[{i}].tool_call_id",
-                code="invalid_value",
-            )
-        if given.index(call_id) != i:
-            raise ApiError(
-                400, f"Duplicate {what} for '{call_id}'.", param=f"{field}[{i}].tool_call_id", code="invalid_value"
-            )
-    missing = [c for c in expected if c not in given]
-    if missing:
-        raise ApiError(
-            400, f"Expected {what}s for call_ids {expected}, got {given}.", param=field, code="invalid_value"
-        )
-
-
-async def requeue(request: Request, run: Run, what: str) -> Run:
-    """requires_action -> queued with compare-and-set: of two concurrent answers, one wins."""
-
-    def change(current: Run) -> Run | None:
-        if current.status != "requires_action":
-            return None
-        return current.model_copy(update={"status": "queued", "required_action": None})
-
-    updated = await state(request).update_run(run.thread_id, run.id, change)
-    if updated is None or updated.status != "queued":
-        raise ApiError(400, f"The run no longer accepts {what}.", param="run_id", code="invalid_state")
-    return updated
 
 
 async def resume(
@@ -367,28 +311,20 @@ async def resume(
     answered: str,
     follow: Follow | None = None,
 ) -> Response:
-    """Hand a run that got its answers back to the executors. Each tool step is answered at most once
-    per kind (approvals, then outputs), which makes the work message's id unique."""
+    """Hand a run that got its answers back to the executors."""
     record = await assistant_record(request, run.assistant_id)
-    resumes = sum(1 for s in await state(request).list_steps(run.thread_id, run.id) if s.type == "tool_calls")
+    attempt, msg_id = await answers.hand_over_ids(state(request), run, answered)
     return await launch(
         request,
         run,
         record,
-        attempt=resumes + 1,
+        attempt=attempt,
         stream=bool(stream),
         before=before,
         before_data=before_data,
-        msg_id=f"{run.id}.{resumes + 1}.{answered}",
+        msg_id=msg_id,
         follow=follow,
     )
-
-
-async def _pending_tool_step(request: Request, run: Run) -> RunStep:
-    for step in reversed(await state(request).list_steps(run.thread_id, run.id)):
-        if step.type == "tool_calls" and step.status == "in_progress":
-            return step
-    raise ApiError(400, "The run has no pending tool calls.", param="run_id", code="invalid_state")
 
 
 @router.get("/{thread_id}/runs/{run_id}/events")

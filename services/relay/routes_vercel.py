@@ -48,6 +48,7 @@ from ossabus.relay.vercel.chat_requests import (
 )
 from ossabus.relay.vercel.streams import protocol_for, run_response, text_response
 from ossabus.relay.vercel.ui_chunks import parse_input, tool_error, tool_output
+from ossabus.store import answers
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["vercel"])
@@ -174,7 +175,7 @@ async def _answer(request: Request, run: Run | None, last: IncomingMessage, foll
     """Client-side tool results (`addToolOutput`) or approvals resume the run that waits for them."""
     if run is None or run.status != "requires_action" or run.required_action is None:
         raise ApiError(409, "No run of this chat waits for tool results.", param="messages", code="invalid_state")
-    expected = routes_runs.pending_calls(run)
+    expected = answers.pending_calls(run)
     if run.required_action.type == "submit_tool_approvals":
         decisions = {call_id: last.approvals[call_id] for call_id in expected if call_id in last.approvals}
         _complete_answers(expected, decisions, "approval")
