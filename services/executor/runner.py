@@ -183,6 +183,8 @@ class Runner:
         max_steps = definition.limits.max_steps or DEFAULT_MAX_STEPS
         if await self.resume_tool_step(run, definition, events):
             return
+        if await self.already_answered(run, events):
+            return
         while True:
             steps = await self.state.list_steps(run.thread_id, run.id)
             if sum(1 for s in steps if s.type == "tool_calls") >= max_steps:
@@ -531,6 +533,22 @@ class Runner:
                 },
             },
         )
+
+    async def already_answered(self, run: Run, events: RunEvents) -> bool:
+        """A previous attempt got the model's final answer but died (or lost the bus) before it
+        could end the run: end it now, rather than ask the model again for a second answer."""
+        steps = await self.state.list_steps(run.thread_id, run.id)
+        last = steps[-1] if steps else None
+        if last is None or last.status != "completed" or not isinstance(last.step_details, MessageCreationDetails):
+            return False
+        message = await self.state.get_message(run.thread_id, last.step_details.message_creation["message_id"])
+        if message is None or message.status not in ("completed", "incomplete"):
+            return False
+        if message.status == "incomplete":
+            await self.finish(run, events, "incomplete", incomplete=IncompleteDetails(reason="max_completion_tokens"))
+        else:
+            await self.finish(run, events, "completed")
+        return True
 
     async def resume_tool_step(self, run: Run, definition: AgentDefinition, events: RunEvents) -> bool:
         """A step whose calls the model already made (the run was approved, or the executor that ran
