@@ -147,8 +147,9 @@ def test_services_in_separate_processes_with_api_keys(nats_url, tmp_path):
             assert ok.status_code == 200
             assert len(ok.json()["data"]) == 15
             assert httpx.get(f"{relay.base_url}/healthz").status_code == 200
-            for path in ("/v1/models", "/v1/assistants"):
+            for path in ("/v1/models", "/v1/assistants", "/metrics", "/api/chat/any/messages"):
                 assert httpx.get(f"{relay.base_url}{path}").status_code == 401
+            assert httpx.get(f"{relay.base_url}/").status_code == 200  # the playground page asks for a key itself
             chat = httpx.post(f"{relay.base_url}/v1/chat/completions", json={"model": "math-tutor", "messages": []})
             assert chat.status_code == 401
             models = httpx.get(f"{relay.base_url}/v1/models", headers={"authorization": "Bearer key-one"})

@@ -10,7 +10,7 @@ from fastapi import Request
 
 from ossabus.relay.errors import error_response
 
-PROTECTED_PREFIXES = ("/v1", "/api")
+PROTECTED_PREFIXES = ("/v1", "/api", "/metrics")  # usage and agent names are not for everyone
 
 
 def configured_keys() -> list[str]:
