@@ -46,9 +46,12 @@ class UsageCounters(BaseModel):
     last_seq: int = 0
 
 
+NAME = r"^[A-Za-z0-9_\-]+$"  # one subject token: names end up in KV keys
+
+
 class UsageQuery(BaseModel):
-    agent: str | None = None
-    principal: str | None = None
+    agent: str | None = Field(None, pattern=NAME)
+    principal: str | None = Field(None, pattern=NAME)
     from_day: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="First UTC day, inclusive.")
     to_day: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Last UTC day, inclusive.")
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import RunAnswer, RunRequest
+from ossabus.contracts.bus import RunAnswer
 from ossabus.contracts.openai_objects import Run
 from ossabus.executor.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
-from ossabus.runtime.tracing import headers_with_context
+from ossabus.runtime.work_queue import queue_run
 from ossabus.store import answers
 from ossabus.store.state import State
-
-HAND_OVER_TIMEOUT_S = 5
 
 
 async def answer_run(nc: Client, state: State, agents: AgentDirectory, answer: RunAnswer) -> Run:
@@ -55,18 +53,5 @@ async def answer_run(nc: Client, state: State, agents: AgentDirectory, answer: R
         await events.emit(name, data)
     record = await agents.record(assistant_id=run.assistant_id)
     attempt, msg_id = await answers.hand_over_ids(state, updated, kind)
-    work = RunRequest(
-        run_id=run.id,
-        thread_id=run.thread_id,
-        agent=record.name,
-        agent_version=record.version,
-        attempt=attempt,
-        principal="nats",
-    )
-    await nc.jetstream().publish(
-        subjects.task(record.name),
-        work.model_dump_json().encode(),
-        timeout=HAND_OVER_TIMEOUT_S,
-        headers=headers_with_context({"Nats-Msg-Id": msg_id}),
-    )
+    await queue_run(nc.jetstream(), updated, record, attempt=attempt, msg_id=msg_id, principal="nats")
     return updated

@@ -119,7 +119,6 @@ class Runner:
         with trace.use_span(span, end_on_exit=True):
             run = await self.transition(run, "in_progress", started_at=run.started_at or now())
             await events.emit("thread.run.in_progress", run)
-            await self.discard_partial_turn(run)
             deadline = run.expires_at or now() + 3600
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.time())) as limit:
@@ -181,9 +180,7 @@ class Runner:
     async def loop(self, run: Run, definition: AgentDefinition, request: RunRequest, events: RunEvents) -> None:
         model = llm.resolve_model(definition, request.model or None)
         max_steps = definition.limits.max_steps or DEFAULT_MAX_STEPS
-        if await self.resume_tool_step(run, definition, events):
-            return
-        if await self.already_answered(run, events):
+        if await self.pick_up(run, definition, events):
             return
         while True:
             steps = await self.state.list_steps(run.thread_id, run.id)
@@ -534,11 +531,27 @@ class Runner:
             },
         )
 
-    async def already_answered(self, run: Run, events: RunEvents) -> bool:
-        """A previous attempt got the model's final answer but died (or lost the bus) before it
-        could end the run: end it now, rather than ask the model again for a second answer."""
-        steps = await self.state.list_steps(run.thread_id, run.id)
-        last = steps[-1] if steps else None
+    async def pick_up(self, run: Run, definition: AgentDefinition, events: RunEvents) -> bool:
+        """Continue from what earlier attempts stored (one listing of the run's steps). A turn cut off
+        mid-stream is dropped, so it is redone once and no assistant message appears twice; a step
+        whose calls the model already made (approved, or left by a carrier that died) is finished; a
+        final answer that was stored but never ended the run ends it now, instead of asking the model
+        for a second one. True when the run is parked or ended."""
+        kept: list[RunStep] = []
+        for step in await self.state.list_steps(run.thread_id, run.id):
+            details = step.step_details
+            if step.status == "in_progress" and isinstance(details, MessageCreationDetails):
+                await self.state.delete_message(run.thread_id, details.message_creation["message_id"])
+                await self.state.delete_step(run.thread_id, run.id, step.id)
+            elif step.status == "in_progress" and not details.tool_calls:  # the calls never arrived whole
+                await self.state.delete_step(run.thread_id, run.id, step.id)
+            else:
+                kept.append(step)
+        pending = next((s for s in reversed(kept) if s.status == "in_progress"), None)
+        if pending is not None:
+            offered = await offered_tools(run, definition, self.mcp_listings)
+            return await self.settle_tool_calls(run, definition, offered, pending, events)
+        last = kept[-1] if kept else None
         if last is None or last.status != "completed" or not isinstance(last.step_details, MessageCreationDetails):
             return False
         message = await self.state.get_message(run.thread_id, last.step_details.message_creation["message_id"])
@@ -549,16 +562,6 @@ class Runner:
         else:
             await self.finish(run, events, "completed")
         return True
-
-    async def resume_tool_step(self, run: Run, definition: AgentDefinition, events: RunEvents) -> bool:
-        """A step whose calls the model already made (the run was approved, or the executor that ran
-        its tools died) is finished before the model is asked again. Returns True when it parks."""
-        for step in reversed(await self.state.list_steps(run.thread_id, run.id)):
-            details = step.step_details
-            if step.status == "in_progress" and isinstance(details, ToolCallsDetails) and details.tool_calls:
-                offered = await offered_tools(run, definition, self.mcp_listings)
-                return await self.settle_tool_calls(run, definition, offered, step, events)
-        return False
 
     async def dispatch(self, run: Run, call: ToolCall, tool: ToolDefinition) -> DispatchResult:
         request = DispatchRequest(
@@ -611,18 +614,6 @@ class Runner:
                 step.status = step_status  # type: ignore[assignment]
                 setattr(step, f"{step_status}_at", now())
                 await self.state.put_step(step)
-
-    async def discard_partial_turn(self, run: Run) -> None:
-        """A previous attempt died mid-turn: drop its unfinished message and step, so the turn is redone
-        once and no assistant message appears twice."""
-        for step in await self.state.list_steps(run.thread_id, run.id):
-            if step.status != "in_progress":
-                continue
-            if isinstance(step.step_details, MessageCreationDetails):
-                await self.state.delete_message(run.thread_id, step.step_details.message_creation["message_id"])
-                await self.state.delete_step(run.thread_id, run.id, step.id)
-            elif not step.step_details.tool_calls:  # the model's calls never arrived whole
-                await self.state.delete_step(run.thread_id, run.id, step.id)
 
     # --- helpers -----------------------------------------------------------------------------------------
 

@@ -24,11 +24,12 @@ from nats.aio.client import Client
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord, RunEvent, TaskMessage, TaskResult
 from ossabus.contracts.ids import derived_id, new_id
-from ossabus.contracts.openai_objects import Message, MessageContentText, Run, TextContent, Thread
+from ossabus.contracts.openai_objects import Run, Thread
 from ossabus.executor.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
 from ossabus.store.kv import Conflict
+from ossabus.store.messages import text_message
 from ossabus.store.runs import new_run
 from ossabus.store.state import State
 
@@ -56,18 +57,6 @@ def task_ids(task: TaskMessage, seed: str | None) -> tuple[str, str]:
     return thread_id, run_id
 
 
-def _user_message(thread_id: str, role: str, text: str) -> Message:
-    now = _now()
-    return Message(
-        id=new_id("msg"),
-        created_at=now,
-        completed_at=now,
-        thread_id=thread_id,
-        role=role,
-        content=[MessageContentText(text=TextContent(value=text))],
-    )
-
-
 def schema_errors(schema: dict[str, Any], value: Any) -> list[str]:
     validator = validator_for(schema, default=Draft202012Validator)(schema)
     return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(value)]
@@ -93,7 +82,7 @@ class Tasks:
         if await self.state.claim_thread(thread_id, run_id) is not None:
             return None
         for role, text in messages:
-            await self.state.put_message(_user_message(thread_id, role, text))
+            await self.state.put_message(text_message(thread_id, role, text))
         run = new_run(thread_id, record, params, run_id=run_id)
         await self.state.put_run(run)
         events = RunEvents(self.nc, thread_id, run_id)

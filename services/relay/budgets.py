@@ -21,21 +21,11 @@ async def check(request: Request, definition: AgentDefinition | None, assistant_
     if limits.max_tokens_per_day or limits.max_cost_per_day:
         used = await request.app.state.usage.day_total(name)
         if limits.max_tokens_per_day and used.total_tokens >= limits.max_tokens_per_day:
-            raise ApiError(
-                429,
-                f"The agent '{name}' used {used.total_tokens} of its {limits.max_tokens_per_day} tokens today "
-                "(constraints.cost.maxTokensPerDay); it takes new work again tomorrow (UTC).",
-                code="insufficient_quota",
-                extra={"type": "insufficient_quota"},
-            )
+            spent = f"used {used.total_tokens} of its {limits.max_tokens_per_day} tokens"
+            raise out_of_quota(name, spent, "maxTokensPerDay")
         if limits.max_cost_per_day and used.cost_usd >= limits.max_cost_per_day:
-            raise ApiError(
-                429,
-                f"The agent '{name}' spent ${used.cost_usd:.4f} of its ${limits.max_cost_per_day:.2f} today "
-                "(constraints.cost.maxCostPerDay); it takes new work again tomorrow (UTC).",
-                code="insufficient_quota",
-                extra={"type": "insufficient_quota"},
-            )
+            spent = f"spent ${used.cost_usd:.4f} of its ${limits.max_cost_per_day:.2f}"
+            raise out_of_quota(name, spent, "maxCostPerDay")
     if limits.max_concurrent_requests and assistant_id:
         held = await request.app.state.slots.held(assistant_id)
         if held >= limits.max_concurrent_requests:
@@ -45,3 +35,12 @@ async def check(request: Request, definition: AgentDefinition | None, assistant_
                 "(constraints.performance.maxConcurrentRequests); try again shortly.",
                 code="rate_limit_exceeded",
             )
+
+
+def out_of_quota(agent: str, spent: str, limit: str) -> ApiError:
+    return ApiError(
+        429,
+        f"The agent '{agent}' {spent} today (constraints.cost.{limit}); it takes new work again tomorrow (UTC).",
+        code="insufficient_quota",
+        extra={"type": "insufficient_quota"},
+    )

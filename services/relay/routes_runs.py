@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import ManifestRecord, RunRequest
+from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.openai_objects import LastError, Run
 from ossabus.relay import budgets
 from ossabus.relay.auth import principal
@@ -31,14 +31,13 @@ from ossabus.relay.pagination import paginate
 from ossabus.relay.routes_threads import create_thread_from, message_from, thread_or_404
 from ossabus.relay.run_stream import RunStream
 from ossabus.runtime.events import RunEvents
-from ossabus.runtime.tracing import headers_with_context
+from ossabus.runtime.work_queue import queue_run
 from ossabus.store import answers
 from ossabus.store.runs import new_run
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/threads", tags=["runs"])
 Follow = Callable[[RunStream], Response]
-PUBLISH_TIMEOUT_S = 5
 
 
 async def start(
@@ -90,8 +89,7 @@ async def launch(
     """Announce the run's new state and put it on the work queue; stream its events when asked
     (as OpenAI's SSE, or through `follow`, which turns the run's event stream into a response).
 
-    The work message's id (`msg_id`, by default run and attempt) lets JetStream drop a second copy
-    of the same hand-over; each distinct hand-over of a run must have its own."""
+    The work message's id is `msg_id`, by default run and attempt (see runtime/work_queue.py)."""
     nc = request.app.state.broker.connection
     js = nc.jetstream()
     events = RunStream.open(js, run.thread_id, run.id) if stream else None
@@ -100,20 +98,8 @@ async def launch(
     try:
         for name, data in zip(before, before_data or [run] * len(before), strict=True):
             await emitter.emit(name, data)
-        work = RunRequest(
-            run_id=run.id,
-            thread_id=run.thread_id,
-            agent=record.name,
-            agent_version=record.version,
-            attempt=attempt,
-            principal=principal(request),
-        )
-        await js.publish(
-            subjects.task(record.name),
-            work.model_dump_json().encode(),
-            timeout=PUBLISH_TIMEOUT_S,
-            headers=headers_with_context({"Nats-Msg-Id": msg_id or f"{run.id}.{attempt}"}),
-        )
+        msg_id = msg_id or f"{run.id}.{attempt}"
+        await queue_run(js, run, record, attempt=attempt, msg_id=msg_id, principal=principal(request))
     except Exception as exc:
         if stream_handle:
             await stream_handle.close()

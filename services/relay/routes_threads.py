@@ -7,30 +7,19 @@ from typing import Literal
 from fastapi import APIRouter, Request
 
 from ossabus.contracts.ids import new_id
-from ossabus.contracts.openai_objects import Message, MessageContentText, TextContent, Thread
+from ossabus.contracts.openai_objects import Message, Thread
 from ossabus.relay.context import checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
 from ossabus.relay.pagination import paginate
+from ossabus.store.messages import text_message
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 
 
-def message_from(
-    thread_id: str, body: MessageCreate, *, run_id: str | None = None, assistant_id: str | None = None
-) -> Message:
-    return Message(
-        id=new_id("msg"),
-        created_at=now(),
-        thread_id=thread_id,
-        status="completed",
-        completed_at=now(),
-        role=body.role,
-        content=[MessageContentText(text=TextContent(value=body.text()))],
-        attachments=body.attachments or [],
-        metadata=body.metadata or {},
-        run_id=run_id,
-        assistant_id=assistant_id,
+def message_from(thread_id: str, body: MessageCreate) -> Message:
+    return text_message(
+        thread_id, body.role, body.text(), metadata=body.metadata or {}, attachments=body.attachments or []
     )
 
 

@@ -24,9 +24,8 @@ from ossabus.contracts.bus import ChatRequest, ManifestListItem
 from ossabus.contracts.ids import derived_id, new_id
 from ossabus.contracts.openai_objects import (
     Message,
-    MessageContentText,
     Run,
-    TextContent,
+    RunStep,
     Thread,
     ToolCallsDetails,
 )
@@ -49,11 +48,17 @@ from ossabus.relay.vercel.chat_requests import (
 from ossabus.relay.vercel.streams import protocol_for, run_response, text_response
 from ossabus.relay.vercel.ui_chunks import parse_input, tool_error, tool_output
 from ossabus.store import answers
+from ossabus.store.messages import text_message
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["vercel"])
 UI_ID = "ui_message_id"
 REPLACED = "vercel_replaced"  # run metadata: a regenerate replaced its answer
+
+
+def chat_message(thread_id: str, role: str, text: str, ui_id: str | None) -> Message:
+    """A message of the web chat, remembering the SDK's own id for it."""
+    return text_message(thread_id, role, text, metadata={UI_ID: ui_id} if ui_id else None)
 
 
 def chat_thread_id(chat_id: str) -> str:
@@ -76,20 +81,6 @@ def assistant_id(item: ManifestListItem) -> str:
     return (definition.openai_assistant_id if definition else None) or assistant_id_for(item.name)
 
 
-def stored_message(thread_id: str, role: str, text: str, ui_id: str | None, **extra: Any) -> Message:
-    return Message(
-        id=new_id("msg"),
-        created_at=now(),
-        thread_id=thread_id,
-        status="completed",
-        completed_at=now(),
-        role=role,  # type: ignore[arg-type]
-        content=[MessageContentText(text=TextContent(value=text))],
-        metadata={UI_ID: ui_id} if ui_id else {},
-        **extra,
-    )
-
-
 # --- /api/chat ------------------------------------------------------------------------------------
 
 
@@ -107,7 +98,7 @@ async def chat(request: Request, body: ChatBody):
         await store.create_thread(thread)
         for earlier in incoming[:-1]:
             if earlier.text and earlier.role in ("user", "assistant"):
-                await store.put_message(stored_message(thread_id, earlier.role, earlier.text, earlier.ui_id))
+                await store.put_message(chat_message(thread_id, earlier.role, earlier.text, earlier.ui_id))
     waiting = await _waiting_run(request, thread_id)
 
     def follow(handle: RunStream) -> Response:
@@ -128,7 +119,7 @@ async def chat(request: Request, body: ChatBody):
         )
     _refuse_if_busy(waiting)
     if not await _already_stored(request, thread_id, last.ui_id):
-        await store.put_message(stored_message(thread_id, "user", last.text, last.ui_id))
+        await store.put_message(chat_message(thread_id, "user", last.text, last.ui_id))
     return await _start(request, thread_id, item, follow)
 
 
@@ -213,7 +204,9 @@ async def chat_messages(request: Request, chat_id: str):
     if await store.get_thread(thread_id) is None:
         return {"id": chat_id, "messages": []}
     messages = await store.list_messages(thread_id)
+    by_id = {m.id: m for m in messages}
     runs = {run.id: run for run in await store.list_runs(thread_id) if run.metadata.get(REPLACED) != "true"}
+    steps = {run_id: await store.list_steps(thread_id, run_id) for run_id in runs}
     out: list[dict[str, Any]] = []
     seen_runs: set[str] = set()
     for message in messages:
@@ -222,10 +215,10 @@ async def chat_messages(request: Request, chat_id: str):
             out.append({"id": ui_id, "role": message.role, "parts": [{"type": "text", "text": message.text}]})
         elif message.run_id not in seen_runs and message.run_id in runs:
             seen_runs.add(message.run_id)
-            out.append(await _run_as_ui_message(request, runs[message.run_id]))
-    for run_id, run in runs.items():  # runs that only called tools so far
-        if run_id not in seen_runs and await store.list_steps(thread_id, run_id):
-            out.append(await _run_as_ui_message(request, run))
+            out.append(_run_as_ui_message(message.run_id, steps[message.run_id], by_id))
+    for run_id in runs:  # runs that only called tools so far
+        if run_id not in seen_runs and steps[run_id]:
+            out.append(_run_as_ui_message(run_id, steps[run_id], by_id))
     return {"id": chat_id, "messages": out, "status": _chat_status(runs)}
 
 
@@ -234,21 +227,18 @@ def _chat_status(runs: dict[str, Run]) -> str:
     return latest.status if latest else "none"
 
 
-async def _run_as_ui_message(request: Request, run: Run) -> dict[str, Any]:
-    store = state(request)
-    messages = {m.id: m for m in await store.list_messages(run.thread_id)}
+def _run_as_ui_message(run_id: str, steps: list[RunStep], messages: dict[str, Message]) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
-    for step in await store.list_steps(run.thread_id, run.id):
+    for step in steps:
         parts.append({"type": "step-start"})
         details = step.step_details
         if isinstance(details, ToolCallsDetails):
-            for call in details.tool_calls:
-                parts.append(_tool_part(call))
+            parts.extend(_tool_part(call) for call in details.tool_calls)
         else:
             message = messages.get(details.message_creation["message_id"])
             if message is not None and message.text:
                 parts.append({"type": "text", "text": message.text, "state": "done"})
-    return {"id": run.id, "role": "assistant", "parts": parts}
+    return {"id": run_id, "role": "assistant", "parts": parts}
 
 
 def _tool_part(call) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class Slots:
                 else:
                     await self.kv.update(key, value, last=current[1])
                 return True
-            except (KeyWrongLastSequenceError, Exception) as exc:
+            except Exception as exc:
                 if not _is_conflict(exc):
                     raise
         raise kvs.Conflict(key)

@@ -38,7 +38,8 @@ TERMINAL = {"completed", "failed", "cancelled", "expired", "incomplete"}
 TRACKED_RUNS = 100_000
 # Usage is added in batches, at most this often: under load, one compare-and-set per counter
 # covers hundreds of model calls instead of one each (budgets see it this much later).
-USAGE_PAUSE_S = 0.25  # runs whose start this process remembers (oldest forgotten first)
+USAGE_PAUSE_S = 0.25
+STOP_WAIT_S = 2.0  # runs whose start this process remembers (oldest forgotten first)
 
 
 def agent_of(assistant_id: str | None) -> str:
@@ -89,10 +90,13 @@ class TelemetryService(Service):
     async def stopping(self) -> None:
         for loop in self.loops:
             loop.cancel()
-        await asyncio.gather(*self.loops, return_exceptions=True)
+        # Bounded: a pull request in flight may not honour the cancellation at once (seen: a stop
+        # that never finished), and nothing here is worth holding the shutdown for.
+        if self.loops:
+            await asyncio.wait(self.loops, timeout=STOP_WAIT_S)
         for psub in self.pulls:  # else draining the connection waits for their queues (20 s)
             with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+                await asyncio.wait_for(psub.unsubscribe(), STOP_WAIT_S)
 
     async def follow(
         self,
