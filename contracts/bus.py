@@ -42,6 +42,10 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 
+# Objects made without an API key (loopback, or over NATS) belong to this project.
+DEFAULT_PROJECT = "default"
+
+
 class BusError(BaseModel):
     code: ErrorCode
     message: str
@@ -244,6 +248,7 @@ class RunRequest(BaseModel):
     model: str | None = Field(None, description="Model override, as the client gave it.")
     attempt: int = Field(1, description="1 for the run's start, +1 for each resume (submit_tool_outputs).")
     principal: str = Field("anonymous", description="Who asked (API key fingerprint), for usage accounting.")
+    project: str = Field("default", description="The project the run's thread belongs to, for usage accounting.")
     requested_at: int = Field(default_factory=lambda: int(time.time()))
 
 
@@ -261,6 +266,7 @@ class ChatRequest(BaseModel):
     stream_subject: str | None = Field(None, description="Where to publish chunks when streaming.")
     include_usage: bool = False
     principal: str = Field("anonymous", description="Who asked (API key fingerprint), for usage accounting.")
+    project: str = Field("default", description="The caller's project, for usage accounting.")
 
 
 class RunEvent(BaseModel):

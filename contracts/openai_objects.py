@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer, model_serializer
+
+# Serialisation context under which stored objects keep what clients never see (their project).
+STORE = {"store": True}
 
 
 class FunctionObject(BaseModel):
@@ -96,11 +99,22 @@ class IncompleteDetails(BaseModel):
 
 
 class Thread(BaseModel):
+    """A thread (and, through it, its messages, runs and steps) belongs to the project of the key that
+    made it; `project` is stored (`model_dump(context=STORE)`) but is in no API answer."""
+
     id: str
     object: Literal["thread"] = "thread"
     created_at: int
     tool_resources: dict[str, Any] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    project: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_project(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        data = handler(self)
+        if not (info.context or {}).get("store"):
+            data.pop("project", None)
+        return data
 
 
 class Message(BaseModel):

@@ -67,9 +67,13 @@ def usage(agent: str | None) -> str:
     return f"{PREFIX}.usage.{token(agent) if agent else PLAIN_LLM_AGENT}"
 
 
-def usage_key(day: str, agent: str, principal: str | None = None) -> str:
-    """KV key of a usage counter: per agent and day, and per API key within it."""
+def usage_key(day: str, agent: str, project: str | None = None, principal: str | None = None) -> str:
+    """KV key of a usage counter: per agent and day (what daily budgets count), per project within it,
+    and per API key within the project."""
     key = f"day.{day}.agent.{token(agent)}"
+    if project is None:
+        return key
+    key = f"{key}.project.{token(project)}"
     return f"{key}.key.{token(principal)}" if principal else key
 
 

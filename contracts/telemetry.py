@@ -15,6 +15,7 @@ class UsageRecord(BaseModel):
     agent: str | None = Field(None, description="None for a plain provider model through /v1/chat/completions.")
     model: str
     principal: str = Field("anonymous", description="Who asked: `key_<hash>` of the API key, `nats`, or anonymous.")
+    project: str = Field("default", description="The project of the caller (or of the run's thread).")
     kind: Literal["run", "chat"]
     run_id: str | None = None
     thread_id: str | None = None
@@ -51,6 +52,7 @@ NAME = r"^[A-Za-z0-9_\-]+$"  # one subject token: names end up in KV keys
 
 class UsageQuery(BaseModel):
     agent: str | None = Field(None, pattern=NAME)
+    project: str | None = Field(None, pattern=NAME, description="Only this project's usage (the relay always sets it).")
     principal: str | None = Field(None, pattern=NAME)
     from_day: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="First UTC day, inclusive.")
     to_day: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Last UTC day, inclusive.")
@@ -59,7 +61,8 @@ class UsageQuery(BaseModel):
 class UsageRow(BaseModel):
     day: str
     agent: str
-    principal: str | None = Field(None, description="None on the row of the agent's day in total.")
+    project: str | None = Field(None, description="None on the row of the agent's day across all projects.")
+    principal: str | None = Field(None, description="None on the rows of a day in total (agent or project).")
     requests: int
     prompt_tokens: int
     completion_tokens: int

@@ -40,6 +40,12 @@ def _add_service_options(p: argparse.ArgumentParser, relay_only: str) -> None:
         metavar="FILE",
         help="MCP servers the dispatcher may reach, in the `mcpServers` JSON/YAML format ($OSSABUS_MCP_CONFIG)",
     )
+    p.add_argument(
+        "--auth-file",
+        type=Path,
+        metavar="FILE",
+        help=f"API keys with their projects and roles (YAML `keys:`){relay_only} ($OSSABUS_AUTH_FILE)",
+    )
     _add_bus_options(p)
 
 
@@ -133,6 +139,8 @@ def _settings(args: argparse.Namespace):
         settings.max_body_bytes = args.max_body_bytes
     if args.mcp_config:
         settings.mcp_config = str(args.mcp_config)
+    if args.auth_file:
+        settings.auth_file = str(args.auth_file)
     if args.nats_url:
         settings.nats_url = args.nats_url
     if args.log_format:

@@ -233,14 +233,32 @@ def fake_llm() -> Iterator[FakeLLM]:
         process.wait(5)
 
 
+_RENDERED: dict[str, Path] = {}
+
+
+def rendered_agents(fake_root: str) -> Path:
+    """tests/agents as an operator would write them for this machine: `FAKE_LLM_PORT` in their URLs
+    replaced by the fake upstream's port (manifests never read the environment for addresses)."""
+    if fake_root not in _RENDERED:
+        folder = Path(tempfile.mkdtemp(prefix="ossabus-test-agents-"))
+        port = fake_root.rsplit(":", 1)[1]
+        for source in Path(__file__).with_name("agents").iterdir():
+            (folder / source.name).write_text(source.read_text().replace("FAKE_LLM_PORT", port))
+        _RENDERED[fake_root] = folder
+    return _RENDERED[fake_root]
+
+
 def llm_env(fake: FakeLLM) -> dict[str, str | None]:
     """How a user points ossabus at an OpenAI-compatible provider: the standard variables."""
     return {
         "OPENAI_BASE_URL": f"{fake.base_url}/v1",
         "OPENAI_API_KEY": "sk-test-key-0123456789",
-        # for tests/agents/direct-agent.yaml, which names its own endpoint and key variable
+        # tests/agents/direct-agent.yaml names its own endpoint (localhost, which the operator's egress
+        # policy allows here) and key variable (a secret the operator lets manifests read)
         "FAKE_LLM_ROOT": fake.base_url,
         "FAKE_LLM_KEY": "sk-direct-key-abcdef",
+        "OSSABUS_EGRESS_ALLOW": "localhost",
+        "OSSABUS_SECRET_ENV": "FAKE_LLM_KEY",
         "OSSABUS_REDELIVERY_BASE_S": "0.05",  # so the poison-run test sees all redeliveries quickly
         # absent (None removes it; an empty value counts as set): tests/agents/keyless-agent.yaml must find
         # no key, so litellm fails before it would try to reach the provider
@@ -296,7 +314,7 @@ def api_stack(
     asyncio.run(reset_jetstream(nats_url))
     log = tmp_path_factory.mktemp("api") / "ossabus.log"
     running = start_stack(
-        ["up", "--nats-url", nats_url, "--manifests", str(Path(__file__).with_name("agents"))],
+        ["up", "--nats-url", nats_url, "--manifests", str(rendered_agents(fake_llm.base_url))],
         log,
         free_port(),
         env={**llm_env(fake_llm), "OSSABUS_MCP_CONFIG": str(mcp_servers.config)},

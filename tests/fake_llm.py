@@ -9,7 +9,8 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[slow:SECONDS]]` waits before the first token; `[[delay:MS]]` waits between tokens;
 - `[[long:N]]` answers N words (`max_tokens` cuts it with finish_reason `length`);
 - `[[json]]` answers a JSON object;
-- `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent).
+- `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent);
+- `[[garbage]]` answers 200 with JSON that is not an OpenAI completion (a broken or hostile provider).
 
 Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
 `GET /_requests` returns every request body received (with `_meta`: path and authorization header);
@@ -77,6 +78,8 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
             out["text"] = " ".join(f"w{i}" for i in range(int(arg or 100)))
         elif name == "json":
             out["text"] = json.dumps({"answer": clean, "ok": True})
+        elif name == "garbage":
+            out["garbage"] = True
         elif name == "call":
             out["calls"].append({"name": arg, "arguments": (rest or "{}").strip()})
     looping = any(name == "loop" for name, _, _ in directives)
@@ -132,6 +135,11 @@ async def chat(request: Request):
             CONCURRENT["now"] -= 1
     if p["fail"]:
         return error(p["fail"])
+    if p.get("garbage"):
+        junk = {"result": "this is not a completion", "trace": 'File "/srv/app/secret_internal.py", line 3'}
+        if body.get("stream"):
+            return StreamingResponse(iter([f"data: {json.dumps(junk)}\n\n", "data: [DONE]\n\n"]))
+        return JSONResponse(junk)
     created, cid, model = int(time.time()), f"chatcmpl-fake{len(REQUESTS)}", body.get("model", "fake")
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     calls = tool_calls(p["calls"], str(len(REQUESTS))) if p["calls"] and body.get("tools") else []

@@ -127,18 +127,39 @@ def test_zero_values_are_kept_and_numeric_strings_accepted():
     assert d.llm.max_tokens == 256
 
 
-def test_env_defaults_resolve_providers(monkeypatch):
-    text = """\
+def test_a_manifest_never_reads_the_environment_outside_credential_fields(monkeypatch):
+    """Finding 1 of the security review: `${VAR}` in model, provider, base URL or endpoint was expanded
+    from the server's environment and returned by the API. Now it is literal text."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-server-secret-123456")
+    monkeypatch.setenv("OSSA_PROVIDER", "ollama")
+    d = definition("""\
         apiVersion: ossa/v0.3.4
         kind: Agent
         metadata: {name: a}
         spec:
-          llm: {provider: "${OSSA_PROVIDER:-anthropic}", model: claude-3-5-haiku}
-        """
-    monkeypatch.delenv("OSSA_PROVIDER", raising=False)
-    assert definition(text).llm.litellm_model == "anthropic/claude-3-5-haiku"
-    monkeypatch.setenv("OSSA_PROVIDER", "ollama")
-    assert definition(text).llm.litellm_model == "ollama/claude-3-5-haiku"
+          llm: {provider: openai, model: "x-${OPENAI_API_KEY}", base_url: "https://h/${OPENAI_API_KEY}", temperature: 0.1}
+          tools:
+            - {type: http, name: t, endpoint: "https://h/${OPENAI_API_KEY}"}
+        """)
+    dumped = d.model_dump_json()
+    assert "sk-server-secret" not in dumped
+    assert d.llm.model == "x-${OPENAI_API_KEY}"
+    assert d.tools[0].http.endpoint == "https://h/${OPENAI_API_KEY}"
+    templated = definition("""\
+        apiVersion: ossa/v0.3.4
+        kind: Agent
+        metadata: {name: a}
+        spec:
+          llm: {provider: "${OSSA_PROVIDER:-anthropic}", model: "${M:-claude-3-5-haiku}", maxTokens: "${T:-99}"}
+        """)
+    # OSSA templates' `${VAR:-default}` take the default the manifest holds, never the environment's value
+    assert templated.llm.litellm_model == "anthropic/claude-3-5-haiku"
+    assert templated.llm.max_tokens == 99
+    batch = validate_text(
+        "apiVersion: ossa/v0.3.4\nkind: Agent\nmetadata: {name: a}\n"
+        "spec:\n  llm: {provider: '${OSSA_PROVIDER}', model: m}\n"
+    )
+    assert [d.code for d in batch.diagnostics if d.severity == "error"] == ["llm.provider_unknown"]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from ossabus.client import OssabusClient
 
-from conftest import free_port, llm_env, ossabus_command, process_env, reset_jetstream, start_stack
+from conftest import free_port, llm_env, ossabus_command, process_env, rendered_agents, reset_jetstream, start_stack
 
 
 class Cluster:
@@ -23,7 +23,7 @@ class Cluster:
     def __init__(self, nats_url: str, env: dict[str, str], tmp: Path):
         self.nats_url, self.env, self.tmp = nats_url, env, tmp
         self.executors: list[tuple[subprocess.Popen, Path]] = []
-        agents = str(Path(__file__).with_name("agents"))
+        agents = str(rendered_agents(env["FAKE_LLM_ROOT"]))
         self.edge = start_stack(
             ["up", "--nats-url", nats_url, "--manifests", agents, "--without", "executor"],
             tmp / "edge.log",
@@ -220,7 +220,7 @@ def test_a_client_resumes_its_stream_after_a_relay_restart_without_losing_or_dou
             "--nats-url",
             cluster.nats_url,
             "--manifests",
-            str(Path(__file__).with_name("agents")),
+            str(rendered_agents(cluster.env["FAKE_LLM_ROOT"])),
             "--without",
             "executor",
         ],

@@ -149,8 +149,8 @@ def test_http_tools_send_the_arguments_and_credentials(client):
     ("call", "code"),
     [
         ("[[call:failing {}]]", "http_error"),
-        ("[[call:metadata {}]]", "ssrf_refused"),
-        ("[[call:sneaky {}]]", "ssrf_refused"),
+        ("[[call:metadata {}]]", "egress_refused"),
+        ("[[call:sneaky {}]]", "egress_refused"),
         ("[[call:lookup {}]]", "invalid_arguments"),
     ],
 )
@@ -175,21 +175,50 @@ def test_an_http_tool_answering_50_megabytes_is_cut_at_the_limit(client):
         "172.16.0.1",
         "192.168.1.1",
         "169.254.169.254",
+        "100.64.0.1",  # carrier-grade NAT
         "::1",
         "fe80::1",
         "fd00::1",
+        "fec0::1",  # site-local
         "0.0.0.0",
-        "::ffff:10.0.0.1",
+        "::ffff:10.0.0.1",  # IPv4-mapped
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "224.0.0.1",
     ],
 )
-def test_the_guard_refuses_private_loopback_and_link_local_addresses(address):
-    from ossabus.dispatcher.http_tools import forbidden
+def test_the_egress_policy_refuses_every_non_public_address(address):
+    from ipaddress import ip_address
 
-    assert forbidden(address)
+    from ossabus.runtime.egress import EgressPolicy, is_public
+
+    assert not is_public(ip_address(address))
+    assert not EgressPolicy.parse("").allows("example.test", ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700:4700::1111", "8.8.8.8"])
-def test_the_guard_lets_public_addresses_through(address):
-    from ossabus.dispatcher.http_tools import forbidden
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700:4700::1111", "8.8.8.8", "2002:5db8:d822::"])
+def test_the_egress_policy_lets_public_addresses_through(address):
+    from ipaddress import ip_address
 
-    assert not forbidden(address)
+    from ossabus.runtime.egress import is_public
+
+    assert is_public(ip_address(address))
+
+
+def test_the_operator_allows_hosts_domains_and_networks():
+    from ipaddress import ip_address
+
+    from ossabus.runtime.egress import EgressPolicy
+
+    policy = EgressPolicy.parse("vllm.internal, *.corp.test, 10.20.0.0/16, fd12::/16")
+    loopback = ip_address("127.0.0.1")
+    assert policy.allows("vllm.internal", loopback)
+    assert policy.allows("a.b.corp.test", loopback)
+    assert not policy.allows("corp.test.evil", loopback)
+    assert policy.allows("x", ip_address("10.20.3.4"))
+    assert policy.allows("x", ip_address("::ffff:10.20.3.4"))
+    assert not policy.allows("x", ip_address("10.21.3.4"))
+    assert policy.allows("x", ip_address("fd12::5"))
+    assert not policy.allows("x", ip_address("169.254.169.254"))

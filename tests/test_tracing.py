@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from conftest import free_port, llm_env, reset_jetstream, start_service, start_stack, stop_all
-
-AGENTS = Path(__file__).with_name("agents")
+from conftest import free_port, llm_env, rendered_agents, reset_jetstream, start_service, start_stack, stop_all
 
 
 def spans_in(path: Path) -> list[dict]:
@@ -29,7 +27,17 @@ def traced(nats_url, fake_llm, tmp_path_factory):
     files = {name: tmp / f"{name}.jsonl" for name in ("edge", "executor", "dispatcher")}
     env = llm_env(fake_llm)
     edge = start_stack(
-        ["up", "--nats-url", nats_url, "--manifests", str(AGENTS), "--without", "executor", "--without", "dispatcher"],
+        [
+            "up",
+            "--nats-url",
+            nats_url,
+            "--manifests",
+            str(rendered_agents(fake_llm.base_url)),
+            "--without",
+            "executor",
+            "--without",
+            "dispatcher",
+        ],
         tmp / "edge.log",
         free_port(),
         env={**env, "OSSABUS_TRACES_FILE": str(files["edge"])},

@@ -155,17 +155,24 @@ def test_unknown_provider_is_an_error_and_a_missing_model_a_warning():
     assert [d.code for d in batch.diagnostics] == ["llm.model_missing"]
 
 
-def test_env_references_must_name_a_variable():
-    text = agent("spec:\n  llm: {provider: openai, model: gpt-4o, base_url: '${}'}\n")
+def test_secret_references_in_credential_fields_must_name_a_variable():
+    text = agent(
+        "spec:\n  llm: {provider: openai, model: gpt-4o}\n"
+        "  tools:\n    - {type: http, name: h, endpoint: 'http://x', auth: {type: bearer, credentials: '${}'}}\n"
+    )
     assert [d.code for d in errors_of(text)] == ["env.invalid_reference"]
     ok = validate_text(
         agent(
-            "spec:\n  llm: {provider: openai, model: gpt-4o, api_key_env: X}\n"
-            "  tools:\n    - {type: http, name: h, endpoint: '${API_URL:-http://x}/y'}\n"
+            "spec:\n  llm: {provider: openai, model: gpt-4o, api_key_env: X, base_url: '${}'}\n"
+            "  tools:\n    - {type: http, name: h, endpoint: '${API_URL:-http://x}/y',\n"
+            "       auth: {type: bearer, credentials: '${TOKEN}'}}\n"
         )
     )
-    assert ok.ok
-    assert ok.entries[0].definition.env_refs == ["API_URL"]
+    assert ok.ok  # `${...}` outside credential fields is text, not a reference
+    assert ok.entries[0].definition.env_refs == ["X", "TOKEN"]
+    assert ok.entries[0].definition.llm.base_url == "${}"
+    codes = [d.code for d in ok.diagnostics]
+    assert codes.count("secret.not_allowed") == 2  # neither X nor TOKEN is allowed by this process
 
 
 def test_workflow_dependencies_must_be_steps_and_refs_may_be_registered_later():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -83,10 +84,27 @@ def config_path_from_env() -> str | None:
 
 
 def from_manifest(binding: McpBinding) -> McpServerConfig | None:
-    """A server the manifest describes itself: a URL only (never a command), untrusted."""
+    """A server the manifest describes itself: a URL only (never a command), untrusted: it reaches
+    only what the operator's egress policy allows, whatever the manifest says."""
     if binding.url:
-        return McpServerConfig(url=binding.url, allow_private_network=binding.allow_private)
+        return McpServerConfig(url=binding.url, allow_private_network=False)
     return None
+
+
+_OPERATOR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+def expand_operator_env(value: str) -> str:
+    """`${VAR}` / `${VAR:-default}` in the operator's own MCP configuration, from the environment.
+    (The operator's file is trusted; manifests never reach this: see `ossabus.runtime.secrets`.)"""
+
+    def replace(match: re.Match) -> str:
+        found = os.environ.get(match.group(1))
+        if found is not None:
+            return found
+        return match.group(2) if match.group(2) is not None else match.group(0)
+
+    return _OPERATOR_REF.sub(replace, value)
 
 
 def describe(binding: McpBinding) -> str:

@@ -23,9 +23,9 @@ from mcp.shared.exceptions import MCPError
 
 from ossabus.contracts.agent import McpBinding, ToolDefinition
 from ossabus.dispatcher.http_tools import Refused, check_destination
-from ossabus.dispatcher.mcp_config import McpServerConfig, describe, from_manifest
-from ossabus.registry.normalize import expand_env
+from ossabus.dispatcher.mcp_config import McpServerConfig, describe, expand_operator_env, from_manifest
 from ossabus.registry.tools import function_name_for
+from ossabus.runtime.egress import pinned_transport
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 30.0
@@ -92,18 +92,27 @@ class McpSession:
     async def _target(self, stack: contextlib.AsyncExitStack) -> Any:
         config = self.config
         if config.command:
-            env = {key: expand_env(value) for key, value in config.env.items()}
+            env = {key: expand_operator_env(value) for key, value in config.env.items()}
             return StdioServerParameters(command=config.command, args=config.args, env=env or None, cwd=config.cwd)
-        url = expand_env(config.url or "")
-        try:
-            await check_destination(url, config.allow_private_network)
-        except Refused as refused:
-            raise McpFailure(refused.code, refused.message) from refused
-        headers = {key: expand_env(value) for key, value in config.headers.items()}
+        # The operator's own servers are trusted as configured; a URL a manifest chose goes through
+        # the egress policy, checked and pinned on every request.
+        trusted = config.allow_private_network
+        url = expand_operator_env(config.url or "") if trusted else (config.url or "")
+        if not trusted:
+            try:
+                await check_destination(url, "the MCP server's URL")
+            except Refused as refused:
+                raise McpFailure(refused.code, refused.message) from refused
+        headers = {key: expand_operator_env(value) for key, value in config.headers.items()}
         if any("${" in value for value in headers.values()):
             raise McpFailure("missing_credentials", f"a header of the MCP server {self.name} reads an unset variable")
         http = await stack.enter_async_context(
-            httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+            httpx2.AsyncClient(
+                headers=headers,
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                follow_redirects=False,
+                transport=None if trusted else pinned_transport(httpx2),
+            )
         )
         return streamable_http_client(url, http_client=http)
 

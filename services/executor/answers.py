@@ -10,7 +10,7 @@ from __future__ import annotations
 from nats.aio.client import Client
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import RunAnswer
+from ossabus.contracts.bus import DEFAULT_PROJECT, RunAnswer
 from ossabus.contracts.openai_objects import Run
 from ossabus.executor.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
@@ -53,5 +53,7 @@ async def answer_run(nc: Client, state: State, agents: AgentDirectory, answer: R
         await events.emit(name, data)
     record = await agents.record(assistant_id=run.assistant_id)
     attempt, msg_id = await answers.hand_over_ids(state, updated, kind)
-    await queue_run(nc.jetstream(), updated, record, attempt=attempt, msg_id=msg_id, principal="nats")
+    thread = await state.get_thread(run.thread_id)
+    project = (thread.project if thread else None) or DEFAULT_PROJECT
+    await queue_run(nc.jetstream(), updated, record, attempt=attempt, msg_id=msg_id, principal="nats", project=project)
     return updated

@@ -81,6 +81,7 @@ class ChatCompletions:
         """Non-streaming: one upstream call, retried on transient failures."""
         call, retry = await self.prepare(req)
         litellm = llm._litellm()
+        await llm.guard(call.params)
         attempt = 0
         span = genai.chat_span(call.model, call.params, None, req.agent, call.messages)
         while True:
@@ -192,6 +193,7 @@ class ChatCompletions:
             model=call.model,
             kind="chat",
             principal=req.principal,
+            project=req.project,
             usage=usage,
         )
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ossabus.contracts.agent import AgentDefinition, RetryPolicy
+from ossabus.runtime import secrets
+from ossabus.runtime.egress import EgressRefused, resolve_checked
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_ENV = "OSSABUS_DEFAULT_MODEL"
@@ -78,14 +80,31 @@ def redact(text: str) -> str:
     return text[:500]
 
 
+_INTERNALS = re.compile(r"Traceback|File \"|\bline \d+|/[\w.\-]+/[\w.\-/]+\.py|site-packages|\{.*\}", re.S)
+_LITELLM_PREFIX = re.compile(r"^(litellm\.)?[A-Za-z]+(Error|Exception):\s*(litellm\.[A-Za-z]+(Error|Exception):\s*)?")
+
+
+def client_detail(text: str) -> str:
+    """What of a provider's error text a client may see: its first line, if it says something
+    plain. Tracebacks, file paths and dumped bodies stay in the server's log."""
+    line = _LITELLM_PREFIX.sub("", text.strip().splitlines()[0] if text.strip() else "").strip()
+    if not line or _INTERNALS.search(line) or len(line) > 300:
+        return "see the server log"
+    return redact(line)
+
+
 def classify(exc: Exception) -> LLMError:
-    """litellm raises OpenAI-style exceptions; map them to run error codes and transience."""
+    """litellm raises OpenAI-style exceptions; map them to run error codes and transience.
+
+    The full text goes to the log (redacted); the error keeps only `client_detail` of it."""
     if isinstance(exc, LLMError):
         return exc
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    detail = redact(str(getattr(exc, "message", None) or exc))
-    lowered = detail.lower()
+    full = redact(str(getattr(exc, "message", None) or exc))
+    log.warning("model call failed: %s (HTTP %s): %s", name, status, full)
+    detail = client_detail(str(getattr(exc, "message", None) or exc))
+    lowered = full.lower()
     missing_key = "missing credentials" in lowered or ("api key" in lowered and "missing" in lowered)
     if missing_key or status in (401, 403) or name in ("AuthenticationError", "PermissionDeniedError"):
         # Never transient (litellm reports OpenAI's missing key as a 500, which would be retried).
@@ -135,27 +154,51 @@ def resolve_model(definition: AgentDefinition | None, override: str | None) -> s
     raise LLMError("invalid_prompt", f"agent has no model and {DEFAULT_MODEL_ENV} is not set", False)
 
 
+# A manifest that chose its own base URL and names no key of its own gets this one, so that litellm
+# never fills in the operator's provider key (OPENAI_API_KEY, ...) for a host the author picked.
+NO_KEY = "no-key"
+
+
 def connection_params(definition: AgentDefinition | None) -> dict[str, Any]:
-    """Base URL, key and headers from the manifest; litellm reads the standard variables otherwise."""
+    """Base URL, key and headers from the manifest; litellm reads the standard variables otherwise.
+
+    Keys and header values are secrets resolved now, from the variables the operator allows
+    (`ossabus.runtime.secrets`). The base URL is checked against the egress policy by `guard`
+    before every call.
+    """
     if definition is None:
         return {}
     llm = definition.llm
     params: dict[str, Any] = {}
+    try:
+        if llm.api_key_env:
+            params["api_key"] = secrets.variable(
+                llm.api_key_env, "the agent's api_key_env", provider_endpoint=not llm.base_url
+            )
+        if llm.headers:
+            params["extra_headers"] = {k: secrets.resolve(v, f"the agent's header {k}") for k, v in llm.headers.items()}
+    except secrets.SecretError as exc:
+        raise LLMError("server_error", exc.message, False) from exc
     if llm.base_url:
         params["api_base"] = llm.base_url
-    if llm.api_key_env:
-        key = os.environ.get(llm.api_key_env)
-        if key is None:
-            raise LLMError("server_error", f"the agent's API key variable {llm.api_key_env} is not set", False)
-        params["api_key"] = key
-    if llm.headers:
-        params["extra_headers"] = dict(llm.headers)
+        params.setdefault("api_key", NO_KEY)
     return params
+
+
+async def guard(params: dict[str, Any]) -> None:
+    """Refuse a manifest's base URL that the operator's egress policy does not allow."""
+    base = params.get("api_base")
+    if base:
+        try:
+            await resolve_checked(str(base), what="the agent's base_url")
+        except EgressRefused as refused:
+            raise LLMError("server_error", refused.message, False) from refused
 
 
 async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk]:
     """Stream one completion; retry transient failures that happen before the first chunk."""
     litellm = _litellm()
+    await guard(request.params)
     attempt = 0
     while True:
         attempt += 1

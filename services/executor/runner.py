@@ -224,6 +224,7 @@ class Runner:
                 model=model,
                 kind="run",
                 principal=request.principal,
+                project=request.project,
                 usage=turn.usage.model_dump(),
                 run_id=run.id,
                 thread_id=run.thread_id,

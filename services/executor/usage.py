@@ -46,6 +46,7 @@ async def report(
     model: str,
     kind: str,
     principal: str,
+    project: str,
     usage: dict[str, int] | None,
     run_id: str | None = None,
     thread_id: str | None = None,
@@ -57,6 +58,7 @@ async def report(
         agent=agent,
         model=model,
         principal=principal,
+        project=project,
         kind=kind,  # type: ignore[arg-type]
         run_id=run_id,
         thread_id=thread_id,

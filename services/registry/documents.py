@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ossabus.contracts.diagnostics import Diagnostic
+from ossabus.runtime.input_guard import InputRejected, check_json_depth, check_yaml, surrogate_path
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 200_000
@@ -101,13 +102,30 @@ def parse_documents(text: str, file: str | None = None, fmt: str = "auto") -> li
     if size > MAX_MANIFEST_BYTES:
         raise _error("manifest.too_large", f"manifest is {size} bytes; the limit is {MAX_MANIFEST_BYTES}", file)
     fmt = detect_format(text, file, fmt)
+    try:  # before any tree is built: parsers recurse (see runtime/input_guard.py)
+        check_json_depth(text) if fmt == "json" else check_yaml(text)
+    except InputRejected as rejected:
+        raise _error(f"manifest.{rejected.code}", rejected.message, file, rejected.line) from rejected
     if fmt == "json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise _error("parse.json", f"invalid JSON: {exc.msg} (column {exc.colno})", file, exc.lineno) from exc
-        return [Document(data=data, file=file, index=0, format="json", text=text)]
-    return _parse_yaml(text, file)
+        documents = [Document(data=data, file=file, index=0, format="json", text=text)]
+    else:
+        documents = _parse_yaml(text, file)
+    for doc in documents:
+        path = surrogate_path(doc.data)
+        if path is not None:
+            where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+            raise _error(
+                "manifest.invalid_text",
+                f"{where} holds a lone surrogate (an escape such as \\ud800 that is not a character)",
+                file,
+                doc.line_of(path),
+                doc.index,
+            )
+    return documents
 
 
 def _parse_yaml(text: str, file: str | None) -> list[Document]:

@@ -1,15 +1,14 @@
 """Turning any accepted manifest shape into one `AgentDefinition`.
 
 Where a value can come from several places, the manifest's own `spec` wins over extensions,
-because extensions describe how *other* platforms should see the agent. `${VAR}` and
-`${VAR:-default}` in provider, model and base URL are expanded here, from the registry's
-environment; secrets are never expanded into storage, only the names of the variables that hold them.
+because extensions describe how *other* platforms should see the agent. Nothing here reads the
+environment: `${NAME}` is a secret reference only in credential fields, resolved when it is used
+(see `ossabus.runtime.secrets`); elsewhere `${NAME:-default}` is its default (OSSA's templates write
+models that way) and anything else is literal text.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from typing import Any
 
 from ossabus.contracts.agent import (
@@ -27,10 +26,7 @@ from ossabus.contracts.agent import (
 from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider, litellm_model, litellm_provider
 from ossabus.registry.tools import ToolCollector, as_json_schema, check_json_schema
 from ossabus.registry.validation import Findings
-
-ENV_REF = re.compile(r"\$\{(?!\{)([^}]*)\}")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ENV_INNER = re.compile(r"^(?P<name>[^:\-}]*)(?::?-(?P<default>.*))?$")
+from ossabus.runtime import secrets
 
 
 def _dict(value: Any) -> dict:
@@ -144,48 +140,46 @@ def _system_prompt(spec: dict, oa: dict) -> str | None:
     return None
 
 
-def expand_env(value: Any) -> Any:
-    """Expand `${VAR}` / `${VAR:-default}` from the environment; unset without default stays as is."""
-    if not isinstance(value, str):
-        return value
-
-    def replace(match: re.Match) -> str:
-        inner = _ENV_INNER.match(match.group(1))
-        if not inner:
-            return match.group(0)
-        found = os.environ.get(inner["name"])
-        if found is not None:
-            return found
-        return inner["default"] if inner["default"] is not None else match.group(0)
-
-    return ENV_REF.sub(replace, value)
-
-
 def _collect_env_refs(data: Any, f: Findings) -> list[str]:
-    """Every `${VAR}` the manifest reads; a reference that names no variable is an error."""
+    """Every secret the manifest's credential fields name (`${NAME}` there, `api_key_env: NAME`).
+
+    A reference that names no variable is an error; one the operator has not allowed is a warning:
+    the agent loads, and the tool or model call that needs the secret fails with a clear message.
+    """
     names: list[str] = []
 
-    def walk(value: Any, path: list[str | int]) -> None:
+    def note(name: str, path: list[str | int], written: str, provider_key: bool = False) -> None:
+        if not secrets.NAME.fullmatch(name):
+            f.error("env.invalid_reference", f"{written!r} does not name an environment variable", path)
+            return
+        if not secrets.allowed(name) and not (provider_key and name in secrets.PROVIDER_KEYS):
+            f.warning(
+                "secret.not_allowed",
+                f"{name} is not a secret the operator allows manifests to read ({secrets.ALLOW_ENV}); "
+                "calls that need it will fail",
+                path,
+            )
+        if name not in names:
+            names.append(name)
+
+    def walk(value: Any, path: list[str | int], credential: bool) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                walk(item, [*path, str(key)])
+                key = str(key)
+                if key in ("api_key_env", "apiKeyEnv") and isinstance(item, str):
+                    own_endpoint = not any(value.get(k) for k in ("base_url", "baseUrl", "baseURL"))
+                    note(item, [*path, key], item, provider_key=own_endpoint)
+                else:
+                    inside = credential or key in secrets.CREDENTIAL_KEYS or key in ("headers", "auth")
+                    walk(item, [*path, key], inside)
         elif isinstance(value, list):
             for i, item in enumerate(value):
-                walk(item, [*path, i])
-        elif isinstance(value, str) and "${" in value:
-            for match in ENV_REF.finditer(value):
-                inner = _ENV_INNER.match(match.group(1))
-                name = inner["name"] if inner else ""
-                if not ENV_NAME.fullmatch(name):
-                    f.error(
-                        "env.invalid_reference",
-                        f"{match.group(0)!r} does not name an environment variable",
-                        path,
-                    )
-                elif name not in names:
-                    names.append(name)
+                walk(item, [*path, i], credential)
+        elif credential and isinstance(value, str) and "${" in value:
+            for name, _ in secrets.references(value):
+                note(name, path, value)
 
-    walk(data, [])
+    walk(data, [], False)
     return names
 
 
@@ -196,9 +190,9 @@ def _number(value: Any, f: Findings, path: list[str | int], cast: type = float) 
     if isinstance(value, int | float):
         return cast(value)
     if isinstance(value, str):
-        expanded = expand_env(value)
         try:
-            return cast(float(expanded)) if cast is int else cast(expanded)
+            text = str(secrets.template_defaults(value))
+            return cast(float(text)) if cast is int else cast(text)
         except ValueError:
             pass
     f.warning("value.not_a_number", f"expected a number, got {value!r}; ignored", path)
@@ -213,8 +207,8 @@ def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMS
     vp = _dict(va.get("provider"))
     base = ["spec", "llm"] if llm else ["spec", "model"] if model_obj else ["spec"]
 
-    provider = expand_env(pick(llm, "provider") or pick(model_obj, "provider") or pick(vp, "name"))
-    model = expand_env(
+    provider = secrets.template_defaults(pick(llm, "provider") or pick(model_obj, "provider") or pick(vp, "name"))
+    model = secrets.template_defaults(
         pick(llm, "model")
         or (model_spec if isinstance(model_spec, str) else pick(model_obj, "name", "model"))
         or pick(vp, "model")
@@ -234,7 +228,7 @@ def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMS
             int,
         ),
         seed=_number(first(pick(llm, "seed"), pick(params, "seed")), f, [*base, "seed"], int),
-        base_url=expand_env(pick(llm, "base_url", "baseUrl", "baseURL") or pick(vp, "base_url")),
+        base_url=secrets.template_defaults(pick(llm, "base_url", "baseUrl", "baseURL") or pick(vp, "base_url")),
         api_key_env=pick(llm, "api_key_env", "apiKeyEnv") or pick(vp, "api_key_env"),
         headers={str(k): str(v) for k, v in _dict(vp.get("headers")).items()},
     )
@@ -252,13 +246,7 @@ def _resolve_provider(settings: LLMSettings, f: Findings, base: list[str | int],
         if needs_model:
             f.warning("llm.model_missing", "no model declared; runs use the server's default model", base)
         return
-    if "${" in settings.model:
-        f.warning("llm.model_unresolved", f"model {settings.model!r} reads an unset variable", base)
-        return
     provider = settings.provider
-    if provider is not None and "${" in provider:
-        f.warning("llm.provider_unresolved", f"provider {provider!r} reads an unset variable", [*base, "provider"])
-        return
     if provider is None:
         provider = infer_provider(settings.model)
         if provider is None:

@@ -15,6 +15,7 @@ from nats.js.kv import KeyValue
 
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.runtime.bus import BusFailure
+from ossabus.store.kv import decode
 from ossabus.store.kv import history as kv_history
 from ossabus.store.kv import scan as kv_scan
 
@@ -34,7 +35,7 @@ class ManifestStore:
 
     async def latest(self, name: str) -> ManifestRecord | None:
         entry = await self._latest_entry(name)
-        return ManifestRecord.model_validate_json(entry.value) if entry else None
+        return decode(self.kv, name, entry.value, ManifestRecord) if entry else None
 
     async def get(self, name: str, version: int | None = None) -> ManifestRecord | None:
         """The latest version, or version `version` while it is within the kept history."""
@@ -66,14 +67,22 @@ class ManifestStore:
         for _ in range(CAS_ATTEMPTS):
             entry = await self._latest_entry(name)
             now = int(time.time())
-            if entry is not None:
+            current = decode(self.kv, name, entry.value, ManifestRecord) if entry is not None else None
+            if entry is not None and current is None:  # a corrupt record: overwrite it as the next version
+                previous = await self.history(name)
+                record = build(max((r.version for r in previous), default=0) + 1, now)
+                try:
+                    await self.kv.update(name, record.model_dump_json().encode(), last=entry.revision)
+                except KeyWrongLastSequenceError:
+                    continue
+                return record, True, True
+            if entry is not None and current is not None:
                 if create_only:
                     raise BusFailure.of(
                         "conflict",
                         f"manifest {name!r} already exists; use PUT to replace it",
                         "metadata.name",
                     )
-                current = ManifestRecord.model_validate_json(entry.value)
                 record = build(current.version + 1, current.created_at)
                 if record.raw == current.raw and record.source == current.source:
                     return current, False, False

@@ -19,24 +19,35 @@ from ossabus.relay import (
     routes_threads,
     routes_vercel,
 )
-from ossabus.relay.auth import configured_keys, install_auth
+from ossabus.relay.auth import KeyRing, configured_keys, install_auth
+from ossabus.relay.body_guard import BodyGuard
 from ossabus.relay.catalog import Catalog
 from ossabus.relay.errors import install_error_handlers
 from ossabus.runtime import tracing
 from ossabus.runtime.bus import BusClient
+from ossabus.runtime.provision import Topology
 from ossabus.store.state import State
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 
-def create_app(broker: NatsBroker, bus: BusClient, state: State, max_body_size: int = DEFAULT_MAX_BODY) -> FastAPI:
+def create_app(
+    broker: NatsBroker,
+    bus: BusClient,
+    state: State,
+    max_body_size: int = DEFAULT_MAX_BODY,
+    keys: KeyRing | None = None,
+    topology: Topology | None = None,
+) -> FastAPI:
     app = FastAPI(title="ossabus", version=__version__, max_body_size=max_body_size)
     app.state.broker = broker
     app.state.bus = bus
     app.state.state = state
     app.state.catalog = Catalog(bus)
+    app.state.topology = topology or Topology()
     install_error_handlers(app)
-    install_auth(app, configured_keys())
+    app.add_middleware(BodyGuard)  # inside auth (added after it, so outer): no key, no body read
+    install_auth(app, keys if keys is not None else configured_keys())
 
     if tracing.enabled():  # an HTTP server span per request, parent of everything the request causes
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware

@@ -6,11 +6,14 @@ nothing of internals (the traceback goes to the log, tagged with the request id)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from nats.errors import NoRespondersError
+from nats.js.errors import NotFoundError as NatsNotFound
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ossabus.contracts.bus import BusError
@@ -80,6 +83,24 @@ def bus_error_response(error: BusError) -> JSONResponse:
     return error_response(error.status, error.message, param=error.param, code=error.code, extra=extra)
 
 
+def _reprovision(app: FastAPI) -> None:
+    """Provision again in the background, once at a time, so the next request finds its bucket."""
+    from ossabus.runtime.provision import provision
+
+    if getattr(app.state, "reprovisioning", None) is not None and not app.state.reprovisioning.done():
+        return
+    connection = app.state.broker.connection
+
+    async def again() -> None:
+        try:
+            await provision(connection.jetstream(), app.state.topology)
+            log.warning("provisioned missing streams and buckets again")
+        except Exception:
+            log.exception("could not provision the missing streams")
+
+    app.state.reprovisioning = asyncio.get_running_loop().create_task(again())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError):
@@ -114,6 +135,20 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, message)
+
+    @app.exception_handler(NatsNotFound)
+    @app.exception_handler(NoRespondersError)
+    async def on_storage_missing(request: Request, exc: Exception):
+        """A bucket or stream that is gone (deleted from outside); /readyz provisions it again."""
+        log.warning(
+            "storage unavailable on %s %s (request %s): %s",
+            request.method,
+            request.url.path,
+            getattr(request.state, "request_id", None),
+            type(exc).__name__,
+        )
+        _reprovision(request.app)
+        return error_response(503, "storage is unavailable; try again shortly", code="storage_unavailable")
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):

@@ -16,6 +16,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.bus import DeleteManifestRequest, DeleteManifestResult, PutManifestRequest, PutManifestResult
 from ossabus.registry.convert_openai import assistant_id_for, from_assistant, slug
 from ossabus.registry.patch_openai import apply_assistant_update
+from ossabus.relay.auth import require_admin
 from ossabus.relay.context import assistant_json, assistant_record, bus, checked_id, manifests, now
 from ossabus.relay.openai_requests import AssistantCreate, AssistantUpdate
 from ossabus.relay.pagination import paginate
@@ -31,6 +32,7 @@ def _suffix() -> str:
 
 @router.post("")
 async def create_assistant(request: Request, body: AssistantCreate):
+    require_admin(request, "create, change or delete assistants (they are agent manifests, shared by every project)")
     fields = body.model_dump(exclude_none=True, mode="json")
     fields.pop("reasoning_effort", None)
     base = slug(body.name or "")[:50] or "assistant"
@@ -80,6 +82,7 @@ async def get_assistant(request: Request, assistant_id: str):
 
 @router.post("/{assistant_id}")
 async def update_assistant(request: Request, assistant_id: str, body: AssistantUpdate):
+    require_admin(request, "create, change or delete assistants (they are agent manifests, shared by every project)")
     record = await assistant_record(request, checked_id(assistant_id, "assistant", "assistant_id"))
     changes = body.model_dump(exclude_unset=True, mode="json")
     changes.pop("reasoning_effort", None)
@@ -98,6 +101,7 @@ async def update_assistant(request: Request, assistant_id: str, body: AssistantU
 
 @router.delete("/{assistant_id}")
 async def delete_assistant(request: Request, assistant_id: str):
+    require_admin(request, "create, change or delete assistants (they are agent manifests, shared by every project)")
     record = await assistant_record(request, checked_id(assistant_id, "assistant", "assistant_id"))
     await bus(request).call(subjects.REGISTRY_DELETE, DeleteManifestRequest(name=record.name), DeleteManifestResult)
     request.app.state.catalog.invalidate()  # read-your-writes before the change event

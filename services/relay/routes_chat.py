@@ -16,7 +16,7 @@ from ossabus.contracts.bus import BusError, ChatRequest, ManifestListItem, Reply
 from ossabus.contracts.ids import new_id
 from ossabus.registry.providers import infer_provider
 from ossabus.relay import budgets
-from ossabus.relay.auth import principal
+from ossabus.relay.auth import caller, principal
 from ossabus.relay.context import now
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import ChatCompletionCreate
@@ -69,6 +69,7 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
         tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         principal=principal(request),
+        project=caller(request).project,
     )
     subject = subjects.chat(agent.name if agent else subjects.PLAIN_LLM_AGENT)
     nc = request.app.state.broker.connection

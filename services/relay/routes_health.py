@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import AnyRequest, RegistryStatus
 from ossabus.runtime.bus import BusFailure
-from ossabus.runtime.provision import missing
+from ossabus.runtime.provision import missing, provision
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +29,15 @@ async def readyz(request: Request):
     connected = bool(broker.connection and broker.connection.is_connected)
     checks["bus"] = {"ok": connected}
     if connected:
-        absent = await missing(broker.connection.jetstream())
+        js = broker.connection.jetstream()
+        absent = await missing(js)
+        if absent:  # deleted from outside (the bus was open, or an operator slipped): put them back
+            log.warning("streams or buckets missing: %s; provisioning them again", ", ".join(absent))
+            try:
+                await provision(js, request.app.state.topology)
+            except Exception:
+                log.exception("could not provision the missing streams")
+            absent = await missing(js)
         checks["streams"] = {"ok": not absent, "missing": absent}
         try:
             status = await request.app.state.bus.call(subjects.REGISTRY_STATUS, AnyRequest(), RegistryStatus, wait_s=2)

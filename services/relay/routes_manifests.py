@@ -23,6 +23,7 @@ from ossabus.contracts.bus import (
     ValidateManifestResult,
 )
 from ossabus.registry.documents import MAX_MANIFEST_BYTES
+from ossabus.relay.auth import require_admin
 from ossabus.relay.body import manifest_text
 from ossabus.relay.errors import ApiError
 from ossabus.relay.pagination import paginate
@@ -68,6 +69,7 @@ async def list_manifests(
 
 @router.post("/manifests", status_code=201, max_body_size=MAX_MANIFEST_BYTES)
 async def create_manifest(request: Request, strict: bool = False):
+    require_admin(request, "write agent manifests")
     text, fmt = await manifest_text(request)
     put = PutManifestRequest(content=text, format=fmt, mode="create", strict=strict, source="api")
     result = await bus(request).call(subjects.REGISTRY_PUT, put, PutManifestResult)
@@ -93,6 +95,7 @@ async def get_manifest(
 
 @router.put("/manifests/{name}", max_body_size=MAX_MANIFEST_BYTES)
 async def replace_manifest(request: Request, name: str, strict: bool = False):
+    require_admin(request, "write agent manifests")
     text, fmt = await manifest_text(request)
     put = PutManifestRequest(content=text, format=fmt, name=_name(name), mode="upsert", strict=strict, source="api")
     result = await bus(request).call(subjects.REGISTRY_PUT, put, PutManifestResult)
@@ -102,6 +105,7 @@ async def replace_manifest(request: Request, name: str, strict: bool = False):
 
 @router.delete("/manifests/{name}")
 async def delete_manifest(request: Request, name: str):
+    require_admin(request, "write agent manifests")
     await bus(request).call(subjects.REGISTRY_DELETE, DeleteManifestRequest(name=_name(name)), DeleteManifestResult)
     request.app.state.catalog.invalidate()  # read-your-writes before the change event
     return {"id": name, "object": f"{OBJECT}.deleted", "deleted": True}

@@ -16,7 +16,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.openai_objects import LastError, Run
 from ossabus.relay import budgets
-from ossabus.relay.auth import principal
+from ossabus.relay.auth import caller, principal
 from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import (
@@ -99,7 +99,15 @@ async def launch(
         for name, data in zip(before, before_data or [run] * len(before), strict=True):
             await emitter.emit(name, data)
         msg_id = msg_id or f"{run.id}.{attempt}"
-        await queue_run(js, run, record, attempt=attempt, msg_id=msg_id, principal=principal(request))
+        await queue_run(
+            js,
+            run,
+            record,
+            attempt=attempt,
+            msg_id=msg_id,
+            principal=principal(request),
+            project=caller(request).project,
+        )
     except Exception as exc:
         if stream_handle:
             await stream_handle.close()

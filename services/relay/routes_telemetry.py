@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import AnyRequest
 from ossabus.contracts.telemetry import MetricsText, UsageQuery, UsageReport
+from ossabus.relay.auth import caller
 from ossabus.relay.context import bus
 from ossabus.relay.errors import ApiError
 
@@ -36,5 +37,6 @@ async def usage(
     for value, param in ((agent, "agent"), (key, "key")):
         if value is not None and not subjects.is_token(value):
             raise ApiError(400, f"`{param}` is not a valid name.", param=param, code="invalid_value")
-    query = UsageQuery(agent=agent, principal=key, from_day=from_day, to_day=to_day)
+    # A key sees its own project's usage only, whatever it asks for.
+    query = UsageQuery(agent=agent, project=caller(request).project, principal=key, from_day=from_day, to_day=to_day)
     return await bus(request).call(subjects.TELEMETRY_USAGE, query, UsageReport)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.openai_objects import Message, Thread
+from ossabus.relay.auth import DEFAULT_PROJECT, caller
 from ossabus.relay.context import checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
@@ -24,10 +25,16 @@ def message_from(thread_id: str, body: MessageCreate) -> Message:
 
 
 async def thread_or_404(request: Request, thread_id: str) -> Thread:
+    """The thread, if it belongs to the caller's project; another project's thread is not found, as at
+    OpenAI (a 403 would tell the caller that the id exists)."""
     thread = await state(request).get_thread(checked_id(thread_id, "thread", "thread_id"))
-    if thread is None:
+    if thread is None or not owned(request, thread):
         raise not_found("thread", thread_id, "thread_id")
     return thread
+
+
+def owned(request: Request, thread: Thread) -> bool:
+    return (thread.project or DEFAULT_PROJECT) == caller(request).project
 
 
 async def message_or_404(request: Request, thread_id: str, message_id: str) -> Message:
@@ -40,7 +47,11 @@ async def message_or_404(request: Request, thread_id: str, message_id: str) -> M
 
 async def create_thread_from(request: Request, body: ThreadCreate) -> Thread:
     thread = Thread(
-        id=new_id("thread"), created_at=now(), tool_resources=body.tool_resources, metadata=body.metadata or {}
+        id=new_id("thread"),
+        created_at=now(),
+        tool_resources=body.tool_resources,
+        metadata=body.metadata or {},
+        project=caller(request).project,
     )
     for message in body.messages:
         await state(request).put_message(message_from(thread.id, message))

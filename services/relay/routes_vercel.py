@@ -31,7 +31,7 @@ from ossabus.contracts.openai_objects import (
 )
 from ossabus.registry.convert_openai import assistant_id_for
 from ossabus.relay import budgets, routes_runs
-from ossabus.relay.auth import principal
+from ossabus.relay.auth import DEFAULT_PROJECT, caller, principal
 from ossabus.relay.context import now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import RunOptions
@@ -61,8 +61,12 @@ def chat_message(thread_id: str, role: str, text: str, ui_id: str | None) -> Mes
     return text_message(thread_id, role, text, metadata={UI_ID: ui_id} if ui_id else None)
 
 
-def chat_thread_id(chat_id: str) -> str:
-    return derived_id("thread", f"vercel-chat:{chat_id}")
+def chat_thread_id(request: Request, chat_id: str) -> str:
+    """One chat id = one thread per project: two projects that pick the same chat id (the SDK's ids are
+    short) get two threads, and neither can reach the other's."""
+    project = caller(request).project
+    scope = f"vercel-chat:{chat_id}" if project == DEFAULT_PROJECT else f"vercel-chat:{project}:{chat_id}"
+    return derived_id("thread", scope)
 
 
 async def agent_for(request: Request, *names: str | None) -> ManifestListItem:
@@ -91,10 +95,11 @@ async def chat(request: Request, body: ChatBody):
     incoming = [read_message(m, i) for i, m in enumerate(body.messages)]
     last = incoming[-1]
     chat_id = body.id or new_id("chat")
-    thread_id = chat_thread_id(chat_id)
+    thread_id = chat_thread_id(request, chat_id)
     store = state(request)
     if await store.get_thread(thread_id) is None:
-        thread = Thread(id=thread_id, created_at=now(), metadata={"vercel_chat_id": chat_id[:512], "agent": item.name})
+        metadata = {"vercel_chat_id": chat_id[:512], "agent": item.name}
+        thread = Thread(id=thread_id, created_at=now(), metadata=metadata, project=caller(request).project)
         await store.create_thread(thread)
         for earlier in incoming[:-1]:
             if earlier.text and earlier.role in ("user", "assistant"):
@@ -186,7 +191,7 @@ def _complete_answers(expected: list[str], given: dict, what: str) -> None:
 async def resume_chat_stream(request: Request, chat_id: str):
     """The active run's stream from its first event (204 when nothing is streaming): how useChat's
     `resume` picks up after a reload or a dropped connection."""
-    thread_id = chat_thread_id(chat_id)
+    thread_id = chat_thread_id(request, chat_id)
     run = await _waiting_run(request, thread_id)
     if run is None or run.terminal or run.status == "requires_action":
         return Response(status_code=204)
@@ -199,7 +204,7 @@ async def resume_chat_stream(request: Request, chat_id: str):
 async def chat_messages(request: Request, chat_id: str):
     """The conversation as UIMessages (AI SDK 5+), for a page that reloads: user messages, and one
     assistant message per run with its text and tool parts."""
-    thread_id = chat_thread_id(chat_id)
+    thread_id = chat_thread_id(request, chat_id)
     store = state(request)
     if await store.get_thread(thread_id) is None:
         return {"id": chat_id, "messages": []}
@@ -276,6 +281,7 @@ async def _chat_request(
     await budgets.check(request, item.definition)
     return ChatRequest(
         principal=principal(request),
+        project=caller(request).project,
         id=new_id("chatcmpl"),
         created=now(),
         agent=item.name,

@@ -11,8 +11,10 @@ import uvicorn
 
 from ossabus.contracts import subjects
 from ossabus.relay.app import create_app
+from ossabus.relay.auth import configured_keys
 from ossabus.relay.edge import EdgeMiddleware
 from ossabus.runtime.bus import BusClient
+from ossabus.runtime.provision import Topology
 from ossabus.runtime.service import Service
 from ossabus.store.slots import Slots
 from ossabus.store.state import State
@@ -83,6 +85,8 @@ class RelayService(Service):
             BusClient(self.broker, self.settings.request_timeout_s),
             state,
             max_body_size=self.settings.max_body_bytes,
+            keys=configured_keys(self.settings.auth_file),
+            topology=Topology(replicas=self.settings.replicas),
         )
         app.state.usage = UsageStore(await js.key_value(subjects.USAGE_BUCKET))
         app.state.slots = Slots(state.runs_kv)

@@ -48,6 +48,8 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("OSSABUS_MAX_BODY_BYTES", 8 * 1024 * 1024)))
     # MCP servers the dispatcher may reach, by the names manifests use (see ossabus.dispatcher.mcp_config).
     mcp_config: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_MCP_CONFIG") or None)
+    # API keys with their projects and roles (see ossabus.relay.auth); OSSABUS_API_KEYS adds admins of `default`.
+    auth_file: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_AUTH_FILE") or None)
     log_format: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_FORMAT", "text"))
     log_level: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_LEVEL", "INFO"))
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 
 import nats
 
 from ossabus.dispatcher.service import DispatcherService
 from ossabus.executor.service import ExecutorService
 from ossabus.registry.service import RegistryService
+from ossabus.relay.auth import AuthConfigError, configured_keys
 from ossabus.relay.service import RelayService
 from ossabus.runtime import tracing
 from ossabus.runtime.nats_server import EmbeddedNats
@@ -48,12 +48,17 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Without API keys the API is open to anyone who can reach it, so only loopback is allowed."""
-    if not is_loopback(settings.host) and not os.environ.get("OSSABUS_API_KEYS"):
+    """The keys must be readable, and without any the API is open to anyone who can reach it, so only
+    loopback is allowed."""
+    try:
+        keys = configured_keys(settings.auth_file)
+    except AuthConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    if not is_loopback(settings.host) and not keys:
         raise StartupError(
-            f"refusing to listen on {settings.host}: without OSSABUS_API_KEYS anyone who can reach this address "
-            "could use the API. Set OSSABUS_API_KEYS=key1,key2 (clients then send 'Authorization: Bearer <key>'), "
-            "or listen on 127.0.0.1."
+            f"refusing to listen on {settings.host}: without API keys anyone who can reach this address "
+            "could use the API. Give --auth-file FILE (keys with projects and roles) or OSSABUS_API_KEYS=key1,key2 "
+            "(clients then send 'Authorization: Bearer <key>'), or listen on 127.0.0.1."
         )
 
 

@@ -17,7 +17,14 @@ PUBLISH_TIMEOUT_S = 5
 
 
 async def queue_run(
-    js: JetStreamContext, run: Run, record: ManifestRecord, *, attempt: int, msg_id: str, principal: str
+    js: JetStreamContext,
+    run: Run,
+    record: ManifestRecord,
+    *,
+    attempt: int,
+    msg_id: str,
+    principal: str,
+    project: str,
 ) -> None:
     work = RunRequest(
         run_id=run.id,
@@ -26,6 +33,7 @@ async def queue_run(
         agent_version=record.version,
         attempt=attempt,
         principal=principal,
+        project=project,
     )
     await js.publish(
         subjects.task(record.name),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -11,7 +12,15 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+STORE = {"store": True}  # serialisation context: stored records keep their hidden fields (a thread's project)
+
+
+def encode(value: BaseModel) -> bytes:
+    return value.model_dump_json(context=STORE).encode()
+
+
 CAS_ATTEMPTS = 20
 
 
@@ -27,18 +36,29 @@ async def read(kv: KeyValue, key: str, model: type[M]) -> tuple[M, int] | None:
         return None
     if not entry.value:
         return None
-    return model.model_validate_json(entry.value), entry.revision
+    value = decode(kv, key, entry.value, model)
+    return (value, entry.revision) if value is not None else None
+
+
+def decode(kv: KeyValue, key: str, data: bytes, model: type[M]) -> M | None:
+    """A stored record, or None (with a warning) when it is not one: a record written by something
+    other than ossabus, or damaged, must not break every listing that meets it."""
+    try:
+        return model.model_validate_json(data)
+    except ValueError as exc:
+        log.warning("skipping a corrupt record %s in bucket %s: %s", key, kv._name, type(exc).__name__)
+        return None
 
 
 async def create(kv: KeyValue, key: str, value: BaseModel) -> int:
     try:
-        return await kv.create(key, value.model_dump_json().encode())
+        return await kv.create(key, encode(value))
     except KeyWrongLastSequenceError as exc:
         raise Conflict(key) from exc
 
 
 async def put(kv: KeyValue, key: str, value: BaseModel) -> int:
-    return await kv.put(key, value.model_dump_json().encode())
+    return await kv.put(key, encode(value))
 
 
 async def update(
@@ -60,7 +80,7 @@ async def update(
         if new is None:
             return value
         try:
-            await kv.update(key, new.model_dump_json().encode(), last=revision)
+            await kv.update(key, encode(new), last=revision)
         except KeyWrongLastSequenceError:
             continue
         return new
@@ -105,20 +125,22 @@ async def scan_items(kv: KeyValue, pattern: str, model: type[M]) -> list[tuple[s
     """(key, value) of every current value whose key matches `pattern`, sorted by key."""
     found: dict[str, M] = {}
     for key, operation, data in await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT):
-        if operation in ("DEL", "PURGE") or not data:
+        value = None if operation in ("DEL", "PURGE") or not data else decode(kv, key, data, model)
+        if value is None:
             found.pop(key, None)
         else:
-            found[key] = model.model_validate_json(data)
+            found[key] = value
     return sorted(found.items())
 
 
 async def history(kv: KeyValue, key: str, model: type[M]) -> list[M]:
     """Every stored value of one key, oldest first (delete markers skipped)."""
-    return [
-        model.model_validate_json(data)
+    values = [
+        decode(kv, key, data, model)
         for _, op, data in await _fetch_all(kv, key, DeliverPolicy.ALL)
         if op not in ("DEL", "PURGE") and data
     ]
+    return [v for v in values if v is not None]
 
 
 async def delete(kv: KeyValue, key: str) -> None:

@@ -1,7 +1,8 @@
 """Usage and cost per agent, per API key and per day, in the `ossa_usage` KV bucket.
 
-Each model call's record is added to two counters, the agent's day and the agent's day for that
-API key (`day.<YYYY-MM-DD>.agent.<agent>[.key.<principal>]`, UTC days), with compare-and-set, a
+Each model call's record is added to three counters: the agent's day (what budgets count), the
+agent's day in the caller's project, and in that project for the API key
+(`day.<YYYY-MM-DD>.agent.<agent>[.project.<project>[.key.<principal>]]`, UTC days), with compare-and-set, a
 batch of records at a time. A counter remembers the last OSSA_USAGE sequence it added, so a record
 delivered again after a crash is not counted twice (the telemetry service adds them in stream order).
 """
@@ -37,7 +38,11 @@ class UsageStore:
         by_key: dict[str, list[tuple[UsageRecord, int]]] = {}
         for record, sequence in records:
             day, agent = day_of(record.at), record.agent or subjects.PLAIN_LLM_AGENT
-            for key in (subjects.usage_key(day, agent), subjects.usage_key(day, agent, record.principal)):
+            for key in (
+                subjects.usage_key(day, agent),
+                subjects.usage_key(day, agent, record.project),
+                subjects.usage_key(day, agent, record.project, record.principal),
+            ):
                 by_key.setdefault(key, []).append((record, sequence))
         for key, batch in by_key.items():
             await self._add(key, batch)
@@ -75,30 +80,37 @@ class UsageStore:
         return current[0] if current else UsageCounters()
 
     async def query(self, query: UsageQuery) -> UsageReport:
+        """Rows of one project (its day rows and its keys' rows), or, without a project, of all of them
+        with the agents' day totals; `total` adds up the coarsest rows listed."""
         agent = subjects.token(query.agent) if query.agent else "*"
+        project = subjects.token(query.project) if query.project else "*"
+        base = f"day.*.agent.{agent}.project.{project}"
         if query.principal:
-            pattern = f"day.*.agent.{agent}.key.{subjects.token(query.principal)}"
-        else:
-            pattern = f"day.*.agent.{agent}.>"
-        items = await kvs.scan_items(self.kv, pattern, UsageCounters)
-        if not query.principal:  # the per-agent day totals too (`.>` matches only the per-key rows)
-            items += await kvs.scan_items(self.kv, f"day.*.agent.{agent}", UsageCounters)
+            items = await kvs.scan_items(self.kv, f"{base}.key.{subjects.token(query.principal)}", UsageCounters)
+        else:  # the project rows and (`.>`) their per-key rows
+            items = await kvs.scan_items(self.kv, base, UsageCounters)
+            items += await kvs.scan_items(self.kv, f"{base}.>", UsageCounters)
+            if not query.project:
+                items += await kvs.scan_items(self.kv, f"day.*.agent.{agent}", UsageCounters)
+        coarsest = 6 if query.principal else 4 if query.project else 2
         rows, total = [], UsageCounters()
         for key, counters in sorted(items):
             parts = key.split(".")
             day, row_agent = parts[1], parts[3]
-            principal = parts[5] if len(parts) > 5 else None
+            row_project = parts[5] if len(parts) > 5 else None
+            principal = parts[7] if len(parts) > 7 else None
             if (query.from_day and day < query.from_day) or (query.to_day and day > query.to_day):
                 continue
             rows.append(
                 UsageRow(
                     day=day,
                     agent=row_agent,
+                    project=row_project,
                     principal=principal,
                     **counters.model_dump(exclude={"last_seq"}),
                 )
             )
-            if principal is None or query.principal:  # totals from the day rows (or the one key's rows)
+            if len(parts) - 2 == coarsest:
                 total.requests += counters.requests
                 total.prompt_tokens += counters.prompt_tokens
                 total.completion_tokens += counters.completion_tokens
