@@ -137,7 +137,7 @@ def test_a_manifest_never_reads_the_environment_outside_credential_fields(monkey
         kind: Agent
         metadata: {name: a}
         spec:
-          llm: {provider: openai, model: "x-${OPENAI_API_KEY}", base_url: "https://h/${OPENAI_API_KEY}", temperature: 0.1}
+          llm: {provider: openai, model: "x-${OPENAI_API_KEY}", base_url: "https://h/${OPENAI_API_KEY}"}
           tools:
             - {type: http, name: t, endpoint: "https://h/${OPENAI_API_KEY}"}
         """)

@@ -334,22 +334,43 @@ def test_runs_use_the_assistant_as_it_is_now(client, fake_llm):
 
 
 def test_a_run_that_keeps_failing_inside_ossabus_ends_failed_after_bounded_redelivery(client, nats_url):
-    """Another system wrote garbage into the thread's state: every attempt fails, the work queue
-    redelivers a bounded number of times, then the run is failed with last_error (not stuck)."""
+    """Another system wrote a record ossabus cannot use into the run's state (a well-formed step that
+    names no message; a record that is not JSON at all would be skipped): every attempt fails, the
+    work queue redelivers a bounded number of times, then the run is failed with last_error."""
     import asyncio
 
     import nats
 
-    thread = thread_with(client, "poisoned")
+    thread = thread_with(client, "[[call:ask_the_user {}]]")
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id="asst_toolsXagent", poll_interval_ms=100
+    )
+    assert run.status == "requires_action"
+    poison = {
+        "id": "step_zzzpoison",
+        "created_at": 1,
+        "assistant_id": run.assistant_id,
+        "thread_id": thread.id,
+        "run_id": run.id,
+        "type": "message_creation",
+        "status": "in_progress",
+        "step_details": {"type": "message_creation", "message_creation": {}},
+    }
 
-    async def poison():
+    async def write_poison():
         nc = await nats.connect(nats_url)
-        kv = await nc.jetstream().key_value("ossa_messages")
-        await kv.put(f"{thread.id}.msg_000poison", b"{not json")
+        kv = await nc.jetstream().key_value("ossa_runs")
+        await kv.put(f"{thread.id}.{run.id}.step_zzzpoison", json.dumps(poison).encode())
         await nc.close()
 
-    asyncio.run(poison())
-    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=ECHO, poll_interval_ms=100)
+    asyncio.run(write_poison())
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        thread_id=thread.id,
+        run_id=run.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "x"}],
+        poll_interval_ms=100,
+    )
     assert run.status == "failed"
     assert run.last_error.code == "server_error"
     assert "repeatedly" in run.last_error.message

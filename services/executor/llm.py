@@ -102,7 +102,7 @@ def classify(exc: Exception) -> LLMError:
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
     full = redact(str(getattr(exc, "message", None) or exc))
-    log.warning("model call failed: %s (HTTP %s): %s", name, status, full)
+    log.warning("model provider error: %s (HTTP %s): %s", name, status, full)
     detail = client_detail(str(getattr(exc, "message", None) or exc))
     lowered = full.lower()
     missing_key = "missing credentials" in lowered or ("api key" in lowered and "missing" in lowered)

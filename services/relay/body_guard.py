@@ -44,7 +44,8 @@ def problem(body: bytes) -> tuple[str, str, str | None] | None:
         except ValueError:
             return None  # not JSON at all: the route's own parse answers that
         if path is not None:
-            param = dotted(path) or None
+            # a key can be the culprit: written as its escape, so that the answer itself is valid text
+            param = dotted(path).encode("utf-8", "backslashreplace").decode("utf-8") or None
             where = f"`{param}`" if param else "the body"
             return "invalid_text", f"{where} holds a lone surrogate (\\\\ud800-\\\\udfff), which is not text", param
     return None

@@ -15,6 +15,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NotFoundError as JetStreamNotFound
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ossabus.contracts.bus import BusError, Reply
@@ -56,6 +57,9 @@ def endpoint(request_model: type[Req], service: str) -> Callable[[Callable[[Req]
                 reply = Reply.failure(validation_failure(exc).error)
             except BusFailure as exc:
                 reply = Reply.failure(exc.error)
+            except JetStreamNotFound:  # a stream or bucket deleted under us; provisioning brings it back
+                log.warning("%s: storage missing in %s", service, handler.__name__)
+                reply = Reply.failure(BusError(code="unavailable", message="storage is unavailable; try again shortly"))
             except Exception:
                 log.exception("%s: unexpected failure in %s", service, handler.__name__)
                 reply = Reply.failure(
