@@ -50,7 +50,15 @@ def _add_service_options(p: argparse.ArgumentParser, relay_only: str) -> None:
 
 
 def _add_bus_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nats-url", help="use this NATS server (default: $NATS_URL)")
+    p.add_argument(
+        "--nats-url",
+        help="use this NATS server (default: $NATS_URL); may carry user:password@ or token@, tls:// for TLS",
+    )
+    p.add_argument("--nats-creds", metavar="FILE", help="NATS .creds file (JWT and nkey) ($OSSABUS_NATS_CREDS)")
+    p.add_argument("--nats-nkey", metavar="FILE", help="NATS nkey seed file ($OSSABUS_NATS_NKEY)")
+    p.add_argument("--nats-ca", metavar="FILE", help="CA certificates to trust for NATS TLS ($OSSABUS_NATS_CA)")
+    p.add_argument("--nats-cert", metavar="FILE", help="client certificate for NATS TLS ($OSSABUS_NATS_CERT)")
+    p.add_argument("--nats-key", metavar="FILE", help="its private key ($OSSABUS_NATS_KEY)")
     p.add_argument("--log-format", choices=("text", "json"), help="log format (default: text)")
     p.add_argument("--replicas", type=int, default=1, help="JetStream replicas for streams and buckets")
 
@@ -90,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     imp.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
 
+    creds = sub.add_parser(
+        "credentials", help="print the NATS URL (with its password) that `ossabus up` made for a role"
+    )
+    creds.add_argument("role", choices=("client", "worker"), help="client: task publishers; worker: tool workers")
+    creds.add_argument("--data-dir", type=Path, help="the data folder `ossabus up` used (default: per-user)")
+
     contracts = sub.add_parser("contracts", help="bus contracts")
     csub = contracts.add_subparsers(dest="contracts_command", required=True)
     export = csub.add_parser("export", help="write JSON Schemas of the bus messages to DIR")
@@ -97,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     asyncapi = csub.add_parser("asyncapi", help="print the AsyncAPI 3.0 document of the bus")
     asyncapi.add_argument("--format", choices=("yaml", "json"), default="yaml")
     asyncapi.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    csub.add_parser("nats-auth", help="print the NATS users and permissions block for your own nats-server")
     return parser
 
 
@@ -109,11 +124,24 @@ def main(argv: list[str] | None = None) -> int:
         "convert": cmd_convert,
         "import-assistant": cmd_import_assistant,
         "contracts": cmd_contracts,
+        "credentials": cmd_credentials,
     }[args.command]
     try:
         return handler(args)
     except BrokenPipeError:  # `ossabus validate ... | head`
         return EXIT_OK
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    from ossabus.runtime.bus_auth import local_url
+    from ossabus.runtime.settings import default_data_dir
+
+    data_dir = args.data_dir or default_data_dir()
+    url = local_url(args.role, data_dir)
+    if url is None:
+        return _fail(f"no credentials in {data_dir}: start `ossabus up` (with its embedded NATS) there first", 1)
+    print(url)
+    return EXIT_OK
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -143,6 +171,9 @@ def _settings(args: argparse.Namespace):
         settings.auth_file = str(args.auth_file)
     if args.nats_url:
         settings.nats_url = args.nats_url
+    for option in ("nats_creds", "nats_nkey", "nats_ca", "nats_cert", "nats_key"):
+        if getattr(args, option, None):
+            setattr(settings, option, getattr(args, option))
     if args.log_format:
         settings.log_format = args.log_format
     if getattr(args, "data_dir", None):
@@ -340,6 +371,11 @@ def cmd_contracts(args: argparse.Namespace) -> int:
             args.output.write_text(text)
         else:
             sys.stdout.write(text)
+        return EXIT_OK
+    if args.contracts_command == "nats-auth":
+        from ossabus.runtime.bus_auth import operator_config
+
+        sys.stdout.write(operator_config())
         return EXIT_OK
 
     for path in export_schemas(args.dir):

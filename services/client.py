@@ -32,6 +32,7 @@ from ossabus.contracts.bus import (
     ToolOutputAnswer,
 )
 from ossabus.contracts.ids import new_id
+from ossabus.runtime.bus_auth import default_url
 
 
 class TaskError(Exception):
@@ -86,8 +87,11 @@ class OssabusClient:
         self._owns_connection = False
 
     @classmethod
-    async def connect(cls, url: str = "nats://127.0.0.1:4222", timeout: float = 300.0) -> OssabusClient:
-        client = cls(await nats.connect(url), timeout)
+    async def connect(cls, url: str | None = None, timeout: float = 300.0, **options: Any) -> OssabusClient:
+        """Connect as a task publisher. Without `url`: `NATS_URL`, else the `client` credentials of the
+        local `ossabus up` (its bus is locked), else nats://127.0.0.1:4222. `options` go to nats.connect
+        (`user_credentials`, `tls`, ...)."""
+        client = cls(await nats.connect(url or default_url("client"), **options), timeout)
         client._owns_connection = True
         return client
 

@@ -35,6 +35,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.tools import ToolAnnouncement, ToolCallReply, ToolCallRequest, ToolError
 from ossabus.runtime import tracing
+from ossabus.runtime.bus_auth import default_url
 
 log = logging.getLogger(__name__)
 ANNOUNCE_EVERY_S = 30.0
@@ -49,8 +50,11 @@ class _Tool:
 
 
 class ToolWorker:
-    def __init__(self, nats_url: str = "nats://127.0.0.1:4222", announce_every_s: float = ANNOUNCE_EVERY_S):
-        self.nats_url = nats_url
+    def __init__(self, nats_url: str | None = None, announce_every_s: float = ANNOUNCE_EVERY_S, **options: Any):
+        """`nats_url` None: `NATS_URL`, else the local `ossabus up`'s `worker` credentials (see
+        `ossabus credentials worker`); `options` go to nats.connect (`user_credentials`, `tls`, ...)."""
+        self.nats_url = nats_url or default_url("worker")
+        self.options = options
         self.announce_every_s = announce_every_s
         self.worker_id = new_id("worker")
         self.tools: dict[str, _Tool] = {}
@@ -72,7 +76,9 @@ class ToolWorker:
         return register
 
     async def start(self) -> None:
-        self.nc = await nats.connect(self.nats_url, name=f"ossabus-tools-{self.worker_id}", max_reconnect_attempts=-1)
+        self.nc = await nats.connect(
+            self.nats_url, name=f"ossabus-tools-{self.worker_id}", max_reconnect_attempts=-1, **self.options
+        )
         for tool in self.tools.values():
             await self.nc.subscribe(
                 subjects.tool(tool.name), queue=subjects.tool_queue(tool.name), cb=self._handler(tool)

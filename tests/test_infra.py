@@ -1,5 +1,6 @@
 """infra/: every file parses, passes the schema checker of its kind, and agrees with the code."""
 
+import os
 import shlex
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from ossabus.contracts import subjects
 from ossabus.runtime.nats_server import find_nats_server
 
 from conftest import REPO
+from tls_certs import make_certificates
 
 INFRA = REPO / "infra"
 YAML_FILES = sorted(p for p in INFRA.rglob("*") if p.suffix in (".yaml", ".yml"))
@@ -35,14 +37,44 @@ def test_every_yaml_file_parses(path):
     assert documents(path)
 
 
-@pytest.mark.parametrize("path", sorted((INFRA / "nats").rglob("*.conf")), ids=lambda p: p.name)
-def test_nats_configurations_are_valid_for_nats_server(path):
+SERVER_CONFS = sorted(p for p in (INFRA / "nats").rglob("*.conf") if p.name not in ("auth.conf", "tls.conf"))
+
+
+@pytest.fixture(scope="module")
+def nats_secrets(tmp_path_factory) -> dict[str, str]:
+    """What an operator puts in nats-server's environment: the users' passwords and the TLS files."""
+    from ossabus.runtime.bus_auth import PASSWORD_VARIABLES
+
+    certificates = make_certificates(tmp_path_factory.mktemp("tls"))
+    return {**certificates.env(), **{name: f"pw-{name.lower()}" for name in PASSWORD_VARIABLES.values()}}
+
+
+@pytest.mark.parametrize("path", SERVER_CONFS, ids=lambda p: p.name)
+def test_nats_configurations_are_valid_locked_and_refuse_to_start_without_secrets(path, nats_secrets):
     binary = find_nats_server()
     assert binary is not None
-    checked = subprocess.run([str(binary), "-c", str(path), "-t"], capture_output=True, text=True, check=False)
+    base = {k: v for k, v in os.environ.items() if k not in nats_secrets}
+    checked = subprocess.run(
+        [str(binary), "-c", str(path), "-t"], capture_output=True, text=True, check=False, env={**base, **nats_secrets}
+    )
     assert checked.returncode == 0, checked.stderr
     assert "is valid" in checked.stdout + checked.stderr
-    assert "max_payload: 8MB" in path.read_text()
+    text = path.read_text()
+    assert "max_payload: 8MB" in text
+    assert "auth.conf" in text
+    assert "tls.conf" in text
+    if "cluster {" in text:
+        assert "verify: true" in text  # routes authenticate with certificates
+    missing = subprocess.run(
+        [str(binary), "-c", str(path), "-t"], capture_output=True, text=True, env=base, check=False
+    )
+    assert missing.returncode != 0  # no default secret: an unset password stops the server
+
+
+def test_the_nats_users_for_operators_match_the_code():
+    from ossabus.runtime.bus_auth import operator_config
+
+    assert (INFRA / "nats" / "auth.conf").read_text() == operator_config()
 
 
 def test_the_compose_file_follows_the_compose_specification():

@@ -56,8 +56,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class EmbeddedNats:
     """One nats-server process with JetStream, owned by this process."""
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 4222, binary: Path | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 4222,
+        binary: Path | None = None,
+        authorization: str | None = None,
+    ):
         self.data_dir = Path(data_dir)
+        self.authorization = authorization
         self.host = host
         self.port = port
         self.binary = binary
@@ -82,11 +90,16 @@ class EmbeddedNats:
         for stale in ports_dir.glob("*.ports"):
             stale.unlink(missing_ok=True)
         config = self.data_dir / "nats-server.conf"
-        config.write_text(
+        text = (
             "# written by ossabus up; edit ossabus, not this file\n"
             f"max_payload: {MAX_PAYLOAD}\n"
             f"jetstream {{\n  store_dir: {json.dumps(str(self.data_dir / 'jetstream'))}\n}}\n"
+            + (self.authorization or "")
         )
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the bus's passwords
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(config, 0o600)
         args = [
             str(binary),
             "-c",

@@ -50,6 +50,12 @@ class Settings:
     mcp_config: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_MCP_CONFIG") or None)
     # API keys with their projects and roles (see ossabus.relay.auth); OSSABUS_API_KEYS adds admins of `default`.
     auth_file: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_AUTH_FILE") or None)
+    # NATS credentials and TLS beyond what the URL carries (see ossabus.runtime.nats_connect).
+    nats_creds: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_NATS_CREDS") or None)
+    nats_nkey: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_NATS_NKEY") or None)
+    nats_ca: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_NATS_CA") or None)
+    nats_cert: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_NATS_CERT") or None)
+    nats_key: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_NATS_KEY") or None)
     log_format: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_FORMAT", "text"))
     log_level: str = field(default_factory=lambda: os.environ.get("OSSABUS_LOG_LEVEL", "INFO"))
 

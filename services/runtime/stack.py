@@ -14,6 +14,8 @@ from ossabus.registry.service import RegistryService
 from ossabus.relay.auth import AuthConfigError, configured_keys
 from ossabus.relay.service import RelayService
 from ossabus.runtime import tracing
+from ossabus.runtime.bus_auth import SERVICE_USER, BusCredentials, redact
+from ossabus.runtime.nats_connect import connect_options
 from ossabus.runtime.nats_server import EmbeddedNats
 from ossabus.runtime.provision import Topology, provision
 from ossabus.runtime.service import Service
@@ -74,6 +76,7 @@ async def prepare_bus(settings: Settings) -> None:
         nc = await asyncio.wait_for(
             nats.connect(
                 settings.nats_url,
+                **connect_options(settings),
                 connect_timeout=5,
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.5,
@@ -84,7 +87,8 @@ async def prepare_bus(settings: Settings) -> None:
             timeout=15,
         )
     except (Exception, TimeoutError) as exc:
-        raise StartupError(f"cannot connect to NATS at {settings.nats_url}: {exc or type(exc).__name__}") from exc
+        where = redact(settings.nats_url)
+        raise StartupError(f"cannot connect to NATS at {where}: {exc or type(exc).__name__}") from exc
     try:
         if nc.max_payload < MIN_RECOMMENDED_PAYLOAD:
             log.warning(
@@ -95,7 +99,7 @@ async def prepare_bus(settings: Settings) -> None:
             await provision(nc.jetstream(), Topology(replicas=settings.replicas))
         except Exception as exc:
             raise StartupError(
-                f"cannot provision JetStream at {settings.nats_url} (is JetStream enabled?): {exc}"
+                f"cannot provision JetStream at {redact(settings.nats_url)} (is JetStream enabled?): {exc}"
             ) from exc
     finally:
         await nc.close()
@@ -110,9 +114,24 @@ async def run(settings: Settings, names: list[str], *, embedded: bool) -> None:
     install_stop_signals(stop)
     try:
         if embedded and not settings.nats_url:
-            server = EmbeddedNats(settings.data_dir / "nats", settings.nats_host, settings.nats_port)
-            settings.nats_url = await asyncio.to_thread(server.start)
-            log.info("embedded nats-server with JetStream at %s (data in %s)", settings.nats_url, server.data_dir)
+            credentials = BusCredentials.load_or_create(settings.data_dir)
+            server = EmbeddedNats(
+                settings.data_dir / "nats",
+                settings.nats_host,
+                settings.nats_port,
+                authorization=credentials.server_config(),
+            )
+            url = await asyncio.to_thread(server.start)
+            host, port = url.removeprefix("nats://").rsplit(":", 1)
+            settings.nats_url = credentials.url(SERVICE_USER, host, int(port))
+            written = credentials.write_urls(host, int(port))
+            log.info("embedded nats-server with JetStream at %s (data in %s)", url, server.data_dir)
+            log.info(
+                "the bus is locked: other systems connect with %s (task publishers) or %s (tool workers); "
+                "`ossabus credentials client|worker` prints them",
+                written["client"],
+                written["worker"],
+            )
         await prepare_bus(settings)
         services = [SERVICES[n](settings) for n in SERVICES if n in names]
         ready = asyncio.create_task(_announce(services, settings, stop))
@@ -132,6 +151,6 @@ async def _announce(services: list[Service], settings: Settings, stop: asyncio.E
         if relay is None or (relay.server is not None and relay.server.started):
             where = f"http://{relay.address[0]}:{relay.address[1]}" if relay else "(no HTTP)"
             names = ", ".join(s.name for s in services)
-            log.info("ossabus is up: %s; NATS %s; services: %s", where, settings.nats_url, names)
+            log.info("ossabus is up: %s; NATS %s; services: %s", where, redact(settings.nats_url), names)
             return
         await asyncio.sleep(0.05)
