@@ -151,3 +151,28 @@ def test_relay_probes_and_the_dockerfile_point_at_what_exists():
         if line.startswith("COPY "):
             for source in shlex.split(line)[1:-1]:
                 assert (REPO / source).exists(), source
+
+
+def test_no_default_secrets_and_no_nats_port_on_the_host():
+    compose = documents(INFRA / "compose.yaml")[0]
+    assert "ports" not in compose["services"]["nats"]  # 4222 and 8222 stay on the containers' network
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:") or name == "relay", (name, port)
+    text = (INFRA / "compose.yaml").read_text()
+    for variable in ("OSSABUS_API_KEYS", "NATS_OSSABUS_PASSWORD", "NATS_CLIENT_PASSWORD", "NATS_WORKER_PASSWORD"):
+        assert f"${{{variable}:?" in text  # compose refuses to start without it
+    assert "tls://ossabus:" in text
+    kinds = [doc.get("kind") for path in K8S for doc in documents(path)]
+    assert "Secret" not in kinds  # created from the operator's secret store, never shipped
+    assert "change-me" not in "".join(p.read_text() for p in K8S)
+    values = documents(INFRA / "k8s" / "nats-values.yaml")[0]
+    assert values["config"]["nats"]["tls"]["enabled"] is True
+    assert values["config"]["cluster"]["tls"]["merge"]["verify"] is True
+
+
+def test_the_helm_values_carry_the_same_permission_matrix():
+    from ossabus.runtime.bus_auth import permissions
+
+    users = documents(INFRA / "k8s" / "nats-values.yaml")[0]["config"]["merge"]["authorization"]["users"]
+    assert {u["user"]: u["permissions"] for u in users} == permissions()

@@ -23,6 +23,7 @@ from ossabus.relay.auth import KeyRing, configured_keys, install_auth
 from ossabus.relay.body_guard import BodyGuard
 from ossabus.relay.catalog import Catalog
 from ossabus.relay.errors import install_error_handlers
+from ossabus.relay.openapi_doc import install_openapi
 from ossabus.runtime import tracing
 from ossabus.runtime.bus import BusClient
 from ossabus.runtime.provision import Topology
@@ -46,6 +47,7 @@ def create_app(
     app.state.catalog = Catalog(bus)
     app.state.topology = topology or Topology()
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodyGuard)  # inside auth (added after it, so outer): no key, no body read
     install_auth(app, keys if keys is not None else configured_keys())
 

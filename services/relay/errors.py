@@ -101,6 +101,22 @@ def _reprovision(app: FastAPI) -> None:
     app.state.reprovisioning = asyncio.get_running_loop().create_task(again())
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path takes, read from the OpenAPI document (FastAPI's included
+    routers do not expose their routes' methods to a path match)."""
+    import re
+
+    matches: list[tuple[int, set[str]]] = []
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            matches.append((template.count("{"), {m.upper() for m in operations}))
+    if not matches:
+        return []
+    fewest = min(n for n, _ in matches)  # `/v1/threads/runs` is that path, not a thread named `runs`
+    return sorted(set().union(*(m for n, m in matches if n == fewest)))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError):
@@ -134,7 +150,12 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "request body is too large"
         else:
             message = str(exc.detail)
-        return error_response(exc.status_code, message)
+        response = error_response(exc.status_code, message)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        if exc.status_code == 405:  # every method of the path, not only the first route's (RFC 9110)
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
+        return response
 
     @app.exception_handler(NatsNotFound)
     @app.exception_handler(NoRespondersError)
