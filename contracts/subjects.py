@@ -223,3 +223,12 @@ def run_steps(thread_id: str, run_id: str) -> str:
 def active_run_key(thread_id: str) -> str:
     """Key in the threads bucket holding the id of the thread's one active run."""
     return f"active.{token(thread_id)}"
+
+
+def turn_key(thread_id: str, run_id: str, turn: int) -> str:
+    """Key in the runs bucket holding the ids of a run's n-th model turn (its message and steps)."""
+    return f"turn.{token(thread_id)}.{token(run_id)}.{turn}"
+
+
+def thread_turns(thread_id: str) -> str:
+    return f"turn.{token(thread_id)}.>"

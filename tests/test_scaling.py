@@ -77,15 +77,17 @@ async def submit_all(nats_url: str, texts: list[str]):
         return tasks, await asyncio.gather(*(t.result() for t in tasks))
 
 
-def test_two_executor_processes_share_two_hundred_tasks_exactly_once(cluster, nats_url):
-    cluster.add_executor(max_runs=8)
-    cluster.add_executor(max_runs=8)
-    texts = [f"task number {i}" for i in range(200)]
+def test_two_executor_processes_share_three_hundred_tasks_exactly_once(cluster, nats_url):
+    # at the executors' default concurrency and a 200 ms upstream: each run lists its thread and steps
+    # several times, and listings that each created a consumer hit the stream's consumer limit here
+    cluster.add_executor(max_runs=64)
+    cluster.add_executor(max_runs=64)
+    texts = [f"task number {i} [[slow:0.2]]" for i in range(300)]
     tasks, results = asyncio.run(submit_all(nats_url, texts))
     wrong = [
         (t, r)
         for t, r, text in zip(tasks, results, texts, strict=True)
-        if (r.status, r.output_text) != ("completed", f"Echo: {text}")
+        if (r.status, r.output_text) != ("completed", f"Echo: {text.removesuffix(' [[slow:0.2]]')}")
     ]
     details = []
     for t, r in wrong[:3]:
@@ -94,7 +96,7 @@ def test_two_executor_processes_share_two_hundred_tasks_exactly_once(cluster, na
         details.append((r.status, r.output_text, r.usage, shown))
     assert not wrong, details
     shares = cluster.completed_by()
-    assert sum(shares) == 200, shares
+    assert sum(shares) == 300, shares
     assert all(share > 0 for share in shares), f"an executor took no part: {shares}"
     sample = tasks[::20]
     for task in sample:

@@ -52,6 +52,7 @@ from ossabus.runtime.events import RunEvents
 from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store.slots import Slots
 from ossabus.store.state import State
+from ossabus.store.turns import TurnIds, turn_ids
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = 25
@@ -65,11 +66,27 @@ def now() -> int:
 
 @dataclass
 class TurnResult:
+    ids: TurnIds
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     message: Message | None = None
     message_step: RunStep | None = None
     tool_step: RunStep | None = None
+
+
+def log_ending(run: Run) -> None:
+    """One line per ended run; one that did not complete says why, as its `last_error` does (provider
+    errors reach it already stripped of anything but the provider's own message)."""
+    if run.status == "completed":
+        log.info("run %s completed", run.id)
+    elif run.last_error is not None:
+        log.warning("run %s %s: %s: %s", run.id, run.status, run.last_error.code, run.last_error.message)
+    elif run.incomplete_details is not None:
+        log.warning("run %s incomplete: %s", run.id, run.incomplete_details.reason)
+    elif run.status == "expired":
+        log.warning("run %s expired: it passed its expires_at (%s)", run.id, run.expires_at)
+    else:
+        log.info("run %s %s", run.id, run.status)
 
 
 def tool_error(code: str, message: str) -> str:
@@ -79,6 +96,10 @@ def tool_error(code: str, message: str) -> str:
 
 class RunCancelled(Exception):
     """Raised inside a run when a cancel request for it arrives."""
+
+
+class RunEnded(Exception):
+    """The run is terminal already (another carrier ended it): this carrier writes nothing more."""
 
 
 class Runner:
@@ -94,7 +115,17 @@ class Runner:
     # --- entry ---------------------------------------------------------------------------------------
 
     async def carry(self, request: RunRequest) -> None:
-        """Move the run forward as far as it can go now. Returns when it is terminal or parked."""
+        """Move the run forward as far as it can go now. Returns when it is terminal or parked.
+
+        Raises `LeaseLost` when another carrier took the run over: this one then stops at once, having
+        written nothing after the fence said so.
+        """
+        try:
+            await self._carry(request)
+        except RunEnded:
+            log.info("run %s was ended by another carrier; nothing more to do here", request.run_id)
+
+    async def _carry(self, request: RunRequest) -> None:
         run = await self.state.get_run(request.thread_id, request.run_id)
         if run is None or run.terminal or run.status == "requires_action":
             return  # deleted, finished, or waiting for the client: nothing to do
@@ -166,14 +197,16 @@ class Runner:
         """The run's task was cancelled on request: record it."""
         run = await self.state.get_run(request.thread_id, request.run_id)
         if run is not None and not run.terminal:
-            await self.finish(run, RunEvents(self.nc, run.thread_id, run.id), "cancelled")
+            with contextlib.suppress(RunEnded):
+                await self.finish(run, RunEvents(self.nc, run.thread_id, run.id), "cancelled")
 
     async def fail(self, request: RunRequest, message: str) -> None:
         """Give up on a run that could not be carried (e.g. after its last delivery)."""
         run = await self.state.get_run(request.thread_id, request.run_id)
         if run is not None and not run.terminal:
             events = RunEvents(self.nc, run.thread_id, run.id)
-            await self.finish(run, events, "failed", error=LastError(code="server_error", message=message))
+            with contextlib.suppress(RunEnded):
+                await self.finish(run, events, "failed", error=LastError(code="server_error", message=message))
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -214,12 +247,13 @@ class Runner:
                 params=self.params(run, definition, budget, bool(offered.by_name)),
                 tools=offered.for_model() or None,
             )
-            turn = await self.turn(run, call, definition, events)
+            number = 1 + sum(1 for s in steps if s.type == "tool_calls")
+            ids = await turn_ids(self.state.runs_kv, run.thread_id, run.id, number)
+            turn = await self.turn(run, call, definition, events, ids)
             run = await self.transition(run, None, usage=usage + turn.usage)
-            turn_step = turn.message_step or turn.tool_step
             await usage_reports.report(
                 self.nc,
-                record_id=f"{run.id}.{turn_step.id if turn_step else new_id('turn')}",
+                record_id=f"{run.id}.{new_id('usage')}",  # one per model call: a turn asked twice was paid twice
                 agent=definition.name,
                 model=model,
                 kind="run",
@@ -290,8 +324,10 @@ class Runner:
 
     # --- one model turn --------------------------------------------------------------------------------
 
-    async def turn(self, run: Run, call: llm.LLMRequest, definition: AgentDefinition, events: RunEvents) -> TurnResult:
-        result = TurnResult()
+    async def turn(
+        self, run: Run, call: llm.LLMRequest, definition: AgentDefinition, events: RunEvents, ids: TurnIds
+    ) -> TurnResult:
+        result = TurnResult(ids=ids)
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         traced = definition.observability.tracing
@@ -343,7 +379,7 @@ class Runner:
         """One streamed chunk: text goes to the turn's message, tool-call pieces to its tool step."""
         if chunk.text:
             if result.message is None:
-                result.message_step, result.message = await self.open_message(run, events)
+                result.message_step, result.message = await self.open_message(run, events, result.ids)
             text.append(chunk.text)
             await events.emit(
                 "thread.message.delta",
@@ -357,7 +393,9 @@ class Runner:
             )
         for delta in chunk.tool_calls:
             if result.tool_step is None:
-                result.tool_step = await self.open_tool_step(run, events)
+                result.tool_step = await self.open_step(
+                    run, ToolCallsDetails(tool_calls=[]), events, result.ids.tool_step_id
+                )
             slot = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
             slot["id"] = slot["id"] or delta.id or ""
             slot["name"] = slot["name"] or delta.name or ""
@@ -381,9 +419,9 @@ class Runner:
         if chunk.usage:
             result.usage = Usage(**chunk.usage)
 
-    async def open_message(self, run: Run, events: RunEvents) -> tuple[RunStep, Message]:
+    async def open_message(self, run: Run, events: RunEvents, ids: TurnIds) -> tuple[RunStep, Message]:
         message = Message(
-            id=new_id("msg"),
+            id=ids.message_id,
             created_at=now(),
             thread_id=run.thread_id,
             status="in_progress",
@@ -391,7 +429,8 @@ class Runner:
             assistant_id=run.assistant_id,
             run_id=run.id,
         )
-        step = await self.open_step(run, MessageCreationDetails(message_creation={"message_id": message.id}), events)
+        details = MessageCreationDetails(message_creation={"message_id": message.id})
+        step = await self.open_step(run, details, events, ids.message_step_id)
         await self.state.put_message(message)
         await events.emit("thread.message.created", message)
         await events.emit("thread.message.in_progress", message)
@@ -413,15 +452,12 @@ class Runner:
         await events.emit("thread.run.step.completed", step)
         return message
 
-    async def open_tool_step(self, run: Run, events: RunEvents) -> RunStep:
-        return await self.open_step(run, ToolCallsDetails(tool_calls=[]), events)
-
     async def open_step(
-        self, run: Run, details: MessageCreationDetails | ToolCallsDetails, events: RunEvents
+        self, run: Run, details: MessageCreationDetails | ToolCallsDetails, events: RunEvents, step_id: str
     ) -> RunStep:
         """A new step of the run, stored and announced (created, then in_progress)."""
         step = RunStep(
-            id=new_id("step"),
+            id=step_id,
             created_at=now(),
             assistant_id=run.assistant_id,
             thread_id=run.thread_id,
@@ -534,7 +570,8 @@ class Runner:
 
     async def pick_up(self, run: Run, definition: AgentDefinition, events: RunEvents) -> bool:
         """Continue from what earlier attempts stored (one listing of the run's steps). A turn cut off
-        mid-stream is dropped, so it is redone once and no assistant message appears twice; a step
+        mid-stream is dropped and redone under the same ids (`store.turns`), so no assistant message
+        appears twice; an answer that was stored whole is kept even if its step was not closed; a step
         whose calls the model already made (approved, or left by a carrier that died) is finished; a
         final answer that was stored but never ended the run ends it now, instead of asking the model
         for a second one. True when the run is parked or ended."""
@@ -542,7 +579,13 @@ class Runner:
         for step in await self.state.list_steps(run.thread_id, run.id):
             details = step.step_details
             if step.status == "in_progress" and isinstance(details, MessageCreationDetails):
-                await self.state.delete_message(run.thread_id, details.message_creation["message_id"])
+                message_id = details.message_creation["message_id"]
+                message = await self.state.get_message(run.thread_id, message_id)
+                if message is not None and message.status in ("completed", "incomplete"):
+                    step.status, step.completed_at = "completed", message.completed_at or now()
+                    kept.append(await self.state.put_step(step))
+                    continue
+                await self.state.delete_message(run.thread_id, message_id)
                 await self.state.delete_step(run.thread_id, run.id, step.id)
             elif step.status == "in_progress" and not details.tool_calls:  # the calls never arrived whole
                 await self.state.delete_step(run.thread_id, run.id, step.id)
@@ -604,7 +647,7 @@ class Runner:
         await self.give_slot_back(run)
         await events.emit(f"thread.run.{status}", run)
         await self.state.release_thread(run.thread_id, run.id)
-        log.info("run %s %s", run.id, status)
+        log_ending(run)
         return run
 
     async def close_open_steps(self, run: Run, status: str) -> None:
@@ -619,11 +662,15 @@ class Runner:
     # --- helpers -----------------------------------------------------------------------------------------
 
     async def transition(self, run: Run, status: str | None, **fields: Any) -> Run:
-        """Write status and fields with compare-and-set; a concurrent cancel request wins over progress."""
+        """Write status and fields with compare-and-set; a concurrent cancel request wins over progress,
+        and a run that is terminal stays so (`RunEnded`): only the carrier whose write ended the run
+        announces its end."""
         cancel_seen = False
 
         def change(current: Run) -> Run:
             nonlocal cancel_seen
+            if current.terminal:
+                raise RunEnded(current.id)
             if current.status == "cancelling" and status not in ("cancelled", "failed", "expired"):
                 cancel_seen = True
             updated = current.model_copy(update=fields)

@@ -30,7 +30,6 @@ from ossabus.contracts.bus import (
     TaskMessage,
     TaskResult,
 )
-from ossabus.contracts.ids import new_id
 from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import ToolAnnouncement
 from ossabus.executor.agents import AgentDirectory
@@ -42,7 +41,7 @@ from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
-from ossabus.store.leases import Leases
+from ossabus.store.leases import Fence, LeaseLost, Leases, fenced
 from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ class ExecutorService(Service):
         self.chat = ChatCompletions(nc, self.agents)
         self.tasks = Tasks(nc, self.runner.state, self.agents)
         await nc.publish(subjects.TOOL_ROLL_CALL, b"")  # workers answer with their tools
-        self.leases = Leases(self.runner.state.runs_kv, new_id("executor"), self.settings.ack_wait_s)
+        self.leases = Leases(self.runner.state.runs_kv, self.settings.ack_wait_s)
 
     # --- runs ------------------------------------------------------------------------------------------
 
@@ -156,19 +155,27 @@ class ExecutorService(Service):
         assert self.runner is not None
         assert self.leases is not None
         raw = msg.raw_message
-        if not await self.leases.acquire(request.run_id):
-            # Alive elsewhere, or a dead executor's lease not yet lapsed: look again just after it ends
-            # (not a whole ack wait later, which doubled the time a killed executor's runs waited).
+        fence = await self.leases.acquire(request.run_id)
+        if fence is None:
+            # Alive elsewhere (or in this process, from an earlier delivery), or a dead executor's lease
+            # not yet lapsed: look again just after it ends (not a whole ack wait later, which doubled
+            # the time a killed executor's runs waited).
             await raw.nak(delay=self.leases.expires_in() + 0.5)
             return False
         task = asyncio.current_task()
         assert task is not None
-        renewal = asyncio.create_task(self._renew(request.run_id, task))
+        renewal = asyncio.create_task(self._renew(fence, task))
         self.running[request.run_id] = task
         try:
-            await self.runner.carry(request)
+            with fenced(fence):
+                await self.runner.carry(request)
             await msg.ack()
             return True
+        except LeaseLost:
+            # Another carrier has the run: it acknowledges the message when it is done. Acking this
+            # delivery would ack theirs too, and a crash of theirs would then lose the run.
+            log.warning("run %s: another carrier took it over; stopped here without writing", request.run_id)
+            return False
         except asyncio.CancelledError:
             if request.run_id in self.lease_lost:
                 task.uncancel()
@@ -191,25 +198,25 @@ class ExecutorService(Service):
         finally:
             renewal.cancel()
             with contextlib.suppress(Exception):
-                await self.leases.release(request.run_id)
+                await fence.release()
             self.running.pop(request.run_id, None)
             self.cancel_requested.discard(request.run_id)
             self.lease_lost.discard(request.run_id)
 
-    async def _renew(self, run_id: str, carrier: asyncio.Task) -> None:
-        """Keep the run's lease; if another executor took it (we stalled past its expiry), stop at once."""
-        assert self.leases is not None
+    async def _renew(self, fence: Fence, carrier: asyncio.Task) -> None:
+        """Keep the run's lease while the carrier waits (on the model, on a tool); if another carrier
+        took it (we stalled past its expiry), stop this one at once. Writes check it themselves."""
         while True:
             await asyncio.sleep(self.settings.ack_wait_s / 3)
             try:
-                held = await self.leases.acquire(run_id)
-            except Exception:  # the bus is down: the next renewal will tell
-                continue
-            if not held:
-                log.warning("lost the lease of run %s to another executor; stopping it here", run_id)
-                self.lease_lost.add(run_id)
+                await fence.hold()
+            except LeaseLost:
+                log.warning("lost the lease of run %s to another carrier; stopping it here", fence.run_id)
+                self.lease_lost.add(fence.run_id)
                 carrier.cancel()
                 return
+            except Exception:  # the bus is down: the next renewal will tell
+                continue
 
     async def _keep_alive(self, raw) -> None:
         with contextlib.suppress(Exception):

@@ -8,6 +8,9 @@ nats-py writes to the socket from a separate flusher task. When the model's toke
 burst, the loop that publishes them never suspends, the flusher never runs, and every delta leaves
 together at the end (seen: first token 25 ms late with an instant upstream). Yielding once after
 each fire-and-forget publish lets the flusher write it at once.
+
+State changes published by a run's carrier go through its fence (`store.leases`): retried through
+NATS outages, never published by a carrier that lost the run.
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ from pydantic import BaseModel
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import RunEvent
+from ossabus.store.leases import current_fence, fenced_write
 
 FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta")
+# A run ends once; the message id makes JetStream drop a second copy of its ending (a publish tried
+# again after a lost acknowledgement), on top of the fence that stops a second carrier.
+ONCE_PER_RUN = tuple(f"thread.run.{status}" for status in ("completed", "failed", "cancelled", "expired", "incomplete"))
 
 
 class RunEvents:
@@ -34,8 +41,13 @@ class RunEvents:
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
         body = RunEvent(event=event, thread_id=self.thread_id, run_id=self.run_id, data=payload)
         subject = subjects.run_event(self.thread_id, self.run_id, event)
+        fence = current_fence()
         if event in FIRE_AND_FORGET:
+            if fence is not None and fence.lost:
+                return  # another carrier streams this run now
             await self.nc.publish(subject, body.model_dump_json().encode())
             await asyncio.sleep(0)  # let nats-py's flusher write it now (see the module docstring)
-        else:
-            await self.js.publish(subject, body.model_dump_json().encode(), timeout=5)
+            return
+        headers = {"Nats-Msg-Id": f"{self.run_id}.{event}"} if event in ONCE_PER_RUN else None
+        data = body.model_dump_json().encode()
+        await fenced_write(lambda: self.js.publish(subject, data, timeout=5, headers=headers))

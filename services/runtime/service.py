@@ -29,7 +29,7 @@ def make_broker(settings: Settings, name: str) -> NatsBroker:
         middlewares=middlewares,
         name=f"ossabus-{name}",
         max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
+        reconnect_time_wait=0.5,  # back soon after a NATS restart: carriers waiting to write renew their leases first
         logger=logging.getLogger(f"ossabus.bus.{name}"),
         log_level=logging.DEBUG,
         graceful_timeout=15.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -87,6 +88,73 @@ async def update(
     raise Conflict(key)
 
 
+DIRECT_BATCH = 1024  # the most subjects nats-server matches in one multi_last direct get
+DIRECT_WAIT_S = 10.0
+
+
+class DirectGetUnavailable(Exception):
+    """The direct get API cannot answer this (too many keys, or a stream without allow_direct)."""
+
+
+async def _direct_get(kv: KeyValue, request: dict) -> list[tuple[str, str | None, bytes, int]]:
+    """One batched direct get (`$JS.API.DIRECT.GET`, nats-server >= 2.11): (key, operation, value,
+    sequence) of each message, until the server's end-of-batch marker."""
+    bucket = kv._name
+    prefix = f"$KV.{bucket}."
+    nc = kv._js._nc
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    out: list[tuple[str, str | None, bytes, int]] = []
+    try:
+        await nc.publish(f"$JS.API.DIRECT.GET.KV_{bucket}", json.dumps(request).encode(), reply=inbox)
+        while True:
+            msg = await sub.next_msg(timeout=DIRECT_WAIT_S)
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status == "204":  # end of batch
+                return out
+            if status == "404":  # nothing matches
+                return out
+            if status:
+                raise DirectGetUnavailable(f"{status} {headers.get('Description', '')}".strip())
+            key = headers["Nats-Subject"][len(prefix) :]
+            out.append((key, headers.get("KV-Operation"), msg.data, int(headers["Nats-Sequence"])))
+    finally:
+        await sub.unsubscribe()
+
+
+async def _last_per_key(kv: KeyValue, pattern: str) -> list[tuple[str, str | None, bytes]]:
+    """(key, operation, value) of the latest message of each key matching `pattern`.
+
+    A batched direct get, which creates no consumer: a scan per listing used to create an
+    ephemeral consumer each, and under load (300 tasks over 2 executors) the stream hit nats-server's
+    per-stream consumer limit and runs failed with "maximum consumers limit reached". More than
+    `DIRECT_BATCH` keys, or a stream without direct access, falls back to a consumer, deleted after use.
+    """
+    try:
+        found = await _direct_get(kv, {"multi_last": [f"$KV.{kv._name}.{pattern}"], "batch": DIRECT_BATCH})
+    except DirectGetUnavailable:
+        return await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT)
+    return [(key, op, data) for key, op, data, _ in sorted(found, key=lambda m: m[3])]
+
+
+async def _every_message(kv: KeyValue, key: str) -> list[tuple[str, str | None, bytes]]:
+    """(key, operation, value) of every stored message of one key, oldest first, by direct gets
+    paged on the stream sequence (no consumer)."""
+    out: list[tuple[str, str | None, bytes]] = []
+    sequence = 1
+    try:
+        while True:
+            request = {"seq": sequence, "next_by_subj": f"$KV.{kv._name}.{key}", "batch": 256}
+            page = await _direct_get(kv, request)
+            out.extend((k, op, data) for k, op, data, _ in page)
+            if len(page) < 256:
+                return out
+            sequence = page[-1][3] + 1
+    except DirectGetUnavailable:
+        return await _fetch_all(kv, key, DeliverPolicy.ALL)
+
+
 async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[tuple[str, str | None, bytes]]:
     """(key, operation, value) of every stored message for keys matching `pattern`, in stream order.
 
@@ -105,14 +173,19 @@ async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[
         ),
     )
     out: list[tuple[str, str | None, bytes]] = []
+    info = None
     try:
-        pending = (await sub.consumer_info()).num_pending
+        info = await sub.consumer_info()
+        pending = info.num_pending
         while pending > 0:
             for msg in await sub.fetch(min(pending, 256), timeout=10):
                 pending -= 1
                 out.append((msg.subject[len(prefix) :], (msg.headers or {}).get("KV-Operation"), msg.data))
     finally:
         await sub.unsubscribe()
+        if info is not None:  # or it would count against the stream's consumer limit for 30 s
+            with contextlib.suppress(Exception):
+                await kv._js.delete_consumer(f"KV_{bucket}", info.name)
     return out
 
 
@@ -124,7 +197,7 @@ async def scan(kv: KeyValue, pattern: str, model: type[M]) -> list[M]:
 async def scan_items(kv: KeyValue, pattern: str, model: type[M]) -> list[tuple[str, M]]:
     """(key, value) of every current value whose key matches `pattern`, sorted by key."""
     found: dict[str, M] = {}
-    for key, operation, data in await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT):
+    for key, operation, data in await _last_per_key(kv, pattern):
         value = None if operation in ("DEL", "PURGE") or not data else decode(kv, key, data, model)
         if value is None:
             found.pop(key, None)
@@ -137,7 +210,7 @@ async def history(kv: KeyValue, key: str, model: type[M]) -> list[M]:
     """Every stored value of one key, oldest first (delete markers skipped)."""
     values = [
         decode(kv, key, data, model)
-        for _, op, data in await _fetch_all(kv, key, DeliverPolicy.ALL)
+        for _, op, data in await _every_message(kv, key)
         if op not in ("DEL", "PURGE") and data
     ]
     return [v for v in values if v is not None]

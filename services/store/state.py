@@ -3,6 +3,9 @@
 Keys (see `contracts.subjects`): threads `<thread>`, messages `<thread>.<msg>`, runs `<thread>.<run>`,
 steps `<thread>.<run>.<step>`, and `active.<thread>` holding the thread's one active run. Ids sort by
 creation, so a key-ordered scan is a creation-ordered list.
+
+Writes to messages, runs and steps made by a run's carrier are fenced by its lease (`store.leases`):
+a carrier that lost the run to another cannot write a second answer.
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ import contextlib
 import time
 
 from nats.js import JetStreamContext
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from ossabus.contracts import subjects
 from ossabus.contracts.openai_objects import Message, Run, RunStep, Thread
 from ossabus.store import kv as kvs
+from ossabus.store import turns
 from ossabus.store.kv import Conflict
+from ossabus.store.leases import fenced_write
 
 
 class ActiveRunRecord(BaseModel):
@@ -68,11 +74,14 @@ class State:
             for step in await self.list_steps(thread_id, run.id):
                 await kvs.delete(self.runs_kv, subjects.step_key(thread_id, run.id, step.id))
             await kvs.delete(self.runs_kv, subjects.run_key(thread_id, run.id))
+        await turns.forget_turns(self.runs_kv, thread_id)
         await kvs.delete(self.threads_kv, subjects.active_run_key(thread_id))
 
     # messages ----------------------------------------------------------------------------------------
     async def put_message(self, message: Message) -> Message:
-        await kvs.put(self.messages_kv, subjects.message_key(message.thread_id, message.id), message)
+        await fenced_write(
+            lambda: kvs.put(self.messages_kv, subjects.message_key(message.thread_id, message.id), message)
+        )
         return message
 
     async def get_message(self, thread_id: str, message_id: str) -> Message | None:
@@ -80,17 +89,18 @@ class State:
         return found[0] if found else None
 
     async def update_message(self, thread_id: str, message_id: str, change) -> Message | None:
-        return await kvs.update(self.messages_kv, subjects.message_key(thread_id, message_id), Message, change)
+        key = subjects.message_key(thread_id, message_id)
+        return await fenced_write(lambda: kvs.update(self.messages_kv, key, Message, change))
 
     async def delete_message(self, thread_id: str, message_id: str) -> None:
-        await kvs.delete(self.messages_kv, subjects.message_key(thread_id, message_id))
+        await fenced_write(lambda: kvs.delete(self.messages_kv, subjects.message_key(thread_id, message_id)))
 
     async def list_messages(self, thread_id: str) -> list[Message]:
         return await kvs.scan(self.messages_kv, subjects.thread_messages(thread_id), Message)
 
     # runs ----------------------------------------------------------------------------------------------
     async def put_run(self, run: Run) -> Run:
-        await kvs.put(self.runs_kv, subjects.run_key(run.thread_id, run.id), run)
+        await fenced_write(lambda: kvs.put(self.runs_kv, subjects.run_key(run.thread_id, run.id), run))
         return run
 
     async def get_run(self, thread_id: str, run_id: str) -> Run | None:
@@ -98,7 +108,7 @@ class State:
         return found[0] if found else None
 
     async def update_run(self, thread_id: str, run_id: str, change) -> Run | None:
-        return await kvs.update(self.runs_kv, subjects.run_key(thread_id, run_id), Run, change)
+        return await fenced_write(lambda: kvs.update(self.runs_kv, subjects.run_key(thread_id, run_id), Run, change))
 
     async def list_runs(self, thread_id: str) -> list[Run]:
         runs = await kvs.scan(self.runs_kv, subjects.thread_runs(thread_id), Run)
@@ -106,7 +116,7 @@ class State:
 
     # steps ---------------------------------------------------------------------------------------------
     async def put_step(self, step: RunStep) -> RunStep:
-        await kvs.put(self.runs_kv, subjects.step_key(step.thread_id, step.run_id, step.id), step)
+        await fenced_write(lambda: kvs.put(self.runs_kv, subjects.step_key(step.thread_id, step.run_id, step.id), step))
         return step
 
     async def get_step(self, thread_id: str, run_id: str, step_id: str) -> RunStep | None:
@@ -114,7 +124,7 @@ class State:
         return found[0] if found else None
 
     async def delete_step(self, thread_id: str, run_id: str, step_id: str) -> None:
-        await kvs.delete(self.runs_kv, subjects.step_key(thread_id, run_id, step_id))
+        await fenced_write(lambda: kvs.delete(self.runs_kv, subjects.step_key(thread_id, run_id, step_id)))
 
     async def list_steps(self, thread_id: str, run_id: str) -> list[RunStep]:
         return await kvs.scan(self.runs_kv, subjects.run_steps(thread_id, run_id), RunStep)
@@ -155,7 +165,11 @@ class State:
 
     async def release_thread(self, thread_id: str, run_id: str) -> None:
         key = subjects.active_run_key(thread_id)
-        current = await kvs.read(self.threads_kv, key, ActiveRunRecord)
-        if current and current[0].run_id == run_id:
-            with contextlib.suppress(Exception):
-                await self.threads_kv.delete(key, last=current[1])
+
+        async def release() -> None:
+            current = await kvs.read(self.threads_kv, key, ActiveRunRecord)
+            if current and current[0].run_id == run_id:
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    await self.threads_kv.delete(key, last=current[1])
+
+        await fenced_write(release)
