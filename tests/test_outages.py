@@ -58,9 +58,7 @@ async def run_endings(url: str) -> collections.Counter:
         ("streaming when NATS returns", 10.0, 3 * ACK_WAIT_S),
     ],
 )
-def test_a_nats_outage_longer_than_the_ack_wait_gives_each_run_one_answer(
-    fake_llm, tmp_path, case, stream_s, outage_s
-):
+def test_a_nats_outage_longer_than_the_ack_wait_gives_each_run_one_answer(fake_llm, tmp_path, case, stream_s, outage_s):
     server = EmbeddedNats(tmp_path / "nats", port=free_port())
     url = server.start()
     env = {**llm_env(fake_llm), "OSSABUS_ACK_WAIT_S": str(ACK_WAIT_S)}
@@ -95,9 +93,9 @@ def test_a_nats_outage_longer_than_the_ack_wait_gives_each_run_one_answer(
             messages = httpx.get(f"{running.edge.base_url}/v1/threads/{task.thread_id}/messages").json()["data"]
             assert collections.Counter(m["role"] for m in messages) == {"user": 1, "assistant": 1}, messages
             assert messages[0]["content"][0]["text"]["value"] == expected
-            steps = httpx.get(
-                f"{running.edge.base_url}/v1/threads/{task.thread_id}/runs/{task.run_id}/steps"
-            ).json()["data"]
+            steps = httpx.get(f"{running.edge.base_url}/v1/threads/{task.thread_id}/runs/{task.run_id}/steps").json()[
+                "data"
+            ]
             assert [(s["type"], s["status"]) for s in steps] == [("message_creation", "completed")]
         endings = asyncio.run(run_endings(url))
         assert {task.run_id: endings[task.run_id] for task in tasks} == {task.run_id: 1 for task in tasks}
