@@ -24,6 +24,7 @@ ErrorCode = Literal[
     "unavailable",
     "rate_limit_exceeded",
     "upstream_error",
+    "upstream_timeout",
     "internal_error",
 ]
 
@@ -38,6 +39,7 @@ ERROR_STATUS: dict[str, int] = {
     "unavailable": 503,
     "rate_limit_exceeded": 429,
     "upstream_error": 502,
+    "upstream_timeout": 504,
     "internal_error": 500,
 }
 

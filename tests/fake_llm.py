@@ -7,6 +7,7 @@ Behaviour comes from directives in the conversation, so a test says what it want
   once the conversation ends with tool results, answers `Tool results: <outputs>`;
 - `[[fail:STATUS]]` fails every time; `[[fail:STATUS:N]]` fails the first N attempts of that conversation;
 - `[[slow:SECONDS]]` waits before the first token; `[[delay:MS]]` waits between tokens;
+- `[[stall:MS]]` streams two words, then stalls for MS before the rest;
 - `[[long:N]]` answers N words (`max_tokens` cuts it with finish_reason `length`);
 - `[[json]]` answers a JSON object;
 - `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent);
@@ -62,7 +63,7 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
     last_user = next((text_of(m) for m in reversed(messages) if m.get("role") == "user"), "")
     directives = [(m.group(1), m.group(2), m.group(3)) for m in DIRECTIVE.finditer(last_user)]
     clean = DIRECTIVE.sub("", last_user).strip()
-    out: dict[str, Any] = {"fail": None, "slow": 0.0, "delay": 0.0, "calls": [], "text": f"Echo: {clean}"}
+    out: dict[str, Any] = {"fail": None, "slow": 0.0, "delay": 0.0, "stall": 0.0, "calls": [], "text": f"Echo: {clean}"}
     for name, arg, rest in directives:
         if name == "fail":
             status, _, times = (arg or "500").partition(":")
@@ -74,6 +75,8 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
             out["slow"] = float(arg or 1)
         elif name == "delay":
             out["delay"] = float(arg or 10) / 1000
+        elif name == "stall":
+            out["stall"] = float(arg or 1000) / 1000
         elif name == "long":
             out["text"] = " ".join(f"w{i}" for i in range(int(arg or 100)))
         elif name == "json":
@@ -176,6 +179,8 @@ async def chat(request: Request):
         for i, word in enumerate(parts):
             if p["delay"]:
                 await asyncio.sleep(p["delay"])
+            if i == 2 and p["stall"]:
+                await asyncio.sleep(p["stall"])
             yield chunk({"content": word if i == 0 else " " + word})
         for i, call in enumerate(calls):
             args = call["function"]["arguments"]

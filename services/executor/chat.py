@@ -28,8 +28,16 @@ LLM_ERROR_CODES = {
 }
 
 
+def answered(response: Any) -> bool:
+    """Whether a completion carries text or tool calls (see `llm.NOT_A_COMPLETION`)."""
+    choices = getattr(response, "choices", None) or []
+    message = getattr(choices[0], "message", None) if choices else None
+    return message is not None and bool(getattr(message, "content", None) or getattr(message, "tool_calls", None))
+
+
 def bus_error(error: llm.LLMError) -> BusError:
-    return BusError(code=LLM_ERROR_CODES.get(error.code, "upstream_error"), message=error.message)  # type: ignore[arg-type]
+    code = "upstream_timeout" if error.timed_out else LLM_ERROR_CODES.get(error.code, "upstream_error")
+    return BusError(code=code, message=error.message)  # type: ignore[arg-type]
 
 
 class ChatCompletions:
@@ -82,14 +90,20 @@ class ChatCompletions:
         call, retry = await self.prepare(req)
         litellm = llm._litellm()
         await llm.guard(call.params)
+        params, total = llm.bounded(call.params)
         attempt = 0
         span = genai.chat_span(call.model, call.params, None, req.agent, call.messages)
         while True:
             attempt += 1
             try:
-                response = await litellm.acompletion(
-                    model=call.model, messages=call.messages, tools=call.tools, num_retries=0, **call.params
+                response = await asyncio.wait_for(
+                    litellm.acompletion(
+                        model=call.model, messages=call.messages, tools=call.tools, num_retries=0, **params
+                    ),
+                    total or llm.idle_timeout_s() + llm.connect_timeout_s(),
                 )
+                if not answered(response):
+                    raise llm.LLMError("server_error", llm.NOT_A_COMPLETION, True)
                 break
             except Exception as exc:
                 error = llm.classify(exc)

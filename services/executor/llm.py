@@ -2,6 +2,12 @@
 
 Only failures before the first token are retried: after that the client has seen output, and a
 retry would send it a second, different answer.
+
+Every call is bounded: a provider that accepts the connection and then sends nothing used to hold
+a chat completion for minutes with nothing logged. `OSSABUS_LLM_IDLE_TIMEOUT_S` (default 60) is the
+longest wait for the next byte (the answer's headers, then each chunk) and
+`OSSABUS_LLM_CONNECT_TIMEOUT_S` (default 10) the longest wait for a connection; an expired wait is
+a transient failure, retried per the agent's policy.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from ossabus.runtime.egress import EgressRefused, resolve_checked
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_ENV = "OSSABUS_DEFAULT_MODEL"
+IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_S = "OSSABUS_LLM_IDLE_TIMEOUT_S", 60.0
+CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S = "OSSABUS_LLM_CONNECT_TIMEOUT_S", 10.0
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|api[_-]?key[=:]\s*\S+)", re.I)
 
 
@@ -64,11 +72,56 @@ class Chunk:
 
 
 class LLMError(Exception):
-    """A model call that failed; `code` is what OpenAI would put in `last_error.code`."""
+    """A model call that failed; `code` is what OpenAI would put in `last_error.code`; `timed_out`
+    when the provider did not answer at all (a 504 at the edge rather than a 502)."""
 
-    def __init__(self, code: str, message: str, transient: bool, status: int | None = None):
+    def __init__(self, code: str, message: str, transient: bool, status: int | None = None, *, timed_out: bool = False):
         super().__init__(message)
         self.code, self.message, self.transient, self.status = code, message, transient, status
+        self.timed_out = timed_out
+
+
+def _seconds(variable: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(variable) or default)
+    except ValueError:
+        log.warning("%s is not a number of seconds; using %g", variable, default)
+        return default
+    return value if value > 0 else default
+
+
+def idle_timeout_s() -> float:
+    return _seconds(IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_S)
+
+
+def connect_timeout_s() -> float:
+    return _seconds(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S)
+
+
+def no_answer() -> LLMError:
+    return LLMError(
+        "server_error",
+        f"the model provider did not answer within {idle_timeout_s():g} s ({IDLE_TIMEOUT_ENV})",
+        True,
+        timed_out=True,
+    )
+
+
+# litellm turns a 200 whose body is not a completion into a well-formed empty one (finish_reason
+# "stop", usage computed), so "no text and no tool call at all" is the sign to go by.
+NOT_A_COMPLETION = "the model provider's answer was not a chat completion (no text and no tool calls)"
+
+
+def bounded(params: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """The call's parameters with HTTP timeouts set (connect, and each read), and the manifest's
+    `maxLatencySeconds` taken out as the bound of the whole call."""
+    import httpx
+
+    out = dict(params)
+    total = out.pop("timeout", None)
+    idle = idle_timeout_s()
+    out["timeout"] = httpx.Timeout(idle, connect=connect_timeout_s())
+    return out, float(total) if total else None
 
 
 def redact(text: str) -> str:
@@ -117,14 +170,16 @@ def classify(exc: Exception) -> LLMError:
         return LLMError("server_error", message, False, status)
     if status == 429 or name == "RateLimitError":
         return LLMError("rate_limit_exceeded", f"the model provider is rate limiting: {detail}", True, 429)
-    if name in ("Timeout", "APITimeoutError", "APIConnectionError", "ServiceUnavailableError", "InternalServerError"):
+    if name in ("Timeout", "APITimeoutError") or isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return no_answer()
+    if name == "APIConnectionError":
+        return LLMError("server_error", f"could not connect to the model provider: {detail}", True, status)
+    if name in ("ServiceUnavailableError", "InternalServerError"):
         return LLMError("server_error", f"the model provider failed: {detail}", True, status)
     if isinstance(status, int) and status >= 500:
         return LLMError("server_error", f"the model provider failed: {detail}", True, status)
     if isinstance(status, int) and 400 <= status < 500:
         return LLMError("invalid_prompt", f"the model provider rejected the request: {detail}", False, status)
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return LLMError("server_error", "the model provider did not answer in time", True)
     return LLMError("server_error", f"the model call failed: {detail}", False, status)
 
 
@@ -199,24 +254,37 @@ async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk
     """Stream one completion; retry transient failures that happen before the first chunk."""
     litellm = _litellm()
     await guard(request.params)
+    params, total = bounded(request.params)
+    idle = idle_timeout_s()
     attempt = 0
     while True:
         attempt += 1
         started = False
         try:
-            response = await litellm.acompletion(
-                model=request.model,
-                messages=request.messages,
-                tools=request.tools or None,
-                stream=True,
-                stream_options={"include_usage": True},
-                num_retries=0,
-                **request.params,
-            )
-            async for raw in response:
-                chunk = _chunk(raw)
-                started = True
-                yield chunk
+            async with asyncio.timeout(total):
+                response = await asyncio.wait_for(
+                    litellm.acompletion(
+                        model=request.model,
+                        messages=request.messages,
+                        tools=request.tools or None,
+                        stream=True,
+                        stream_options={"include_usage": True},
+                        num_retries=0,
+                        **params,
+                    ),
+                    idle + connect_timeout_s(),
+                )
+                chunks = aiter(response)
+                while True:
+                    try:  # the HTTP read timeout bounds each byte; this bounds each chunk whatever the transport
+                        raw = await asyncio.wait_for(anext(chunks), idle)
+                    except StopAsyncIteration:
+                        break
+                    chunk = _chunk(raw)
+                    started = started or bool(chunk.text or chunk.tool_calls)
+                    yield chunk
+            if not started:  # never an empty "answer": a broken provider, or one worth asking again
+                raise LLMError("server_error", NOT_A_COMPLETION, True)
             return
         except Exception as exc:
             error = classify(exc)

@@ -74,6 +74,23 @@ class TurnResult:
     tool_step: RunStep | None = None
 
 
+def cut_off(reason: str):
+    """A message change: an unfinished message ends `incomplete` for `reason`."""
+
+    def change(message: Message) -> Message | None:
+        if message.status != "in_progress":
+            return None
+        return message.model_copy(
+            update={
+                "status": "incomplete",
+                "incomplete_at": now(),
+                "incomplete_details": IncompleteDetails(reason=reason),
+            }
+        )
+
+    return change
+
+
 def log_ending(run: Run) -> None:
     """One line per ended run; one that did not complete says why, as its `last_error` does (provider
     errors reach it already stripped of anything but the provider's own message)."""
@@ -651,13 +668,20 @@ class Runner:
         return run
 
     async def close_open_steps(self, run: Run, status: str) -> None:
-        """Steps still in progress when a run ends share its fate (cancelled, failed, expired)."""
+        """Steps still in progress when a run ends share its fate (cancelled, failed, expired), and a
+        message cut off with them becomes `incomplete` (reason `run_<status>`, as OpenAI says), so a
+        partial answer never looks like one still being written."""
         step_status = {"cancelled": "cancelled", "failed": "failed", "expired": "expired"}.get(status, "cancelled")
         for step in await self.state.list_steps(run.thread_id, run.id):
-            if step.status == "in_progress":
-                step.status = step_status  # type: ignore[assignment]
-                setattr(step, f"{step_status}_at", now())
-                await self.state.put_step(step)
+            if step.status != "in_progress":
+                continue
+            step.status = step_status  # type: ignore[assignment]
+            setattr(step, f"{step_status}_at", now())
+            await self.state.put_step(step)
+            if isinstance(step.step_details, MessageCreationDetails):
+                await self.state.update_message(
+                    run.thread_id, step.step_details.message_creation["message_id"], cut_off(f"run_{step_status}")
+                )
 
     # --- helpers -----------------------------------------------------------------------------------------
 
