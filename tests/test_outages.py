@@ -24,6 +24,7 @@ from ossabus.runtime.nats_server import EmbeddedNats
 from conftest import free_port, llm_env
 
 ACK_WAIT_S = 4
+YAML = {"content-type": "application/yaml"}
 
 
 async def run_endings(url: str) -> collections.Counter:
@@ -107,3 +108,44 @@ def test_a_nats_outage_longer_than_the_ack_wait_gives_each_run_one_answer(fake_l
     finally:
         running.stop()
         server.stop()
+
+
+def test_a_lost_change_announcement_heals_within_seconds(api_stack, fake_llm, nats_url):
+    """A registry write whose `ossa.registry.changed` announcement never went out (as when it is
+    published while NATS restarts): the executor's and the relay's caches notice the registry's
+    revision instead, and serve the new agent within seconds."""
+    base = api_stack.base_url
+    manifest = (
+        "apiVersion: ossa/v0.3.4\nkind: Agent\nmetadata: {name: drifting}\n"
+        "spec:\n  role: You are version one.\n  llm: {provider: openai, model: fake-model}\n"
+    )
+    assert httpx.put(f"{base}/v1/ossa/manifests/drifting", content=manifest, headers=YAML).status_code in (200, 201)
+
+    def system_prompt_seen() -> str:
+        fake_llm.reset()
+        reply = httpx.post(
+            f"{base}/v1/chat/completions",
+            json={"model": "drifting", "messages": [{"role": "user", "content": "who are you?"}]},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        return next(m["content"] for m in fake_llm.last_request()["messages"] if m["role"] == "system")
+
+    assert system_prompt_seen() == "You are version one."  # cached now, in the relay and the executor
+
+    async def rewrite_behind_the_registrys_back() -> None:
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(subjects.MANIFESTS_BUCKET)
+            record = json.loads((await kv.get("drifting")).value)
+            record["definition"]["system_prompt"] = "You are version two."
+            record["version"] += 1
+            await kv.put("drifting", json.dumps(record).encode())  # no announcement
+        finally:
+            await nc.close()
+
+    asyncio.run(rewrite_behind_the_registrys_back())
+    started = time.monotonic()
+    while system_prompt_seen() != "You are version two.":
+        assert time.monotonic() - started < 10, "the caches never noticed the registry's new revision"
+        time.sleep(0.25)

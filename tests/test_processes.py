@@ -192,3 +192,54 @@ def test_the_embedded_nats_server_dies_with_a_killed_ossabus(tmp_path):
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid), "the embedded nats-server outlived a SIGKILLed ossabus"
+
+
+def test_up_restarts_its_embedded_nats_server_when_it_dies(tmp_path):
+    data = tmp_path / "data"
+    stack = start_stack(["up", "--data-dir", str(data), "--nats-port", "-1"], tmp_path / "ossabus.log", free_port())
+    try:
+        created = httpx.post(f"{stack.base_url}/v1/ossa/manifests", content=AGENT, headers=YAML)
+        assert created.status_code == 201
+        first = nats_pid(data)
+        port = int(re.search(r"embedded nats-server with JetStream at nats://[\d.]+:(\d+)", stack.logs()).group(1))
+        os.kill(first, signal.SIGKILL)
+        # hold the port for a while, as a slow-to-die process would: the restart must wait and try again.
+        # The port is free the moment the killed process is gone (milliseconds); the supervisor looks
+        # every 0.2 s, so this takes it first.
+        blocker = None
+        while blocker is None:
+            try:
+                blocker = socket.create_server(("127.0.0.1", port))
+            except OSError:
+                time.sleep(0.001)
+        try:
+            deadline = time.monotonic() + 15
+            while "could not restart the embedded nats-server" not in stack.logs():
+                assert time.monotonic() < deadline, stack.logs()
+                time.sleep(0.1)
+            readyz = httpx.get(f"{stack.base_url}/readyz", timeout=10)
+            assert readyz.status_code == 503  # the truth while NATS is away
+            assert readyz.json()["checks"]["bus"] == {"ok": False}
+        finally:
+            blocker.close()
+        deadline = time.monotonic() + 60
+        while True:
+            ready = httpx.get(f"{stack.base_url}/readyz", timeout=10).status_code == 200
+            if ready:
+                break
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(0.2)
+        assert alive(nats_pid(data))
+        assert nats_pid(data) != first
+        logs = stack.logs()
+        assert "the embedded nats-server exited with code -9" in logs
+        assert f"the embedded nats-server is back at nats://127.0.0.1:{port}" in logs
+        kept = httpx.get(f"{stack.base_url}/v1/ossa/manifests/kept")  # the data dir came back with it
+        assert kept.status_code == 200
+        assert kept.json()["version"] == 1
+        again = httpx.put(
+            f"{stack.base_url}/v1/ossa/manifests/kept", content=AGENT.replace("keep", "hold"), headers=YAML
+        )
+        assert again.status_code in (200, 201), again.text  # services write through the new server
+    finally:
+        assert stack.stop() == 0, stack.logs()

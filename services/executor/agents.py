@@ -1,4 +1,5 @@
-"""The agents runs need, from the registry, cached until the registry announces a change."""
+"""The agents runs need, from the registry, cached until the registry announces a change (or its
+revision moves, in case an announcement was lost: `runtime.registry_revision`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.bus import GetManifestRequest, ManifestChanged, ManifestRecord
 from ossabus.runtime.bus import BusClient
+from ossabus.runtime.registry_revision import RegistryRevision
 
 
 class AgentDirectory:
@@ -13,11 +15,15 @@ class AgentDirectory:
         self.bus = bus
         self.by_name: dict[str, ManifestRecord] = {}
         self.by_assistant: dict[str, str] = {}
+        self.revision = RegistryRevision(bus.broker)
 
     async def record(
         self, *, name: str | None = None, assistant_id: str | None = None, min_version: int | None = None
     ) -> ManifestRecord:
         """The agent, from cache unless the cache is older than `min_version` (the version the caller saw)."""
+        if await self.revision.moved():
+            self.by_name.clear()
+            self.by_assistant.clear()
         if assistant_id is not None and name is None:
             name = self.by_assistant.get(assistant_id)
         cached = self.by_name.get(name) if name is not None else None

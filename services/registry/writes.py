@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js import JetStreamContext
@@ -9,6 +10,7 @@ from nats.js import JetStreamContext
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import BusError, ManifestChanged, ManifestRecord, PutManifestResult
 from ossabus.contracts.diagnostics import Diagnostic
+from ossabus.contracts.ids import new_id
 from ossabus.registry.catalog import Entry, validate_text
 from ossabus.registry.documents import MAX_MANIFEST_BYTES
 from ossabus.registry.store import ManifestStore
@@ -86,9 +88,33 @@ async def store_entry(
     return PutManifestResult(record=record, created=created, changed=changed)
 
 
+CHANGE_ATTEMPTS = 5
+
+
 async def publish_change(js: JetStreamContext, event: ManifestChanged) -> None:
-    """Announce a write; the write already happened, so a failed announcement is logged, not raised."""
-    try:
-        await js.publish(subjects.registry_changed(event.name), event.model_dump_json().encode(), timeout=5)
-    except Exception:
-        log.exception("could not publish the change event for %s", event.name)
+    """Announce a write, trying again on a failed acknowledgement (the message id lets JetStream drop
+    a copy that did land). The write already happened, so a lost announcement is logged, not raised;
+    caches also notice the registry's revision moving (`runtime.registry_revision`)."""
+    msg_id = new_id("change")  # one per announcement: it dedupes only its own retries
+    delay = 0.1
+    for attempt in range(1, CHANGE_ATTEMPTS + 1):
+        try:
+            await js.publish(
+                subjects.registry_changed(event.name),
+                event.model_dump_json().encode(),
+                timeout=5,
+                headers={"Nats-Msg-Id": msg_id},
+            )
+            return
+        except Exception as exc:
+            if attempt == CHANGE_ATTEMPTS:
+                log.warning(
+                    "could not publish the change event for %s after %d attempts (%s); caches notice the "
+                    "registry's revision within seconds instead",
+                    event.name,
+                    attempt,
+                    type(exc).__name__,
+                )
+                return
+            await asyncio.sleep(delay)
+            delay *= 3

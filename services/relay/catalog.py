@@ -2,7 +2,8 @@
 
 Chat completions resolve their `model` on every request, and listing the registry opens a KV
 watch each time; so the relay keeps the listing in memory and drops it when the registry
-announces a change (and after MAX_AGE_S, in case an announcement was missed during a reconnect).
+announces a change, or when the registry's revision moved (an announcement lost during a reconnect:
+`runtime.registry_revision`), and after MAX_AGE_S in any case.
 Concurrent callers share one reload.
 """
 
@@ -14,6 +15,7 @@ import time
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ListManifestsRequest, ManifestList, ManifestListItem
 from ossabus.runtime.bus import BusClient
+from ossabus.runtime.registry_revision import RegistryRevision
 
 MAX_AGE_S = 30.0
 
@@ -24,11 +26,14 @@ class Catalog:
         self._items: list[ManifestListItem] | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
+        self.revision = RegistryRevision(bus.broker)
 
     def invalidate(self) -> None:
         self._items = None
 
     async def items(self) -> list[ManifestListItem]:
+        if await self.revision.moved():
+            self._items = None
         if self._items is not None and time.monotonic() - self._loaded_at < MAX_AGE_S:
             return self._items
         async with self._lock:

@@ -17,6 +17,7 @@ from ossabus.runtime import tracing
 from ossabus.runtime.bus_auth import SERVICE_USER, BusCredentials, redact
 from ossabus.runtime.nats_connect import connect_options
 from ossabus.runtime.nats_server import EmbeddedNats
+from ossabus.runtime.nats_supervision import supervise
 from ossabus.runtime.provision import Topology, provision
 from ossabus.runtime.service import Service
 from ossabus.runtime.settings import Settings
@@ -110,6 +111,7 @@ async def run(settings: Settings, names: list[str], *, embedded: bool) -> None:
     if "relay" in names:
         check_exposure(settings)
     server: EmbeddedNats | None = None
+    supervision: asyncio.Task | None = None
     stop = asyncio.Event()
     install_stop_signals(stop)
     try:
@@ -123,6 +125,7 @@ async def run(settings: Settings, names: list[str], *, embedded: bool) -> None:
             )
             url = await asyncio.to_thread(server.start)
             host, port = url.removeprefix("nats://").rsplit(":", 1)
+            server.port = int(port)  # a restart must come back where the services reconnect to
             settings.nats_url = credentials.url(SERVICE_USER, host, int(port))
             written = credentials.write_urls(host, int(port))
             log.info("embedded nats-server with JetStream at %s (data in %s)", url, server.data_dir)
@@ -133,12 +136,17 @@ async def run(settings: Settings, names: list[str], *, embedded: bool) -> None:
                 written["worker"],
             )
         await prepare_bus(settings)
+        if server is not None:
+            supervision = asyncio.create_task(supervise(server, stop))
         services = [SERVICES[n](settings) for n in SERVICES if n in names]
         ready = asyncio.create_task(_announce(services, settings, stop))
         await run_until_stopped(services, stop)
         ready.cancel()
     finally:
         await asyncio.to_thread(tracing.shutdown)  # the last spans leave before the process does
+        if supervision is not None:
+            stop.set()  # a failed start ends here too: the supervisor must not restart what we stop
+            await supervision
         if server is not None:
             await asyncio.to_thread(server.stop)
             log.info("embedded nats-server stopped")
