@@ -243,3 +243,23 @@ def test_up_restarts_its_embedded_nats_server_when_it_dies(tmp_path):
         assert again.status_code in (200, 201), again.text  # services write through the new server
     finally:
         assert stack.stop() == 0, stack.logs()
+
+
+def test_up_warns_once_per_provider_whose_credentials_are_missing(tmp_path):
+    env = {"OPENAI_API_KEY": None, "ANTHROPIC_API_KEY": "sk-ant-present-for-this-test"}
+    stack = start_stack(
+        ["up", "--data-dir", str(tmp_path / "data"), "--nats-port", "-1"], tmp_path / "o.log", free_port(), env=env
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "where the executor runs" not in stack.logs():
+            assert time.monotonic() < deadline, stack.logs()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        warnings = [line for line in stack.logs().splitlines() if "where the executor runs" in line]
+        assert len(warnings) == 1, warnings  # anthropic has its key: only openai is named
+        assert re.search(r"\d+ agents use openai: set OPENAI_API_KEY where the executor runs", warnings[0])
+        assert "math-tutor" in warnings[0]
+        assert "sk-ant-present" not in stack.logs()
+    finally:
+        assert stack.stop() == 0

@@ -35,6 +35,7 @@ from ossabus.contracts.tools import ToolAnnouncement
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.answers import answer_run
 from ossabus.executor.chat import ChatCompletions, bus_error
+from ossabus.executor.credentials_check import warn_missing_credentials
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
@@ -67,6 +68,7 @@ class ExecutorService(Service):
         self.tools = ToolDirectory()
         self.slots = asyncio.Semaphore(self.max_runs)
         self.inflight: set[asyncio.Task] = set()
+        self.credentials_check: asyncio.Task | None = None
 
     def register(self) -> None:
         sub = self.broker.subscriber
@@ -98,6 +100,7 @@ class ExecutorService(Service):
         self.tasks = Tasks(nc, self.runner.state, self.agents)
         await nc.publish(subjects.TOOL_ROLL_CALL, b"")  # workers answer with their tools
         self.leases = Leases(self.runner.state.runs_kv, self.settings.ack_wait_s)
+        self.credentials_check = asyncio.create_task(warn_missing_credentials(self.agents.bus))
 
     # --- runs ------------------------------------------------------------------------------------------
 
@@ -145,6 +148,8 @@ class ExecutorService(Service):
 
     async def stopping(self) -> None:
         """Runs still in flight are abandoned unacknowledged: the work queue gives them to another executor."""
+        if self.credentials_check is not None:
+            self.credentials_check.cancel()
         for task in list(self.inflight):
             task.cancel()
         await asyncio.gather(*self.inflight, return_exceptions=True)
