@@ -60,7 +60,12 @@ def _add_bus_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nats-cert", metavar="FILE", help="client certificate for NATS TLS ($OSSABUS_NATS_CERT)")
     p.add_argument("--nats-key", metavar="FILE", help="its private key ($OSSABUS_NATS_KEY)")
     p.add_argument("--log-format", choices=("text", "json"), help="log format (default: text)")
-    p.add_argument("--replicas", type=int, default=1, help="JetStream replicas for streams and buckets")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="JetStream replicas for streams and buckets (default: 1 when creating them; existing ones keep theirs)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,9 +27,9 @@ ACK_WAIT_S = 4
 YAML = {"content-type": "application/yaml"}
 
 
-async def run_endings(url: str) -> collections.Counter:
+async def run_endings(url: str, **options) -> collections.Counter:
     """How many `thread.run.<terminal>` events each run published, read back from the events stream."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(url.split(","), **options)
     try:
         js = nc.jetstream()
         sub = await js.pull_subscribe(

@@ -20,12 +20,12 @@ from conftest import free_port, llm_env, ossabus_command, process_env, rendered_
 class Cluster:
     """`ossabus up --without executor` plus executor processes, all on the test NATS."""
 
-    def __init__(self, nats_url: str, env: dict[str, str], tmp: Path):
+    def __init__(self, nats_url: str, env: dict[str, str], tmp: Path, edge_args: list[str] | None = None):
         self.nats_url, self.env, self.tmp = nats_url, env, tmp
         self.executors: list[tuple[subprocess.Popen, Path]] = []
         agents = str(rendered_agents(env["FAKE_LLM_ROOT"]))
         self.edge = start_stack(
-            ["up", "--nats-url", nats_url, "--manifests", agents, "--without", "executor"],
+            ["up", "--nats-url", nats_url, "--manifests", agents, "--without", "executor", *(edge_args or [])],
             tmp / "edge.log",
             free_port(),
             env=env,

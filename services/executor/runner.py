@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = 25
 DEFAULT_TOOL_TIMEOUT_S = 30.0
 SLOT_POLL_S = 0.2  # how often a run waiting for a concurrency slot looks again
+# Well inside the events stream's duplicate window (provision.Topology.dedupe_window_s, 600 s).
+ANNOUNCE_AGAIN_WITHIN_S = 300
 
 
 def now() -> int:
@@ -140,12 +142,27 @@ class Runner:
         try:
             await self._carry(request)
         except RunEnded:
-            log.info("run %s was ended by another carrier; nothing more to do here", request.run_id)
+            # Another carrier ended it, or our own ending landed although its acknowledgement was lost
+            # (NATS restarting, a cluster electing a leader): either way its ending must be announced.
+            run = await self.state.get_run(request.thread_id, request.run_id)
+            if run is not None:
+                await self.announce_ending(run)
+
+    async def announce_ending(self, run: Run) -> None:
+        """Publish a terminal run's ending (again). JetStream drops a second copy within the events
+        stream's duplicate window (the ending's message id is the run's), so whichever carrier
+        gets here, the ending is published exactly once, even when the one that wrote it died first."""
+        ended_at = run.completed_at or run.failed_at or run.cancelled_at or run.expires_at or run.started_at
+        if run.terminal and ended_at is not None and time.time() - ended_at < ANNOUNCE_AGAIN_WITHIN_S:
+            await RunEvents(self.nc, run.thread_id, run.id).emit(f"thread.run.{run.status}", run)
 
     async def _carry(self, request: RunRequest) -> None:
         run = await self.state.get_run(request.thread_id, request.run_id)
-        if run is None or run.terminal or run.status == "requires_action":
-            return  # deleted, finished, or waiting for the client: nothing to do
+        if run is not None and run.terminal:
+            await self.announce_ending(run)  # the carrier that ended it may have died before saying so
+            return
+        if run is None or run.status == "requires_action":
+            return  # deleted, or waiting for the client: nothing to do
         events = RunEvents(self.nc, run.thread_id, run.id)
         if run.status == "cancelling":
             await self.finish(run, events, "cancelled")

@@ -40,6 +40,7 @@ from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
+from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store.leases import Fence, LeaseLost, Leases, fenced
@@ -69,10 +70,11 @@ class ExecutorService(Service):
         self.slots = asyncio.Semaphore(self.max_runs)
         self.inflight: set[asyncio.Task] = set()
         self.credentials_check: asyncio.Task | None = None
+        self.work_queue = None
 
     def register(self) -> None:
         sub = self.broker.subscriber
-        sub(
+        self.work_queue = sub(
             subjects.TASKS_ALL,
             stream=JStream(name=subjects.TASKS_STREAM, declare=False),
             durable=subjects.EXECUTOR_CONSUMER,
@@ -84,7 +86,8 @@ class ExecutorService(Service):
             ),
             pull_sub=PullSub(batch_size=1, timeout=5.0),
             ack_policy=AckPolicy.MANUAL,
-        )(self.on_task)
+        )
+        self.work_queue(self.on_task)
         sub(subjects.CHAT_ALL, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(self.on_chat)
         sub(subjects.ASK_ALL, queue=subjects.ASK_QUEUE, max_workers=self.max_runs)(self.on_ask)
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
@@ -93,6 +96,7 @@ class ExecutorService(Service):
         sub(subjects.TOOL_ANNOUNCEMENTS_ALL)(self.on_tool_announcement)
 
     async def started(self) -> None:
+        keep_fetching(self.work_queue, "the work queue")
         nc = self.broker.connection
         self.agents = AgentDirectory(BusClient(self.broker, self.settings.request_timeout_s))
         self.runner = Runner(nc, await State.open(nc.jetstream()), self.agents, self.tools)

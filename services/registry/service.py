@@ -27,6 +27,7 @@ from ossabus.registry.store import ManifestStore
 from ossabus.registry.writes import publish_change, single_valid_entry, store_entry
 from ossabus.runtime.bus import BusFailure, endpoint
 from ossabus.runtime.service import Service
+from ossabus.store import kv as kvs
 
 NAME = "registry"
 
@@ -54,7 +55,7 @@ class RegistryService(Service):
         return self.broker.connection.jetstream()
 
     async def started(self) -> None:
-        kv = await self.js.key_value(subjects.MANIFESTS_BUCKET)
+        kv = await kvs.leader_reads(self.js, await self.js.key_value(subjects.MANIFESTS_BUCKET))
         self.store = ManifestStore(kv)
         self.load_summary = await load_directories(self.settings.all_manifest_dirs(), self.store, self.js)
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ossabus.contracts.bus import BusError
 from ossabus.runtime.bus import BusFailure
+from ossabus.store.kv import TRANSIENT
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,23 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         _reprovision(request.app)
         return error_response(503, "storage is unavailable; try again shortly", code="storage_unavailable")
+
+    async def on_bus_unavailable(request: Request, exc: Exception):
+        """NATS not answering (restarting, a cluster electing a leader): the client may simply retry."""
+        log.warning(
+            "the bus did not answer on %s %s (request %s): %s",
+            request.method,
+            request.url.path,
+            getattr(request.state, "request_id", None),
+            type(exc).__name__,
+        )
+        response = error_response(503, "the message bus is not answering; try again shortly", code="bus_unavailable")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for transient in TRANSIENT:
+        if transient is not NoRespondersError:  # that one means a missing stream, handled above
+            app.add_exception_handler(transient, on_bus_unavailable)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):

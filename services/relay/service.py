@@ -14,8 +14,9 @@ from ossabus.relay.app import create_app
 from ossabus.relay.auth import configured_keys
 from ossabus.relay.edge import EdgeMiddleware
 from ossabus.runtime.bus import BusClient
-from ossabus.runtime.provision import Topology
+from ossabus.runtime.provision import topology_for
 from ossabus.runtime.service import Service
+from ossabus.store import kv as kvs
 from ossabus.store.slots import Slots
 from ossabus.store.state import State
 from ossabus.store.usage import UsageStore
@@ -86,9 +87,9 @@ class RelayService(Service):
             state,
             max_body_size=self.settings.max_body_bytes,
             keys=configured_keys(self.settings.auth_file),
-            topology=Topology(replicas=self.settings.replicas),
+            topology=topology_for(self.settings.replicas),
         )
-        app.state.usage = UsageStore(await js.key_value(subjects.USAGE_BUCKET))
+        app.state.usage = UsageStore(await kvs.leader_reads(js, await js.key_value(subjects.USAGE_BUCKET)))
         app.state.slots = Slots(state.runs_kv)
         config = uvicorn.Config(
             EdgeMiddleware(app),

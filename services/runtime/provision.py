@@ -7,6 +7,7 @@ migration step. Data survives restarts because everything is file-backed JetStre
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -31,10 +32,19 @@ class Topology:
     """Sizes and replication of what we provision; replicas > 1 needs a JetStream cluster."""
 
     replicas: int = 1
+    # Replicas of streams that exist already are left as they are unless asked for (`--replicas`):
+    # a process started without the flag (an extra `serve executor`) must not shrink a cluster's
+    # R3 streams to R1.
+    keep_existing_replicas: bool = False
     events_max_age_s: int = DAY
     events_max_bytes: int = 1024**3
     tasks_max_age_s: int = 7 * DAY
     dedupe_window_s: int = 600
+
+
+def topology_for(replicas: int | None) -> Topology:
+    """The topology of a process started with `--replicas replicas` (None: not given)."""
+    return Topology(replicas=replicas or 1, keep_existing_replicas=replicas is None)
 
 
 def streams(t: Topology) -> list[StreamConfig]:
@@ -57,6 +67,7 @@ def streams(t: Topology) -> list[StreamConfig]:
             max_age=t.events_max_age_s,
             max_bytes=t.events_max_bytes,
             discard=DiscardPolicy.OLD,
+            duplicate_window=t.dedupe_window_s,  # a run's ending is published once (its message id)
             num_replicas=t.replicas,
             description="Run events, kept for replaying and resuming streams.",
         ),
@@ -102,27 +113,39 @@ def buckets(t: Topology) -> list[KeyValueConfig]:
     ]
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def _update_stream(js: JetStreamContext, config: StreamConfig, t: Topology) -> None:
+    """Apply what this version sets to an existing stream, leaving the rest as the server has it
+    (fields the server filled in, such as a KV stream's `allow_msg_ttl`, cannot always be unset)."""
+    existing = (await js.stream_info(config.name)).config
+    ours = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if getattr(config, f.name) is not None}
+    if t.keep_existing_replicas:
+        ours["num_replicas"] = existing.num_replicas
+    wanted = dataclasses.replace(existing, **ours)
+    if wanted != existing:
+        await js.update_stream(wanted)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, t: Topology) -> None:
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
         if exc.err_code != 10058:  # stream name already in use with a different configuration
             raise
-        await js.update_stream(config)
+        await _update_stream(js, config, t)
 
 
 async def provision(js: JetStreamContext, topology: Topology | None = None) -> None:
     """Make sure every stream, bucket and store exists with the configuration of this version."""
     t = topology or Topology()
     for config in streams(t):
-        await _ensure_stream(js, config)
+        await _ensure_stream(js, config, t)
     for config in buckets(t):
         try:
             await js.create_key_value(config)
         except BadRequestError as exc:
             if exc.err_code != 10058:
                 raise
-            await js.update_stream(_kv_stream(config))
+            await _update_stream(js, _kv_stream(config), t)
     try:
         await js.object_store(subjects.FILES_OBJECT_STORE)
     except NotFoundError:

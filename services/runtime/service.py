@@ -9,7 +9,7 @@ from faststream.nats import NatsBroker
 from opentelemetry import trace
 
 from ossabus.runtime import tracing
-from ossabus.runtime.nats_connect import broker_options
+from ossabus.runtime.nats_connect import broker_options, servers
 from ossabus.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ def make_broker(settings: Settings, name: str) -> NatsBroker:
 
         middlewares.append(NatsTelemetryMiddleware(tracer_provider=trace.get_tracer_provider()))
     return NatsBroker(
-        settings.nats_url,
+        servers(settings.nats_url),
         **broker_options(settings),
         middlewares=middlewares,
         name=f"ossabus-{name}",

@@ -34,7 +34,7 @@ class Settings:
     nats_port: int = DEFAULT_NATS_PORT
     manifest_dirs: list[Path] = field(default_factory=list)
     load_bundled_manifests: bool = True
-    replicas: int = 1
+    replicas: int | None = None  # None: 1 for what is created, what exists keeps its replicas
     request_timeout_s: float = 10.0
     max_runs: int = 64
     # How long the work queue waits for an ack (or an in-progress signal) before redelivering a run

@@ -15,10 +15,10 @@ from ossabus.relay.auth import AuthConfigError, configured_keys
 from ossabus.relay.service import RelayService
 from ossabus.runtime import tracing
 from ossabus.runtime.bus_auth import SERVICE_USER, BusCredentials, redact
-from ossabus.runtime.nats_connect import connect_options
+from ossabus.runtime.nats_connect import connect_options, servers
 from ossabus.runtime.nats_server import EmbeddedNats
 from ossabus.runtime.nats_supervision import supervise
-from ossabus.runtime.provision import Topology, provision
+from ossabus.runtime.provision import provision, topology_for
 from ossabus.runtime.service import Service
 from ossabus.runtime.settings import Settings
 from ossabus.runtime.supervisor import install_stop_signals, run_until_stopped
@@ -76,7 +76,7 @@ async def prepare_bus(settings: Settings) -> None:
         # one attempt and an overall deadline: a wrong URL must fail the start, not hang it.
         nc = await asyncio.wait_for(
             nats.connect(
-                settings.nats_url,
+                servers(settings.nats_url),
                 **connect_options(settings),
                 connect_timeout=5,
                 max_reconnect_attempts=1,
@@ -97,7 +97,7 @@ async def prepare_bus(settings: Settings) -> None:
                 nc.max_payload,
             )
         try:
-            await provision(nc.jetstream(), Topology(replicas=settings.replicas))
+            await provision(nc.jetstream(), topology_for(settings.replicas))
         except Exception as exc:
             raise StartupError(
                 f"cannot provision JetStream at {redact(settings.nats_url)} (is JetStream enabled?): {exc}"

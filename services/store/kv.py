@@ -8,8 +8,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from nats import errors as nats_errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import (
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -23,6 +31,18 @@ def encode(value: BaseModel) -> bytes:
 
 
 CAS_ATTEMPTS = 20
+
+# Failures that mean "NATS is not answering right now" (restarting, reconnecting, electing a leader),
+# after which the same operation can simply be tried again.
+TRANSIENT = (
+    TimeoutError,
+    nats_errors.NoRespondersError,
+    nats_errors.ConnectionReconnectingError,
+    nats_errors.OutboundBufferLimitError,
+    nats_errors.StaleConnectionError,
+    ServiceUnavailableError,
+    NoStreamResponseError,  # a publish while a stream elects its leader
+)
 
 
 class Conflict(Exception):
@@ -96,6 +116,21 @@ class DirectGetUnavailable(Exception):
     """The direct get API cannot answer this (too many keys, or a stream without allow_direct)."""
 
 
+async def leader_reads(js, kv: KeyValue) -> KeyValue:
+    """Make `kv` read from its stream's leader when the stream is replicated.
+
+    Direct gets (nats-py's default for buckets that allow them, and the batched listings below) are
+    answered by any replica, and a follower that lags answers with what it has: in a three-node
+    cluster that lost a node, an executor read a run it had just been handed as missing, dropped
+    the work message, and the run stayed `queued`. The leader has every acknowledged write.
+    A single server is its own leader, so nothing changes there.
+    """
+    info = await js.stream_info(f"KV_{kv._name}")
+    if (info.config.num_replicas or 1) > 1:
+        kv._direct = False
+    return kv
+
+
 async def _direct_get(kv: KeyValue, request: dict) -> list[tuple[str, str | None, bytes, int]]:
     """One batched direct get (`$JS.API.DIRECT.GET`, nats-server >= 2.11): (key, operation, value,
     sequence) of each message, until the server's end-of-batch marker."""
@@ -131,6 +166,8 @@ async def _last_per_key(kv: KeyValue, pattern: str) -> list[tuple[str, str | Non
     per-stream consumer limit and runs failed with "maximum consumers limit reached". More than
     `DIRECT_BATCH` keys, or a stream without direct access, falls back to a consumer, deleted after use.
     """
+    if not kv._direct:  # replicated: a consumer on the stream, not whichever replica answers first
+        return await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT)
     try:
         found = await _direct_get(kv, {"multi_last": [f"$KV.{kv._name}.{pattern}"], "batch": DIRECT_BATCH})
     except DirectGetUnavailable:
@@ -141,6 +178,8 @@ async def _last_per_key(kv: KeyValue, pattern: str) -> list[tuple[str, str | Non
 async def _every_message(kv: KeyValue, key: str) -> list[tuple[str, str | None, bytes]]:
     """(key, operation, value) of every stored message of one key, oldest first, by direct gets
     paged on the stream sequence (no consumer)."""
+    if not kv._direct:
+        return await _fetch_all(kv, key, DeliverPolicy.ALL)
     out: list[tuple[str, str | None, bytes]] = []
     sequence = 1
     try:

@@ -21,8 +21,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from nats import errors as nats_errors
-from nats.js import errors as js_errors
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
@@ -151,16 +149,7 @@ def current_fence() -> Fence | None:
     return _current.get()
 
 
-# Failures that mean "NATS is not answering right now" (restarting, reconnecting, electing a leader),
-# after which the same write can simply be made again.
-TRANSIENT = (
-    TimeoutError,
-    nats_errors.NoRespondersError,
-    nats_errors.ConnectionReconnectingError,
-    nats_errors.OutboundBufferLimitError,
-    nats_errors.StaleConnectionError,
-    js_errors.ServiceUnavailableError,
-)
+TRANSIENT = kvs.TRANSIENT
 RETRY_MAX_DELAY_S = 0.5
 
 

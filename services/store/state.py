@@ -47,9 +47,9 @@ class State:
     @classmethod
     async def open(cls, js: JetStreamContext) -> State:
         return cls(
-            await js.key_value(subjects.THREADS_BUCKET),
-            await js.key_value(subjects.MESSAGES_BUCKET),
-            await js.key_value(subjects.RUNS_BUCKET),
+            await kvs.leader_reads(js, await js.key_value(subjects.THREADS_BUCKET)),
+            await kvs.leader_reads(js, await js.key_value(subjects.MESSAGES_BUCKET)),
+            await kvs.leader_reads(js, await js.key_value(subjects.RUNS_BUCKET)),
         )
 
     # threads -----------------------------------------------------------------------------------------

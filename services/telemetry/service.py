@@ -29,6 +29,7 @@ from ossabus.contracts.bus import AnyRequest, RunEvent
 from ossabus.contracts.telemetry import MetricsText, ToolReport, UsageQuery, UsageRecord, UsageReport
 from ossabus.runtime.bus import endpoint
 from ossabus.runtime.service import Service
+from ossabus.store import kv as kvs
 from ossabus.store.usage import UsageStore
 from ossabus.telemetry.metrics import Metrics, exposition
 
@@ -68,7 +69,7 @@ class TelemetryService(Service):
 
     async def started(self) -> None:
         js = self.broker.connection.jetstream()
-        self.store = UsageStore(await js.key_value(subjects.USAGE_BUCKET))
+        self.store = UsageStore(await kvs.leader_reads(js, await js.key_value(subjects.USAGE_BUCKET)))
         events = ConsumerConfig(
             durable_name=subjects.TELEMETRY_EVENTS_CONSUMER,
             filter_subjects=subjects.TELEMETRY_EVENT_FILTERS,
