@@ -118,6 +118,11 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(set().union(*(m for n, m in matches if n == fewest)))
 
 
+def _log_request(what: str, request: Request, exc: Exception) -> None:
+    request_id = getattr(request.state, "request_id", None)
+    log.warning("%s on %s %s (request %s): %s", what, request.method, request.url.path, request_id, type(exc).__name__)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError):
@@ -162,25 +167,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NoRespondersError)
     async def on_storage_missing(request: Request, exc: Exception):
         """A bucket or stream that is gone (deleted from outside); /readyz provisions it again."""
-        log.warning(
-            "storage unavailable on %s %s (request %s): %s",
-            request.method,
-            request.url.path,
-            getattr(request.state, "request_id", None),
-            type(exc).__name__,
-        )
+        _log_request("storage unavailable", request, exc)
         _reprovision(request.app)
         return error_response(503, "storage is unavailable; try again shortly", code="storage_unavailable")
 
     async def on_bus_unavailable(request: Request, exc: Exception):
         """NATS not answering (restarting, a cluster electing a leader): the client may simply retry."""
-        log.warning(
-            "the bus did not answer on %s %s (request %s): %s",
-            request.method,
-            request.url.path,
-            getattr(request.state, "request_id", None),
-            type(exc).__name__,
-        )
+        _log_request("the bus did not answer", request, exc)
         response = error_response(503, "the message bus is not answering; try again shortly", code="bus_unavailable")
         response.headers["Retry-After"] = "1"
         return response
