@@ -401,3 +401,12 @@ def test_a_missing_provider_key_fails_at_once_and_says_which_variable(client, ap
     assert run.last_error.code == "server_error"
     assert "ANTHROPIC_API_KEY" in run.last_error.message
     assert api_stack.logs().count("model call failed") == retries_before, "a missing key was retried"
+
+
+@pytest.mark.parametrize("bad", [[], "json", {"type": "xml"}, {"type": "json_object", "extra": 1}])
+def test_a_response_format_openai_would_refuse_is_a_400_before_any_run(client, bad):
+    thread = thread_with(client, "format me")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=ECHO, extra_body={"response_format": bad})
+    assert info.value.body["param"].startswith("response_format")
+    assert client.beta.threads.runs.list(thread_id=thread.id).data == []

@@ -9,13 +9,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 MAX_METADATA_PAIRS = 16
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ResponseFormatObject(BaseModel):
+    """`{"type": "text" | "json_object" | "json_schema", "json_schema": {...}}`, as OpenAI takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
+
+
+# Checked here, not first at the provider (seen in fuzzing: `[]` was accepted and the run failed later).
+ResponseFormat = Annotated[Literal["auto"] | ResponseFormatObject | None, AfterValidator(_plain)]
 
 
 def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -66,7 +82,7 @@ class AssistantCreate(Strict):
     metadata: Metadata
     temperature: Temperature
     top_p: TopP
-    response_format: Any = None
+    response_format: ResponseFormat = None
     reasoning_effort: str | None = None
 
     _metadata = field_validator("metadata")(check_metadata)
@@ -82,7 +98,7 @@ class AssistantUpdate(Strict):
     metadata: Metadata
     temperature: Temperature
     top_p: TopP
-    response_format: Any = None
+    response_format: ResponseFormat = None
     reasoning_effort: str | None = None
 
     _metadata = field_validator("metadata")(check_metadata)
@@ -169,7 +185,7 @@ class RunOptions(Strict):
     truncation_strategy: Truncation | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
-    response_format: Any = None
+    response_format: ResponseFormat = None
     reasoning_effort: str | None = None
 
     _metadata = field_validator("metadata")(check_metadata)
