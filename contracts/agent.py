@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Kind = Literal["Agent", "Task", "Workflow"]
+Kind = Literal["Agent", "Task", "Workflow", "Flow"]
 ToolKind = Literal["function", "http", "mcp", "code_interpreter", "file_search"]
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ManifestKind = Literal["Agent", "Task", "Workflow"]
+ManifestKind = Literal["Agent", "Task", "Workflow", "Flow"]
 
 
 class OssaMetadata(BaseModel):

@@ -245,6 +245,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "valid": batch.ok,
             "strict": args.strict,
             "unreadable": [d.model_dump(mode="json") for d in batch.unreadable],
+            "skipped": [d.model_dump(mode="json") for d in batch.skipped],
             "manifests": [
                 {
                     "file": e.document.file,

@@ -238,3 +238,32 @@ def test_approval_policies_from_autonomy_tools_capabilities_and_mcp_servers():
         """
     )
     assert everything.needs_approval(everything.tool("anything"))
+
+
+def _official_v04(name: str):
+    from ossabus.registry.documents import read_manifest_file
+    from ossabus.registry.validation import validate_document
+
+    from conftest import SHARED
+
+    (doc,) = read_manifest_file(SHARED / "ossa" / "examples-v0.4" / name)
+    outcome = validate_document(doc, strict=False)
+    assert outcome.definition is not None, [d.render() for d in outcome.report.errors]
+    return outcome.definition
+
+
+def test_a_v0_4_agent_with_instructions_and_a_model_block_normalises_where_the_executor_reads():
+    definition = _official_v04("a2a__service-discovery.ossa.yaml")
+    assert definition.system_prompt.startswith("You are a distributed agent coordinator")
+    assert (definition.llm.provider, definition.llm.model) == ("anthropic", "claude-sonnet-4-20250514")
+    assert definition.llm.litellm_model == "anthropic/claude-sonnet-4-20250514"
+    assert (definition.llm.temperature, definition.llm.max_tokens) == (0.7, 8192)  # camelCase maxTokens
+    assert "discover_agents" in [t.name for t in definition.tools]
+    discover = next(t for t in definition.tools if t.name == "discover_agents")
+    assert discover.parameters["properties"]["capabilities"]["type"] == "array"  # from input_schema
+
+
+def test_a_v0_4_agent_with_llm_parameters_keeps_them():
+    definition = _official_v04("advanced__reasoning-agent.yaml")
+    assert (definition.llm.temperature, definition.llm.max_tokens) == (0.3, 4096)
+    assert definition.system_prompt.startswith("You are a research analyst")

@@ -41,6 +41,7 @@ class Entry:
 class Batch:
     entries: list[Entry] = field(default_factory=list)
     unreadable: list[Diagnostic] = field(default_factory=list)
+    skipped: list[Diagnostic] = field(default_factory=list)  # warnings: documents that are no manifest
 
     @property
     def valid_entries(self) -> list[Entry]:
@@ -48,7 +49,7 @@ class Batch:
 
     @property
     def diagnostics(self) -> list[Diagnostic]:
-        return [*self.unreadable, *(d for e in self.entries for d in e.report.diagnostics)]
+        return [*self.unreadable, *self.skipped, *(d for e in self.entries for d in e.report.diagnostics)]
 
     @property
     def ok(self) -> bool:
@@ -92,11 +93,35 @@ def validate_batch(
         return name in names_in_batch or (resolve is not None and resolve(name))
 
     batch = Batch(unreadable=list(unreadable or []))
+    per_source: dict[str | None, int] = defaultdict(int)
     for doc in docs:
+        per_source[doc.file] += 1
+    for doc in docs:
+        if per_source[doc.file] > 1 and not _is_manifest(doc.data):
+            batch.skipped.append(_skipped(doc))
+            continue
         outcome = validate_document(doc, strict=strict, resolve=resolve_any)
         batch.entries.append(Entry(doc, outcome.report, outcome.definition))
     _reject_duplicate_names(batch)
     return batch
+
+
+def _is_manifest(data: object) -> bool:
+    return isinstance(data, dict) and ("apiVersion" in data or "kind" in data)
+
+
+def _skipped(doc: Document) -> Diagnostic:
+    """A document beside manifests that is none (no apiVersion, no kind): documentation, a shell
+    snippet, a config for another tool. The official schema does not judge it; neither do we."""
+    return Diagnostic(
+        severity="warning",
+        source="ossabus",
+        code="document.not_a_manifest",
+        message="this document has no apiVersion and no kind; skipped",
+        file=doc.file,
+        line=doc.line_of([]),
+        document=doc.index,
+    )
 
 
 def _reject_duplicate_names(batch: Batch) -> None:

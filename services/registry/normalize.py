@@ -9,6 +9,7 @@ models that way) and anything else is literal text.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ossabus.contracts.agent import (
@@ -71,7 +72,7 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         description=metadata.get("description") if isinstance(metadata.get("description"), str) else None,
         labels=_dict(metadata.get("labels")),
         annotations=_dict(metadata.get("annotations")),
-        system_prompt=_system_prompt(spec, oa),
+        system_prompt=_system_prompt(spec, oa, f),
         llm=_llm(spec, oa, va, f, needs_model=kind == "Agent"),
         tools=_in_openai_order(list(tools.tools.values()), oa.get("tools")),
         capabilities=tools.capabilities,
@@ -121,8 +122,12 @@ def _in_openai_order(tools: list, openai_tools: Any) -> list:
     return sorted(tools, key=lambda t: rank.get(t.function_name, rank.get(t.name, len(order))))
 
 
-def _system_prompt(spec: dict, oa: dict) -> str | None:
-    """`spec.prompts.system`, else `spec.role`, else the OpenAI extension's instructions.
+_PROMPT_FILE = re.compile(r"^[\w./-]+\.(md|txt|j2|jinja2?|prompt|tmpl)$")
+
+
+def _system_prompt(spec: dict, oa: dict, f: Findings) -> str | None:
+    """`spec.instructions` (v0.4/v0.5), else `spec.prompts.system`, else `spec.role`, else the OpenAI
+    extension's instructions.
 
     A one-word role (`assistant`, `orchestration`) names a role rather than instructing the model,
     so it is used only when nothing else is given.
@@ -131,10 +136,21 @@ def _system_prompt(spec: dict, oa: dict) -> str | None:
     system = prompts.get("system") if isinstance(prompts, dict) else None
     if isinstance(system, dict):
         system = pick(system, "template", "content", "text")
+    if isinstance(system, str) and _PROMPT_FILE.fullmatch(system.strip()):
+        # A path to a prompt file (v0.4 `prompts.system.template: prompts/x.md`): a manifest does not
+        # make the server read files, so the prompt comes from what the manifest itself holds.
+        f.warning(
+            "prompt.file_not_read",
+            f"prompts.system names the file {system.strip()!r}, which ossabus does not read; "
+            "put the prompt in spec.instructions (or spec.role)",
+            ["spec", "prompts", "system"],
+        )
+        system = None
     role = spec.get("role") if isinstance(spec.get("role"), str) else None
     instructions = oa.get("instructions") if isinstance(oa.get("instructions"), str) else None
+    written = spec.get("instructions") if isinstance(spec.get("instructions"), str) else None
     label_only = role is not None and len(role.split()) <= 1
-    for candidate in (system, None if label_only else role, instructions, role):
+    for candidate in (written, system, None if label_only else role, instructions, role):
         if isinstance(candidate, str) and candidate.strip():
             return candidate.strip()
     return None
@@ -175,9 +191,18 @@ def _collect_env_refs(data: Any, f: Findings) -> list[str]:
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 walk(item, [*path, i], credential)
-        elif credential and isinstance(value, str) and "${" in value:
-            for name, _ in secrets.references(value):
-                note(name, path, value)
+        elif isinstance(value, str) and "${" in value:
+            for root in secrets.expressions(value):
+                if root not in secrets.EXPRESSION_ROOTS:
+                    f.warning(
+                        "expression.unknown_root",
+                        f"{value!r}: '{root}' is not an OSSA expression root "
+                        f"({', '.join(('env', 'secrets', *secrets.EXPRESSION_ROOTS))})",
+                        path,
+                    )
+            if credential:
+                for name, _ in secrets.references(value):
+                    note(name, path, value)
 
     walk(data, [], False)
     return names
@@ -203,7 +228,7 @@ def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMS
     llm = _dict(spec.get("llm"))
     model_spec = spec.get("model")
     model_obj = _dict(model_spec)
-    params = _dict(model_obj.get("parameters"))
+    params = _dict(model_obj.get("parameters")) or _dict(llm.get("parameters"))  # v0.4: model or llm
     vp = _dict(va.get("provider"))
     base = ["spec", "llm"] if llm else ["spec", "model"] if model_obj else ["spec"]
 

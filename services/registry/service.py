@@ -133,8 +133,8 @@ class RegistryService(Service):
             resolve=known.__contains__,
         )
         reports = [e.report for e in batch.entries]
-        if batch.unreadable:
-            reports.insert(0, ValidationReport(strict=request.strict, diagnostics=batch.unreadable))
+        if batch.unreadable or batch.skipped:
+            reports.insert(0, ValidationReport(strict=request.strict, diagnostics=[*batch.unreadable, *batch.skipped]))
         definitions = [e.definition for e in batch.valid_entries if e.definition is not None]
         return ValidateManifestResult(valid=batch.ok, reports=reports, definitions=definitions)
 

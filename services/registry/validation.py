@@ -18,7 +18,7 @@ from jsonschema.exceptions import best_match
 from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.diagnostics import Diagnostic, Severity, Source, ValidationReport
 from ossabus.registry.documents import Document
-from ossabus.registry.schemas import KINDS_BY_SCHEMA, NEWEST, choose_schema, validator
+from ossabus.registry.schemas import KINDS_BY_SCHEMA, SUPPORTED_TEXT, choose_schema, validator
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 63
@@ -124,18 +124,19 @@ def _check_envelope(f: Findings, data: dict, choice) -> bool:
     elif choice is None:
         f.error(
             "manifest.api_version_unsupported",
-            f"apiVersion {api_version!r} is not supported; use ossa/v0.2.2, ossa/v0.3.3 or ossa/v0.3.4",
+            f"apiVersion {api_version!r} is not supported; use {SUPPORTED_TEXT}",
             ["apiVersion"],
         )
         ok = False
     elif choice.newer_than_known:
         f.warning(
             "manifest.api_version_newer",
-            f"apiVersion {api_version} is newer than the newest schema ossabus ships; checked against ossa/v{NEWEST}",
+            f"apiVersion {api_version} is newer than the newest schema of its line; checked against "
+            f"ossa/v{choice.version}",
             ["apiVersion"],
         )
     kind = data.get("kind")
-    allowed = KINDS_BY_SCHEMA[choice.version] if choice else ("Agent", "Task", "Workflow")
+    allowed = KINDS_BY_SCHEMA[choice.version] if choice else ("Agent", "Task", "Workflow", "Flow")
     if kind is None:
         f.error("manifest.kind_missing", f"kind is required: one of {', '.join(allowed)}", ["kind"])
         ok = False

@@ -56,7 +56,7 @@ def _name(name: str) -> str:
 @router.get("/manifests")
 async def list_manifests(
     request: Request,
-    kind: Literal["Agent", "Task", "Workflow"] | None = None,
+    kind: Literal["Agent", "Task", "Workflow", "Flow"] | None = None,
     limit: int = 20,
     order: Literal["asc", "desc"] = "asc",
     after: str | None = None,

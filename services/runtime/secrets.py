@@ -23,6 +23,11 @@ NEVER = ("OSSABUS_*", "NATS_*")
 
 # `${NAME}` or `${NAME:-default}`; `${{ ... }}` is an OSSA expression, not a secret.
 REFERENCE = re.compile(r"\$\{(?!\{)([^}]*)\}")
+# OSSA expressions written `${root.path}`: `env` and `secrets` name a secret (`${env.GITHUB_TOKEN}`,
+# as v0.4 manifests write credentials); the others are values of a workflow's run, never variables.
+SECRET_ROOTS = ("env", "secrets")
+EXPRESSION_ROOTS = ("input", "inputs", "steps", "context", "workflow", "output", "outputs", "vars", "item")
+_DOTTED = re.compile(r"^(?P<root>[A-Za-z_][A-Za-z0-9_]*)\.(?P<rest>.+)$")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INNER = re.compile(r"^(?P<name>[^:\-}]*)(?::?-(?P<default>.*))?$")
 
@@ -77,14 +82,39 @@ def allowed(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in allow_patterns())
 
 
+def _secret_name(written: str) -> str:
+    """`env.NAME` / `secrets.NAME` -> `NAME`; anything else as written."""
+    dotted = _DOTTED.match(written)
+    return dotted["rest"] if dotted and dotted["root"] in SECRET_ROOTS else written
+
+
+def expression_root(inner: str) -> str | None:
+    """The root of an OSSA expression (`input` of `${input.mr_iid}`), or None when `inner` is not
+    a dotted expression or names a secret."""
+    dotted = _DOTTED.match(inner.strip())
+    if dotted is None or dotted["root"] in SECRET_ROOTS:
+        return None
+    return dotted["root"]
+
+
 def references(value: str) -> list[tuple[str, str | None]]:
-    """(name, default) of every `${...}` in `value`; a name that is not a variable name is kept as
-    written, so callers can report it."""
+    """(name, default) of every secret `${...}` in `value` (`${NAME}`, `${env.NAME}`,
+    `${secrets.NAME}`); OSSA expressions (`${input.x}`, `${steps.a.output}`) are not secrets and
+    are left out. A name that is not a variable name is kept as written, so callers can report it."""
     out: list[tuple[str, str | None]] = []
     for match in REFERENCE.finditer(value):
+        if expression_root(match.group(1)) is not None:
+            continue
         inner = _INNER.match(match.group(1))
-        out.append((inner["name"], inner["default"]) if inner else (match.group(1), None))
+        name, default = (inner["name"], inner["default"]) if inner else (match.group(1), None)
+        out.append((_secret_name(name), default))
     return out
+
+
+def expressions(value: str) -> list[str]:
+    """The roots of the OSSA expressions in `value`, in order."""
+    roots = [expression_root(m.group(1)) for m in REFERENCE.finditer(value)]
+    return [r for r in roots if r is not None]
 
 
 def template_defaults(value: object) -> object:
@@ -111,8 +141,10 @@ def resolve(value: str, what: str) -> str:
     """
 
     def replace(match: re.Match) -> str:
+        if expression_root(match.group(1)) is not None:
+            return match.group(0)  # an OSSA expression: a workflow fills it in, not the environment
         inner = _INNER.match(match.group(1))
-        name = inner["name"] if inner else match.group(1)
+        name = _secret_name(inner["name"] if inner else match.group(1))
         if not allowed(name):
             raise SecretError(
                 "secret_not_allowed",
