@@ -98,10 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert a manifest or an OpenAI Assistant object")
     conv.add_argument("path", type=Path)
     conv.add_argument("--to", required=True, choices=("openai-assistant", "vercel-ai", "ossa"))
+    conv.add_argument(
+        "--api-version",
+        choices=("ossa/v0.5", "ossa/v0.4"),
+        help="with --to ossa: upgrade the manifest to this version (what changed goes to stderr)",
+    )
 
     imp = sub.add_parser("import-assistant", help="OpenAI Assistant JSON -> OSSA manifest YAML")
     imp.add_argument("file", type=Path)
     imp.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    imp.add_argument(
+        "--api-version",
+        default="ossa/v0.5",
+        choices=("ossa/v0.5", "ossa/v0.4", "ossa/v0.3.4"),
+        help="OSSA version to write (default ossa/v0.5, the current one)",
+    )
 
     creds = sub.add_parser(
         "credentials", help="print the NATS URL (with its password) that `ossabus up` made for a role"
@@ -298,10 +309,13 @@ def _read_assistant(path: Path) -> tuple[dict | None, str | None]:
     return data, None
 
 
-def _import(path: Path) -> tuple[str | None, str | None]:
+def _import(path: Path, api_version: str = "ossa/v0.5") -> tuple[str | None, str | None]:
     from pydantic import ValidationError
 
-    from ossabus.registry.convert_openai import from_assistant
+    from ossabus.registry.catalog import validate_batch
+    from ossabus.registry.convert_openai import IMPORT_API_VERSION, from_assistant
+    from ossabus.registry.documents import parse_documents
+    from ossabus.registry.migrate import migrate
 
     data, error = _read_assistant(path)
     if error:
@@ -314,11 +328,17 @@ def _import(path: Path) -> tuple[str | None, str | None]:
             None,
             f"{path}: not a valid Assistant object: {'.'.join(map(str, first['loc']))}: {first['msg']}",
         )
-    return yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), None
+    text = yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True)
+    if api_version != IMPORT_API_VERSION:
+        (entry,) = validate_batch(parse_documents(text, str(path), "yaml")).entries
+        if entry.definition is None:  # pragma: no cover - from_assistant writes valid manifests
+            return None, f"{path}: the converted manifest is not valid"
+        text = yaml.safe_dump(migrate(manifest, entry.definition, api_version).manifest, sort_keys=False)
+    return text, None
 
 
 def cmd_import_assistant(args: argparse.Namespace) -> int:
-    text, error = _import(args.file)
+    text, error = _import(args.file, getattr(args, "api_version", None) or "ossa/v0.5")
     if error:
         return _fail(error, EXIT_INVALID)
     if args.output:
@@ -350,7 +370,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if _is_assistant_json(args.path):
         if args.to != "ossa":
             return _fail("an OpenAI Assistant object converts only --to ossa", EXIT_USAGE)
-        return cmd_import_assistant(argparse.Namespace(file=args.path, output=None))
+        return cmd_import_assistant(
+            argparse.Namespace(file=args.path, output=None, api_version=args.api_version or "ossa/v0.5")
+        )
     entry, error = _load_single(args.path)
     if error:
         return _fail(error, EXIT_INVALID)
@@ -360,7 +382,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
     elif args.to == "vercel-ai":
         out = to_vercel(definition)
     else:
-        sys.stdout.write(yaml.safe_dump(entry.document.data, sort_keys=False, allow_unicode=True))
+        data = entry.document.data
+        if args.api_version:
+            from ossabus.registry.migrate import migrate
+
+            migration = migrate(data, definition, args.api_version)
+            data = migration.manifest
+            for change in migration.changes:
+                print(f"changed: {change}", file=sys.stderr)
+            for doubt in migration.doubts:
+                print(f"check: {doubt}", file=sys.stderr)
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         return EXIT_OK
     print(json.dumps(out, indent=2))
     return EXIT_OK

@@ -104,7 +104,8 @@ def test_import_assistant_and_convert_back(tmp_path):
     assert run("import-assistant", str(source), "-o", str(out)).returncode == 0
     manifest = yaml.safe_load(out.read_text())
     assert manifest["metadata"]["name"] == "math-tutor"
-    assert manifest["spec"]["prompts"]["system"] == "Guide students step by step."
+    assert manifest["apiVersion"] == "ossa/v0.5"  # the current OSSA, unless --api-version says otherwise
+    assert manifest["spec"]["instructions"] == "Guide students step by step."
     assert run("validate", "--strict", str(out)).returncode == 0
     back = json.loads(run("convert", str(out), "--to", "openai-assistant").stdout)
     assert (back["id"], back["name"], back["metadata"]) == ("asst_abc123", "Math Tutor", {"owner": "edu"})

@@ -253,13 +253,19 @@ def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMS
             int,
         ),
         seed=_number(first(pick(llm, "seed"), pick(params, "seed")), f, [*base, "seed"], int),
-        base_url=secrets.template_defaults(pick(llm, "base_url", "baseUrl", "baseURL") or pick(vp, "base_url")),
-        api_key_env=pick(llm, "api_key_env", "apiKeyEnv") or pick(vp, "api_key_env"),
+        base_url=secrets.template_defaults(
+            pick(llm, "base_url", "baseUrl", "baseURL")
+            or pick(model_obj, "base_url", "baseUrl")
+            or pick(vp, "base_url")
+        ),
+        api_key_env=pick(llm, "api_key_env", "apiKeyEnv")
+        or pick(model_obj, "api_key_env", "apiKeyEnv")
+        or pick(vp, "api_key_env"),
         headers={str(k): str(v) for k, v in _dict(vp.get("headers")).items()},
     )
     stop = pick(llm, "stop") or pick(params, "stop")
     settings.stop = [stop] if isinstance(stop, str) else [str(s) for s in stop] if isinstance(stop, list) else None
-    fallbacks = llm.get("fallback_models")
+    fallbacks = llm.get("fallback_models", model_obj.get("fallback_models"))
     if isinstance(fallbacks, list):
         settings.fallback_models = [m if isinstance(m, str) else str(_dict(m).get("model")) for m in fallbacks if m]
     _resolve_provider(settings, f, base, needs_model)
@@ -333,7 +339,10 @@ def _limits(spec: dict, oa: dict, va: dict, f: Findings) -> Limits:
 
 def _retry(spec: dict, oa: dict, f: Findings) -> RetryPolicy:
     policy = RetryPolicy()
-    llm_retry = _dict(_dict(spec.get("llm")).get("retry_config"))
+    model_block = _dict(spec.get("model"))  # v0.4+: the model block carries what spec.llm carried
+    llm_retry = _dict(_dict(spec.get("llm")).get("retry_config")) or _dict(
+        model_block.get("retry_config") or model_block.get("retry")
+    )
     spec_retry = _dict(spec.get("retry_policy"))
     api_retry = _dict(_dict(oa.get("api_config")).get("retry"))
     attempts = first(pick(llm_retry, "max_attempts"), pick(spec_retry, "max_attempts"), pick(api_retry, "max_retries"))
