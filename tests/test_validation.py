@@ -216,3 +216,84 @@ def test_newer_0_3_patch_versions_are_checked_against_the_newest_schema_with_a_w
 def test_prerelease_tags_are_accepted():
     batch = validate_text(agent("spec: {role: hi there}\n", api="ossa/v0.3.4-alpha.1"))
     assert batch.ok, batch.diagnostics
+
+
+WORKFLOW = """\
+apiVersion: ossa/v0.5
+kind: Workflow
+metadata: {name: review-flow}
+spec:
+  steps:
+    - id: fetch
+      kind: Agent
+      ref: echo-agent
+      input: {mr: "${input.mr_iid}", token: "${secrets.GITLAB_TOKEN}"}
+    - id: review
+      kind: Agent
+      ref: echo-agent
+      input: {diff: "${{ steps.fetch.output.diff }}", other: "${STEP_REF}"}
+"""
+
+
+def test_ossa_expressions_are_not_environment_variables():
+    batch = validate_text(WORKFLOW, strict=True, source="w.yaml", resolve=lambda name: True)
+    assert batch.ok, [d.render() for d in batch.diagnostics]
+    assert "env.invalid_reference" not in [d.code for d in batch.diagnostics]
+
+
+def test_a_step_reference_that_does_not_exist_is_an_error_and_an_unknown_root_a_warning():
+    broken = WORKFLOW.replace("steps.fetch.output", "steps.fecth.output").replace("${input.mr_iid}", "${inptu.mr}")
+    batch = validate_text(broken, strict=True, source="w.yaml", resolve=lambda name: True)
+    errors = [d for d in batch.diagnostics if d.severity == "error"]
+    assert [(d.code, d.path) for d in errors] == [("expression.unknown_step", "$.spec.steps[1].input.diff")]
+    assert "'fecth'" in errors[0].message
+    assert "expression.unknown_root" in [d.code for d in batch.diagnostics if d.severity == "warning"]
+
+
+def test_an_http_tool_without_an_endpoint_is_a_warning_on_that_tool():
+    text = agent(
+        "spec:\n  role: You call things.\n  llm: {provider: openai, model: gpt-4o}\n"
+        "  tools:\n    - {type: http, name: nowhere}\n    - {type: function, name: here}\n",
+        api="ossa/v0.4.7",
+    )
+    batch = validate_text(text, strict=True, source="m.yaml")
+    assert batch.ok
+    assert [t.name for t in batch.entries[0].definition.tools] == ["here"]
+    assert "tool.http_endpoint_missing" in [d.code for d in batch.diagnostics if d.severity == "warning"]
+
+
+def test_a_document_that_is_no_manifest_beside_manifests_is_skipped_with_a_warning():
+    text = agent("spec: {role: You help people.}\n") + "---\n# notes for humans\nowner: team-a\n---\n- a list\n"
+    batch = validate_text(text, strict=True, source="m.yaml")
+    assert batch.ok
+    assert [e.report.name for e in batch.entries] == ["demo"]
+    assert [(d.code, d.document) for d in batch.skipped] == [
+        ("document.not_a_manifest", 1),
+        ("document.not_a_manifest", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("api", "schema"),
+    [
+        ("ossa/v0.4", "0.4.7"),
+        ("ossa/v0.4.1", "0.4.6"),
+        ("ossa/v0.4.6", "0.4.6"),
+        ("ossa/v0.4.7", "0.4.7"),
+        ("ossa/v0.4.9", "0.4.7"),
+        ("ossa/v0.5", "0.5"),
+        ("ossa/v0.5.2-rc.1", "0.5"),
+    ],
+)
+def test_v0_4_and_v0_5_api_versions_use_their_official_schema(api, schema):
+    batch = validate_text(agent("spec: {instructions: You help.}\n", api=api), strict=True)
+    assert batch.ok, [d.render() for d in batch.diagnostics]
+    assert batch.entries[0].report.schema_version == schema
+    assert batch.entries[0].definition.system_prompt == "You help."
+
+
+def test_a_flow_is_validated_as_a_flow():
+    text = "apiVersion: ossa/v0.5\nkind: Flow\nmetadata: {name: events-flow}\nspec: {}\n"
+    batch = validate_text(text, strict=True)
+    assert batch.ok
+    assert batch.entries[0].definition.kind == "Flow"

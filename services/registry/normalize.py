@@ -92,7 +92,51 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         definition.task = _task(spec, va, f)
     if kind == "Workflow":
         definition.workflow = _workflow(spec)
+        _check_step_references(spec, _step_ids(spec), f)
     return definition
+
+
+_EXPRESSION_BODY = re.compile(r"\$\{\{(.*?)\}\}|\$\{([^{}]*)\}", re.S)
+_STEP_REFERENCE = re.compile(r"(?<![\w.])steps\.([A-Za-z0-9_-]+)")
+
+
+def _step_ids(value: Any, under_steps: bool = False) -> set[str]:
+    """Ids of the workflow's steps at any depth (steps of parallel groups, loops, branches)."""
+    ids: set[str] = set()
+    if isinstance(value, dict):
+        if under_steps and isinstance(value.get("id"), str):
+            ids.add(value["id"])
+        for key, item in value.items():
+            ids |= _step_ids(item, key == "steps")
+    elif isinstance(value, list):
+        for item in value:
+            ids |= _step_ids(item, under_steps)
+    return ids
+
+
+def _check_step_references(spec: dict, step_ids: set[str], f: Findings) -> None:
+    """`${steps.<id>...}` and `${{ steps.<id>... }}` must name a step of this workflow: a typo there
+    would only show when the workflow runs, with a value silently missing."""
+
+    def walk(value: Any, path: list[str | int]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, [*path, str(key)])
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, [*path, i])
+        elif isinstance(value, str) and "${" in value:
+            for body in _EXPRESSION_BODY.finditer(value):
+                for step in _STEP_REFERENCE.findall(body.group(1) or body.group(2) or ""):
+                    if step not in step_ids:
+                        f.error(
+                            "expression.unknown_step",
+                            f"{value.strip()!r} refers to step {step!r}, which this workflow does not have "
+                            f"(steps: {', '.join(sorted(step_ids)) or 'none'})",
+                            path,
+                        )
+
+    walk(spec, ["spec"])
 
 
 def _approval_policy(spec: dict, f: Findings) -> bool | list[str]:
