@@ -8,7 +8,7 @@ import yaml
 
 from conftest import REPO
 
-SEED_NAMES = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "manifests").glob("*.yaml"))
+SEED_NAMES = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "manifests").rglob("*.yaml"))
 
 
 def manifest(name: str, prompt: str = "You help.") -> str:
@@ -64,12 +64,12 @@ def test_health_and_readiness(http):
     assert ready.json()["checks"]["manifests"]["count"] >= 15
 
 
-def test_the_fifteen_seed_agents_are_listed(http):
+def test_the_bundled_manifests_are_listed(http):
     page = http.get("/v1/ossa/manifests", params={"limit": 100}).json()
     assert page["object"] == "list"
     names = [m["id"] for m in page["data"] if m["source"] != "api"]
     assert names == SEED_NAMES
-    assert len(names) == 15
+    assert len(names) == 18  # the 15 seed manifests and the v0.5 agents of manifests/v0.5
     first = page["data"][0]
     assert first["object"] == "ossa.manifest"
     assert {"kind", "api_version", "version", "created_at", "updated_at"} <= set(first)

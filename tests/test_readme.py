@@ -86,7 +86,7 @@ def test_the_curl_quickstart(readme_stack):
 
 def test_the_command_line_quickstart(readme_stack):
     out = run_block("cli", readme_stack)
-    assert "15 valid" in out
+    assert "18 valid" in out
     written = (readme_stack.workdir / "my-agent.ossa.yaml").read_text()
     assert "name: release-notes-writer" in written
     assert (readme_stack.workdir / "contracts-out").is_dir()

@@ -36,7 +36,19 @@ def test_fifteen_seed_manifests_ship_and_all_load_leniently():
     batch = validate_batch(docs, unreadable=unreadable)
     assert not unreadable
     assert [e.document.file for e in batch.entries if not e.valid] == []
-    assert len({e.definition.name for e in batch.entries}) == 15
+    assert len({e.definition.name for e in batch.entries}) == 15 + 3  # and manifests/v0.5
+
+
+def test_the_bundled_v0_5_agents_validate_strictly_and_show_the_current_shape():
+    docs, unreadable = documents_from_paths([MANIFESTS / "v0.5"])
+    batch = validate_batch(docs, strict=True, unreadable=unreadable)
+    assert batch.ok, [d.render() for d in batch.diagnostics]
+    by_name = {e.definition.name: e.definition for e in batch.entries}
+    assert {d.api_version for d in by_name.values()} == {"ossa/v0.5"}
+    assert [t.name for t in by_name["trip-planner"].tools] == ["get_weather"]
+    assert by_name["trip-planner"].llm.max_tokens == 800
+    assert by_name["docs-assistant"].tools[0].kind == "mcp"
+    assert [s["name"] for s in by_name["travel-desk"].subagents] == ["trip-planner"]
 
 
 def official_errors(path: Path) -> set[tuple[str, str]]:
