@@ -88,3 +88,36 @@ def test_an_official_v0_4_agent_rewritten_as_v0_5_validates_strictly_and_runs_th
         original.llm.max_tokens,
     )
     assert [t.name for t in again.tools] == [t.name for t in original.tools]
+
+
+def on_the_fake_upstream(data: dict, fake_root: str) -> dict:
+    """The manifest with its model pointed at the fake upstream (the examples name anthropic, google, ...);
+    everything else, prompts and tools included, as the example has it."""
+    import copy
+
+    manifest = copy.deepcopy(data)
+    spec = manifest["spec"]
+    spec.pop("llm", None)
+    spec["model"] = {"provider": "openai", "model": "fake-model", "base_url": fake_root, "api_key_env": "FAKE_LLM_KEY"}
+    return manifest
+
+
+def test_every_accepted_v0_4_agent_loads_and_answers_a_turn(api_stack, fake_llm):
+    import httpx
+
+    failures = []
+    with httpx.Client(base_url=api_stack.base_url, timeout=60) as http:
+        for param in AGENTS:
+            (doc,) = param.values
+            manifest = on_the_fake_upstream(doc.data, fake_llm.base_url.replace("127.0.0.1", "localhost"))
+            name = manifest["metadata"]["name"]
+            put = http.put(f"/v1/ossa/manifests/{name}", json=manifest)
+            if put.status_code not in (200, 201):
+                failures.append((param.id, "register", put.status_code, put.text[:300]))
+                continue
+            reply = http.post(
+                "/v1/chat/completions", json={"model": name, "messages": [{"role": "user", "content": "ping"}]}
+            )
+            if reply.status_code != 200 or reply.json()["choices"][0]["message"]["content"] != "Echo: ping":
+                failures.append((param.id, "turn", reply.status_code, reply.text[:300]))
+    assert failures == []
