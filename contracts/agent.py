@@ -171,6 +171,13 @@ class AgentDefinition(BaseModel):
     workflow: WorkflowSettings | None = None
     subagents: list[Any] = Field(default_factory=list, description="Kept for multi-agent orchestration.")
     orchestration: dict[str, Any] | None = None
+    # v0.4/v0.5 multi-agent and context declarations: validated and kept, run by the workflow capability
+    team: dict[str, Any] | None = None
+    handoffs: list[Any] = Field(default_factory=list)
+    delegation: dict[str, Any] | None = None
+    knowledge_sources: list[Any] = Field(default_factory=list)
+    protocols: Any = Field(None, description="`protocols` (mcp, a2a, rest, ...), as declared.")
+    token_efficiency: dict[str, Any] | None = None
     env_refs: list[str] = Field(default_factory=list, description="`${VAR}` names the manifest reads.")
     openai_assistant_id: str | None = None
     approval_required: bool | list[str] = Field(

@@ -246,7 +246,7 @@ def _official_v04(name: str):
 
     from conftest import SHARED
 
-    (doc,) = read_manifest_file(SHARED / "ossa" / "examples-v0.4" / name)
+    doc = next(d for d in read_manifest_file(SHARED / "ossa" / "examples-v0.4" / name) if d.data.get("kind") == "Agent")
     outcome = validate_document(doc, strict=False)
     assert outcome.definition is not None, [d.render() for d in outcome.report.errors]
     return outcome.definition
@@ -267,3 +267,20 @@ def test_a_v0_4_agent_with_llm_parameters_keeps_them():
     definition = _official_v04("advanced__reasoning-agent.yaml")
     assert (definition.llm.temperature, definition.llm.max_tokens) == (0.3, 4096)
     assert definition.system_prompt.startswith("You are a research analyst")
+
+
+def test_v0_4_team_handoffs_and_token_efficiency_are_kept_for_the_workflow_capability():
+    team = _official_v04("hierarchical-crewai.ossa.yaml").team
+    assert team["lead"] == "devops-manager"
+    assert "devops-manager" in [m["name"] for m in team["members"]]
+    handoffs = _official_v04("migrations__swarm-to-ossa__after-handoffs.ossa.yaml").handoffs
+    assert handoffs[0]["target_agent"] == "order-verification-agent"
+    efficiency = _official_v04("migrations__swarm-to-ossa__after-triage-agent.ossa.yaml").token_efficiency
+    assert efficiency["caching"]["strategy"] == "semantic"
+
+
+def test_a_v0_4_runtime_block_gives_the_model_when_no_model_block_does():
+    definition = _official_v04("economics__marketplace-agent.ossa.json")
+    assert definition.llm.model == "claude-sonnet-4-5"
+    assert definition.llm.litellm_model.startswith("anthropic/")
+    assert (definition.llm.temperature, definition.llm.max_tokens) == (0.1, 16000)

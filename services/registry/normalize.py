@@ -73,7 +73,9 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         labels=_dict(metadata.get("labels")),
         annotations=_dict(metadata.get("annotations")),
         system_prompt=_system_prompt(spec, oa, f),
-        llm=_llm(spec, oa, va, f, needs_model=kind == "Agent"),
+        llm=_llm(
+            spec, oa, va, f, needs_model=kind == "Agent", runtime=_dict(spec.get("runtime") or data.get("runtime"))
+        ),
         tools=_in_openai_order(list(tools.tools.values()), oa.get("tools")),
         capabilities=tools.capabilities,
         mcp_servers=tools.mcp_servers,
@@ -83,6 +85,12 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         observability=_observability(spec, oa),
         streaming=_streaming(oa, va),
         subagents=spec.get("subagents") if isinstance(spec.get("subagents"), list) else [],
+        team=_dict(spec.get("team")) or None,
+        handoffs=spec.get("handoffs") if isinstance(spec.get("handoffs"), list) else [],
+        delegation=_dict(spec.get("delegation")) or None,
+        knowledge_sources=_list(spec.get("knowledge_sources") or spec.get("knowledgeSources")),
+        protocols=spec.get("protocols") or data.get("protocols") or None,
+        token_efficiency=_dict(spec.get("token_efficiency") or data.get("token_efficiency")) or None,
         orchestration=_dict(spec.get("orchestration") or data.get("orchestration")) or None,
         env_refs=env_refs,
         openai_assistant_id=oa.get("assistant_id") if isinstance(oa.get("assistant_id"), str) else None,
@@ -268,8 +276,14 @@ def _number(value: Any, f: Findings, path: list[str | int], cast: type = float) 
     return None
 
 
-def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool) -> LLMSettings:
-    llm = _dict(spec.get("llm"))
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool, runtime: dict | None = None) -> LLMSettings:
+    # v0.4 `runtime: {model, temperature, max_tokens}` (top level or in spec) stands in for a model block
+    runtime = runtime or {}
+    llm = _dict(spec.get("llm")) or (runtime if "model" in runtime and "model" not in spec else {})
     model_spec = spec.get("model")
     model_obj = _dict(model_spec)
     params = _dict(model_obj.get("parameters")) or _dict(llm.get("parameters"))  # v0.4: model or llm
