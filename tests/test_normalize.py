@@ -284,3 +284,11 @@ def test_a_v0_4_runtime_block_gives_the_model_when_no_model_block_does():
     assert definition.llm.model == "claude-sonnet-4-5"
     assert definition.llm.litellm_model.startswith("anthropic/")
     assert (definition.llm.temperature, definition.llm.max_tokens) == (0.1, 16000)
+
+
+def test_v0_5_protocols_mcp_servers_become_mcp_tools_bound_by_server_name():
+    definition = _official_v04("agent-manifests__v0.5-identity-security-protocols.ossa.yaml")
+    offered = {t.name: t for t in definition.tools if t.kind == "mcp"}
+    assert {"scan_repository", "generate_report", "check_policy"} <= set(offered)
+    assert offered["scan_repository"].mcp.server == "compliance-tools"
+    assert definition.protocols["a2a"]["version"] == "0.2.0"  # kept as declared

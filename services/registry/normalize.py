@@ -62,6 +62,10 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
     tools.openai_tools(oa.get("tools"), ["extensions", "openai_assistants", "tools"])
     if isinstance(ext.get("mcp"), dict):
         tools.mcp_tools(ext["mcp"], ["extensions", "mcp"])
+    for where, protocols in ((["protocols"], data.get("protocols")), (["spec", "protocols"], spec.get("protocols"))):
+        mcp = _dict(_dict(protocols).get("mcp"))
+        if mcp.get("servers") is not None:
+            tools.protocol_mcp_servers(mcp["servers"], [*where, "mcp", "servers"])
     tools.vercel_tools(_dict(va.get("tool_calling")).get("tools"), ["extensions", "vercel_ai", "tool_calling", "tools"])
 
     definition = AgentDefinition(

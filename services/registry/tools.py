@@ -186,6 +186,16 @@ class ToolCollector:
                 seen=seen,
             )
 
+    def protocol_mcp_servers(self, items: Any, base: list[str | int]) -> None:
+        """v0.5 `protocols.mcp.servers`: each server and the tools it offers, bound like a tool of
+        `type: mcp` (a command a manifest names is never run: servers come from the operator's config)."""
+        seen: set[str] = set()
+        for i, item in self._items(items, base):
+            if isinstance(item, dict):
+                self._mcp_server_tool(item, [*base, i], seen)
+            else:
+                self.f.warning("tool.unrecognised", "an MCP server is an object", [*base, i])
+
     def vercel_tools(self, items: Any, base: list[str | int]) -> None:
         seen: set[str] = set()
         for i, item in self._items(items, base):
