@@ -121,3 +121,23 @@ def test_every_accepted_v0_4_agent_loads_and_answers_a_turn(api_stack, fake_llm)
             if reply.status_code != 200 or reply.json()["choices"][0]["message"]["content"] != "Echo: ping":
                 failures.append((param.id, "turn", reply.status_code, reply.text[:300]))
     assert failures == []
+
+
+@pytest.mark.parametrize("doc", AGENTS)
+def test_an_official_v0_4_agent_round_trips_through_vercel_ai_settings(doc):
+    from ossabus.registry.convert_vercel import from_vercel
+
+    original = validate_document(doc, strict=False).definition
+    settings = json.loads(json.dumps(to_vercel(original)))
+    back = definition_of(yaml.safe_dump(from_vercel(settings)))
+    assert back.system_prompt == original.system_prompt
+    assert (back.llm.model, back.llm.temperature, back.llm.top_p, back.llm.max_tokens) == (
+        original.llm.model,
+        original.llm.temperature,
+        original.llm.top_p,
+        original.llm.max_tokens,
+    )
+    offered = [t for t in original.tools if t.kind not in ("code_interpreter", "file_search")]
+    assert [t.name for t in back.tools] == [(t.function_name or t.name) for t in offered]
+    assert [t.confirmation for t in back.tools] == [t.confirmation for t in offered]
+    assert to_vercel(back) == settings  # stable: a second trip changes nothing

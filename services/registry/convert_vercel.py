@@ -85,3 +85,64 @@ def to_vercel(definition: AgentDefinition) -> dict[str, Any]:
         "extension": extension,
         "call_settings": {k: v for k, v in call_settings.items() if v is not None},
     }
+
+
+# Vercel AI SDK provider -> the provider name an OSSA manifest writes (the first litellm id above).
+OSSA_PROVIDERS = {"google": "google", "amazon-bedrock": "bedrock", "fireworks": "fireworks"}
+SETTING_TO_PARAMETER = {
+    "temperature": "temperature",
+    "topP": "topP",
+    "maxOutputTokens": "maxTokens",
+    "stopSequences": "stop",
+    "seed": "seed",
+}
+
+
+def from_vercel(settings: dict[str, Any], api_version: str = "ossa/v0.5") -> dict[str, Any]:
+    """Vercel AI settings (what `to_vercel` makes) -> an OSSA manifest in the current shape.
+
+    The extension block goes back to `extensions.vercel_ai` whole (stream protocol, hooks, output
+    schema), so a round trip loses nothing the extension holds; the call settings become the
+    instructions and the model block's parameters.
+    """
+    extension = dict(settings.get("extension") or {})
+    call = settings.get("call_settings") or {}
+    provider = extension.get("provider") or {}
+    parameters = {name: call[key] for key, name in SETTING_TO_PARAMETER.items() if call.get(key) is not None}
+    model: dict[str, Any] = {}
+    if provider.get("name") and provider["name"] != "custom":
+        model["provider"] = OSSA_PROVIDERS.get(provider["name"], provider["name"])
+    for key in ("model", "base_url", "api_key_env"):
+        if provider.get(key):
+            model[key] = provider[key]
+    if parameters:
+        model["parameters"] = parameters
+    calling = dict(extension.get("tool_calling") or {})
+    tools = [
+        {
+            "type": "function",
+            "name": tool["name"],
+            "description": tool.get("description") or tool["name"],
+            "input_schema": tool.get("parameters") or {"type": "object", "properties": {}},
+            **({"requires_approval": True} if tool.get("confirmation") else {}),
+        }
+        for tool in calling.pop("tools", None) or []
+    ]
+    extension["tool_calling"] = calling
+    is_task = bool((extension.get("hooks") or {}).get("use_completion", {}).get("enabled"))
+    spec: dict[str, Any] = {}
+    if call.get("system"):
+        spec["instructions"] = call["system"]
+    if model:
+        spec["model"] = model
+    if tools:
+        spec["tools"] = tools
+    if call.get("maxRetries") is not None:
+        spec.setdefault("model", {})["retry"] = {"max_attempts": int(call["maxRetries"]) + 1}
+    return {
+        "apiVersion": api_version,
+        "kind": "Task" if is_task else "Agent",
+        "metadata": {"name": settings["name"]},
+        "spec": spec,
+        "extensions": {"vercel_ai": extension},
+    }
