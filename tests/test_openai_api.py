@@ -135,6 +135,14 @@ def test_chat_client_tools_end_with_tool_calls(client):
             openai.BadRequestError,
             "temperature",
         ),
+        # messages without what their role needs (found by the fuzz: they used to come back as a 502)
+        ({"model": "echo-agent", "messages": [{"role": "system"}]}, openai.BadRequestError, "messages.0"),
+        (
+            {"model": "echo-agent", "messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]},
+            openai.BadRequestError,
+            "messages.1",
+        ),
+        ({"model": "echo-agent", "messages": [{"role": "assistant"}]}, openai.BadRequestError, "messages.0"),
     ],
 )
 def test_chat_bad_requests(client, kwargs, error, param):

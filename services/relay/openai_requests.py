@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_METADATA_PAIRS = 16
 
@@ -245,10 +245,27 @@ class StreamOptions(Strict):
 
 
 class ChatMessage(BaseModel):
-    """Chat messages are passed on as given (roles and parts are the provider's business)."""
+    """Chat messages are passed on as given (the parts are the provider's business), once they have
+    what OpenAI requires of their role: a message without them used to reach litellm, fail there,
+    and come back as a 502 (found by the schemathesis fuzz)."""
 
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _has_what_its_role_needs(self) -> ChatMessage:
+        if self.role in ("system", "developer", "user", "tool", "function") and self.content is None:
+            raise ValueError(f"a {self.role} message needs 'content'")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs 'tool_call_id'")
+        if self.role == "assistant" and self.content is None and not self.tool_calls:
+            extra = self.model_extra or {}
+            if not any(extra.get(k) for k in ("function_call", "refusal", "audio")):
+                raise ValueError("an assistant message needs 'content' or 'tool_calls'")
+        return self
 
 
 class ChatCompletionCreate(Strict):
