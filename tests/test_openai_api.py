@@ -143,6 +143,11 @@ def test_chat_client_tools_end_with_tool_calls(client):
             "messages.1",
         ),
         ({"model": "echo-agent", "messages": [{"role": "assistant"}]}, openai.BadRequestError, "messages.0"),
+        (
+            {"model": "echo-agent", "messages": [{"role": "user", "content": [{"text": "no type"}]}]},
+            openai.BadRequestError,
+            "messages.0.content",
+        ),
     ],
 )
 def test_chat_bad_requests(client, kwargs, error, param):

@@ -255,6 +255,16 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _parts_have_a_type(cls, content: Any) -> Any:
+        for i, part in enumerate(content if isinstance(content, list) else []):
+            if not isinstance(part.get("type"), str):
+                raise ValueError(f"content part {i} needs a 'type'")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f"text part {i} needs 'text'")
+        return content
+
     @model_validator(mode="after")
     def _has_what_its_role_needs(self) -> ChatMessage:
         if self.role in ("system", "developer", "user", "tool", "function") and self.content is None:
