@@ -44,6 +44,12 @@ class HttpBinding(BaseModel):
     method: str = "POST"
     auth: dict[str, Any] | None = None
     allow_private: bool = Field(False, description="May call loopback, private and link-local addresses.")
+    allowed_domains: list[str] | None = Field(
+        None,
+        description="The agent's own `security.network_access.allowed_domains`: it narrows what the operator's "
+        "egress policy allows, never widens it.",
+    )
+    blocked_domains: list[str] = Field(default_factory=list)
 
 
 class McpBinding(BaseModel):

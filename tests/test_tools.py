@@ -222,3 +222,51 @@ def test_the_operator_allows_hosts_domains_and_networks():
     assert not policy.allows("x", ip_address("10.21.3.4"))
     assert policy.allows("x", ip_address("fd12::5"))
     assert not policy.allows("x", ip_address("169.254.169.254"))
+
+
+@pytest.mark.parametrize(
+    ("network_access", "code", "says"),
+    [
+        ({"allowed_domains": ["api.example.com", "*.example.org"]}, "egress_refused", "allowed_domains"),
+        ({"allowed_domains": ["localhost"], "blocked_domains": ["localhost"]}, "egress_refused", "blocked_domains"),
+        ({"allowed_domains": ["localhost"]}, None, None),
+    ],
+)
+def test_an_agents_own_network_access_narrows_the_reach_of_its_http_tools(
+    api_stack, fake_llm, network_access, code, says
+):
+    import httpx
+    import yaml
+
+    root = fake_llm.base_url.replace("127.0.0.1", "localhost")
+    manifest = {
+        "apiVersion": "ossa/v0.5",
+        "kind": "Agent",
+        "metadata": {"name": "narrow-agent"},
+        "spec": {
+            "instructions": "You call one service.",
+            "model": {"provider": "openai", "model": "fake-model"},
+            "tools": [
+                {"type": "http", "name": "lookup", "endpoint": f"{root}/tools/echo", "allow_private_network": True}
+            ],
+            "security": {"network_access": network_access},
+        },
+    }
+    put = httpx.put(
+        f"{api_stack.base_url}/v1/ossa/manifests/narrow-agent",
+        content=yaml.safe_dump(manifest),
+        headers={"content-type": "application/yaml"},
+        timeout=30,
+    )
+    assert put.status_code in (200, 201), put.text
+    client = OpenAI(base_url=f"{api_stack.base_url}/v1", api_key="unused", max_retries=0)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": '[[call:lookup {"q": "x"}]]'}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_narrowXagent")
+    assert run.status == "completed"
+    steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
+    output = json.loads(steps[0].step_details.tool_calls[0].function.output)
+    if code is None:
+        assert output["received"] == {"q": "x"}  # the operator allows localhost and so does the agent
+    else:
+        assert output["error"]["code"] == code
+        assert says in output["error"]["message"]

@@ -6,7 +6,9 @@ from the secrets the operator allows (`ossabus.runtime.secrets`). The endpoint i
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -47,9 +49,24 @@ def auth_headers(auth: dict[str, Any] | None) -> dict[str, str]:
     raise Refused("invalid_auth", f"auth type {kind!r} is not supported (bearer, api-key)")
 
 
+def check_agent_domains(binding: HttpBinding, url: str) -> None:
+    """The agent's own `security.network_access`: a host it did not list (or listed as blocked) is
+    refused, whatever the operator's policy would allow. `*.example.com` matches subdomains."""
+    host = (urlsplit(url).hostname or "").lower()
+
+    def listed(patterns: list[str]) -> bool:
+        return any(host == p or fnmatch.fnmatchcase(host, p) for p in patterns)
+
+    if listed(binding.blocked_domains):
+        raise Refused("egress_refused", f"{host} is in the agent's security.network_access.blocked_domains")
+    if binding.allowed_domains is not None and not listed(binding.allowed_domains):
+        raise Refused("egress_refused", f"{host} is not in the agent's security.network_access.allowed_domains")
+
+
 async def call_http(binding: HttpBinding, arguments: dict[str, Any], timeout: float, limit: int) -> tuple[str, bool]:
     """(response text, whether it was cut at `limit` bytes); Refused for anything that is not a success."""
     url = binding.endpoint
+    check_agent_domains(binding, url)
     await check_destination(url)
     headers = auth_headers(binding.auth)
     method = binding.method.upper()
