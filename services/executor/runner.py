@@ -676,6 +676,11 @@ class Runner:
             fields[stamp] = now()
         if run.usage is None:
             fields["usage"] = Usage()
+        # Steps and messages first, so whoever sees the run ended sees them final too (seen: a client
+        # read a failed run's cut-off message still `in_progress`). Best effort here: a run whose steps
+        # cannot be closed (a damaged record) must still end, and the second pass reports it.
+        with contextlib.suppress(Exception):
+            await self.close_open_steps(run, status)
         run = await self.transition(run, status, **fields)
         await self.close_open_steps(run, status)
         await self.give_slot_back(run)
