@@ -36,7 +36,7 @@ from ossabus.runtime.provision import Topology, buckets, provision, streams
 REPO = Path(__file__).resolve().parents[1]
 # Third-party data (OpenAI's OpenAPI description, the official OSSA schemas and examples), vendored
 # with their licences (tests/data/shared/NOTICE.md) so the suite needs nothing beside the repository.
-SHARED = Path(os.environ.get("OSSABUS_SHARED_DIR", REPO / "tests" / "data" / "shared"))
+SHARED = REPO / "tests" / "data" / "shared"  # never ../shared: a user's clone has nothing beside it
 
 
 def shared_path(*parts: str) -> Path:

@@ -1,4 +1,4 @@
-"""Checking response bodies against OpenAI's published OpenAPI description (../shared/openai)."""
+"""Checking response bodies against OpenAI's published OpenAPI description (vendored in tests/data/shared/openai)."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_the_bundled_v0_5_agents_validate_strictly_and_show_the_current_shape():
 
 
 def official_errors(path: Path) -> set[tuple[str, str]]:
-    """The official schema's verdict, computed without ossabus, from the schemas in ../shared."""
+    """The official schema's verdict, computed without ossabus, from the vendored schemas (tests/data/shared)."""
     import yaml
 
     data = yaml.safe_load(path.read_text())
