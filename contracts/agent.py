@@ -39,17 +39,55 @@ class RetryPolicy(BaseModel):
     max_delay_ms: int = 10_000
 
 
+class NetworkAccess(BaseModel):
+    """v0.4.7/v0.5 `security.network_access`: what the agent says it may reach. Checked on every
+    destination the manifest chose (HTTP tools, MCP servers by URL, a model base_url) on top of the
+    operator's egress policy, which it can only narrow."""
+
+    allowed_domains: list[str] | None = Field(None, description="None: not declared; [] means no network at all.")
+    blocked_domains: list[str] = Field(default_factory=list)
+    protocols: list[str] | None = Field(None, description="URL schemes allowed, e.g. `https`.")
+    egress_policy: Literal["allow-all", "allow-list", "deny-all"] | None = None
+
+
+class SandboxLimits(BaseModel):
+    """`security.sandboxing`: bounds the agent asks for; the operator's maximum still caps them."""
+
+    required: bool = False
+    type: str | None = None
+    max_memory_mb: int | None = None
+    max_cpu_cores: float | None = None
+    max_execution_seconds: int | None = None
+    max_disk_mb: int | None = None
+
+
+class AuditSettings(BaseModel):
+    """`security.audit` with the schema's defaults: a declared audit block keeps inputs and outputs
+    off traces unless it says otherwise (they can only narrow what the operator captures)."""
+
+    log_inputs: bool = False
+    log_outputs: bool = False
+    log_tool_calls: bool = True
+    retention_days: int | None = None
+
+
+class SecuritySettings(BaseModel):
+    tier: str | None = None
+    data_classification: str | None = None
+    network_access: NetworkAccess | None = None
+    sandboxing: SandboxLimits | None = None
+    audit: AuditSettings | None = None
+    capabilities: dict[str, Any] | None = None
+
+
 class HttpBinding(BaseModel):
     endpoint: str
     method: str = "POST"
     auth: dict[str, Any] | None = None
     allow_private: bool = Field(False, description="May call loopback, private and link-local addresses.")
-    allowed_domains: list[str] | None = Field(
-        None,
-        description="The agent's own `security.network_access.allowed_domains`: it narrows what the operator's "
-        "egress policy allows, never widens it.",
+    network: NetworkAccess | None = Field(
+        None, description="The agent's own `security.network_access`: narrows the operator's policy, never widens it."
     )
-    blocked_domains: list[str] = Field(default_factory=list)
 
 
 class McpBinding(BaseModel):
@@ -63,6 +101,7 @@ class McpBinding(BaseModel):
     timeout_seconds: float | None = Field(None, description="Per-call timeout for every tool of this server.")
     idempotent: bool = Field(False, description="Every tool of this server may be retried after a failure.")
     confirmation: bool = Field(False, description="Every call of a tool of this server needs a person's approval.")
+    network: NetworkAccess | None = Field(None, description="The agent's own `security.network_access`.")
 
 
 class ToolDefinition(BaseModel):
@@ -184,6 +223,8 @@ class AgentDefinition(BaseModel):
     knowledge_sources: list[Any] = Field(default_factory=list)
     protocols: Any = Field(None, description="`protocols` (mcp, a2a, rest, ...), as declared.")
     token_efficiency: dict[str, Any] | None = None
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    governance: dict[str, Any] | None = Field(None, description="`governance`, as declared (stored, not enforced).")
     env_refs: list[str] = Field(default_factory=list, description="`${VAR}` names the manifest reads.")
     openai_assistant_id: str | None = None
     approval_required: bool | list[str] = Field(

@@ -114,6 +114,22 @@ async def nc(clean_bus: str) -> AsyncIterator[nats.NATS]:
     await conn.close()
 
 
+def register_manifest(base_url: str, manifest: dict | str) -> None:
+    """PUT a manifest (a dict, or YAML text as written) into the running stack's registry."""
+    import httpx
+    import yaml
+
+    text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+    name = yaml.safe_load(text)["metadata"]["name"]
+    put = httpx.put(
+        f"{base_url}/v1/ossa/manifests/{name}",
+        content=text,
+        headers={"content-type": "application/yaml"},
+        timeout=30,
+    )
+    assert put.status_code in (200, 201), put.text
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -92,11 +92,15 @@ def test_an_official_v0_4_agent_rewritten_as_v0_5_validates_strictly_and_runs_th
 
 def on_the_fake_upstream(data: dict, fake_root: str) -> dict:
     """The manifest with its model pointed at the fake upstream (the examples name anthropic, google, ...);
-    everything else, prompts and tools included, as the example has it."""
+    everything else, prompts and tools included, as the example has it, except the agent's own
+    network_access: the fake is plain HTTP on localhost, which no example lists (and rightly refuses)."""
     import copy
 
     manifest = copy.deepcopy(data)
     spec = manifest["spec"]
+    for holder in (manifest, spec):
+        if isinstance(holder.get("security"), dict):
+            holder["security"].pop("network_access", None)
     spec.pop("llm", None)
     spec["model"] = {"provider": "openai", "model": "fake-model", "base_url": fake_root, "api_key_env": "FAKE_LLM_KEY"}
     return manifest

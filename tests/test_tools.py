@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
+from conftest import register_manifest
+
 TOOLS = "asst_toolsXagent"
 
 
@@ -235,9 +237,6 @@ def test_the_operator_allows_hosts_domains_and_networks():
 def test_an_agents_own_network_access_narrows_the_reach_of_its_http_tools(
     api_stack, fake_llm, network_access, code, says
 ):
-    import httpx
-    import yaml
-
     root = fake_llm.base_url.replace("127.0.0.1", "localhost")
     manifest = {
         "apiVersion": "ossa/v0.5",
@@ -252,13 +251,7 @@ def test_an_agents_own_network_access_narrows_the_reach_of_its_http_tools(
             "security": {"network_access": network_access},
         },
     }
-    put = httpx.put(
-        f"{api_stack.base_url}/v1/ossa/manifests/narrow-agent",
-        content=yaml.safe_dump(manifest),
-        headers={"content-type": "application/yaml"},
-        timeout=30,
-    )
-    assert put.status_code in (200, 201), put.text
+    register_manifest(api_stack.base_url, manifest)
     client = OpenAI(base_url=f"{api_stack.base_url}/v1", api_key="unused", max_retries=0)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": '[[call:lookup {"q": "x"}]]'}])
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_narrowXagent")

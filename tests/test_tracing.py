@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from conftest import free_port, llm_env, rendered_agents, reset_jetstream, start_service, start_stack, stop_all
+from conftest import (
+    free_port,
+    llm_env,
+    register_manifest,
+    rendered_agents,
+    reset_jetstream,
+    start_service,
+    start_stack,
+    stop_all,
+)
 
 
 def spans_in(path: Path) -> list[dict]:
@@ -26,6 +35,7 @@ def traced(nats_url, fake_llm, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("traced")
     files = {name: tmp / f"{name}.jsonl" for name in ("edge", "executor", "dispatcher")}
     env = llm_env(fake_llm)
+    content = {"OSSABUS_TRACE_CONTENT": "true"}  # the operator opts in, where the model is called
     edge = start_stack(
         [
             "up",
@@ -43,7 +53,7 @@ def traced(nats_url, fake_llm, tmp_path_factory):
         env={**env, "OSSABUS_TRACES_FILE": str(files["edge"])},
     )
     others = [
-        start_service(name, nats_url, {**env, "OSSABUS_TRACES_FILE": str(files[name])}, tmp / f"{name}.log")
+        start_service(name, nats_url, {**env, "OSSABUS_TRACES_FILE": str(files[name]), **content}, tmp / f"{name}.log")
         for name in ("executor", "dispatcher")
     ]
     yield edge, files
@@ -97,7 +107,7 @@ def test_one_trace_follows_a_run_across_processes_and_nats_hops(traced):
     assert a["gen_ai.response.finish_reasons"] in (["tool_calls"], ["stop"])
     assert a["gen_ai.usage.input_tokens"] > 0
     assert a["gen_ai.conversation.id"] == thread.id
-    assert "gen_ai.input.messages" not in a  # content only when opted in
+    assert "T-1" in a["gen_ai.input.messages"]  # the operator opted in and the agent has no audit block
     t = tool["attributes"]
     assert (t["gen_ai.operation.name"], t["gen_ai.tool.name"]) == ("execute_tool", "lookup")
     steps = client.beta.threads.runs.steps.list(thread_id=thread.id, run_id=run.id, order="asc").data
@@ -117,3 +127,34 @@ def test_an_agent_whose_manifest_turns_tracing_off_gets_no_agent_or_model_spans(
     assert "ossa.tasks.untraced-agent process" in names  # the bus hop is still traced
     assert "invoke_agent untraced-agent" not in names
     assert not any(s["attributes"].get("gen_ai.conversation.id") == thread.id for s in spans_in(files["executor"]))
+
+
+def test_an_agents_audit_block_keeps_its_prompts_off_spans_even_when_the_operator_captures_content(traced):
+    edge, files = traced
+    manifest = """\
+apiVersion: ossa/v0.5
+kind: Agent
+metadata: {name: audited-agent}
+spec:
+  instructions: You keep secrets.
+  model: {provider: openai, model: fake-model}
+security:
+  audit: {log_inputs: false, log_outputs: true}
+"""
+    register_manifest(edge.base_url, manifest)
+    client = OpenAI(base_url=f"{edge.base_url}/v1", api_key="unused", max_retries=0)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "my PIN is 4711"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_auditedXagent")
+    assert run.status == "completed"
+    answer = client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+    time.sleep(0.5)
+    chat = next(
+        s
+        for s in spans_in(files["executor"])
+        if s["name"] == "chat fake-model" and s["attributes"].get("gen_ai.conversation.id") == thread.id
+    )
+    assert "gen_ai.input.messages" not in chat["attributes"]
+    assert answer in chat["attributes"]["gen_ai.output.messages"]  # outputs: the agent allows them
+    for span in spans_in(files["executor"]):  # and the PIN is nowhere else (the fake's answer repeats it)
+        span["attributes"].pop("gen_ai.output.messages", None)
+        assert "4711" not in json.dumps(span), span["name"]

@@ -6,15 +6,13 @@ from the secrets the operator allows (`ossabus.runtime.secrets`). The endpoint i
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ossabus.contracts.agent import HttpBinding
 from ossabus.runtime import secrets
-from ossabus.runtime.egress import EgressRefused, pinned_transport, resolve_checked
+from ossabus.runtime.egress import EgressRefused, check_declared_access, pinned_transport, resolve_checked
 
 
 class Refused(Exception):
@@ -50,17 +48,10 @@ def auth_headers(auth: dict[str, Any] | None) -> dict[str, str]:
 
 
 def check_agent_domains(binding: HttpBinding, url: str) -> None:
-    """The agent's own `security.network_access`: a host it did not list (or listed as blocked) is
-    refused, whatever the operator's policy would allow. `*.example.com` matches subdomains."""
-    host = (urlsplit(url).hostname or "").lower()
-
-    def listed(patterns: list[str]) -> bool:
-        return any(host == p or fnmatch.fnmatchcase(host, p) for p in patterns)
-
-    if listed(binding.blocked_domains):
-        raise Refused("egress_refused", f"{host} is in the agent's security.network_access.blocked_domains")
-    if binding.allowed_domains is not None and not listed(binding.allowed_domains):
-        raise Refused("egress_refused", f"{host} is not in the agent's security.network_access.allowed_domains")
+    try:
+        check_declared_access(binding.network, url, "the tool's endpoint")
+    except EgressRefused as refused:
+        raise Refused(refused.code, refused.message) from refused
 
 
 async def call_http(binding: HttpBinding, arguments: dict[str, Any], timeout: float, limit: int) -> tuple[str, bool]:

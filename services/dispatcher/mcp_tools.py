@@ -25,7 +25,7 @@ from ossabus.contracts.agent import McpBinding, ToolDefinition
 from ossabus.dispatcher.http_tools import Refused, check_destination
 from ossabus.dispatcher.mcp_config import McpServerConfig, describe, expand_operator_env, from_manifest
 from ossabus.registry.tools import function_name_for
-from ossabus.runtime.egress import pinned_transport
+from ossabus.runtime.egress import EgressRefused, check_declared_access, pinned_transport
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 30.0
@@ -213,6 +213,13 @@ class McpServers:
                 "mcp_unconfigured",
                 f"the MCP server {describe(binding)} is not configured on this dispatcher{hint}",
             )
+        if config.url:
+            # The agent's own network_access narrows every server it reaches by URL, the
+            # operator's too; checked per agent here because sessions are shared between agents.
+            try:
+                check_declared_access(binding.network, expand_operator_env(config.url), "the MCP server's URL")
+            except EgressRefused as refused:
+                raise McpFailure(refused.code, refused.message) from refused
         name = binding.server or binding.url or "mcp"
         session = self.sessions.get(config.key)
         if session is None:

@@ -69,7 +69,9 @@ class ChatCompletions:
         model = llm.resolve_model(definition, None if req.agent else req.model)
         params = {**llm.connection_params(definition), **self._agent_params(definition), **req.params}
         retry = definition.limits.retry if definition else RetryPolicy()
-        return llm.LLMRequest(model=model, messages=messages, params=params, tools=tools or None), retry
+        audit = definition.security.audit if definition else None
+        request = llm.LLMRequest(model=model, messages=messages, params=params, tools=tools or None, audit=audit)
+        return request, retry
 
     @staticmethod
     def _agent_params(definition: AgentDefinition | None) -> dict[str, Any]:
@@ -92,7 +94,7 @@ class ChatCompletions:
         await llm.guard(call.params)
         params, total = llm.bounded(call.params)
         attempt = 0
-        span = genai.chat_span(call.model, call.params, None, req.agent, call.messages)
+        span = genai.chat_span(call.model, call.params, None, req.agent, call.messages, audit=call.audit)
         while True:
             attempt += 1
             try:
@@ -108,7 +110,9 @@ class ChatCompletions:
             except Exception as exc:
                 error = llm.classify(exc)
                 if not error.transient or attempt >= retry.max_attempts:
-                    genai.end_chat_span(span, response_model=None, finish_reason=None, usage=None, error=error)
+                    genai.end_chat_span(
+                        span, response_model=None, finish_reason=None, usage=None, error=error, audit=call.audit
+                    )
                     raise error from exc
                 await asyncio.sleep(llm.backoff_delay(retry, attempt))
         choice = response.choices[0]
@@ -130,6 +134,7 @@ class ChatCompletions:
             finish_reason=choice.finish_reason,
             usage=counts,
             output=choice.message.content,
+            audit=call.audit,
         )
         await self._report_usage(req, call, counts)
         return {
@@ -151,7 +156,7 @@ class ChatCompletions:
         usage, finish, response_model = None, None, None
         try:
             call, retry = await self.prepare(req)
-            span = genai.chat_span(call.model, call.params, None, req.agent, call.messages)
+            span = genai.chat_span(call.model, call.params, None, req.agent, call.messages, audit=call.audit)
             first = True
             async for chunk in llm.stream(call, retry):
                 response_model = response_model or chunk.model
@@ -195,6 +200,7 @@ class ChatCompletions:
                 finish_reason=finish,
                 usage=usage,
                 output="".join(text),
+                audit=call.audit,
                 error=failure,
             )
         await self.nc.publish(inbox, reply.model_dump_json().encode())

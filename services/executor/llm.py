@@ -24,7 +24,7 @@ from typing import Any
 
 from ossabus.contracts.agent import AgentDefinition, RetryPolicy
 from ossabus.runtime import secrets
-from ossabus.runtime.egress import EgressRefused, resolve_checked
+from ossabus.runtime.egress import EgressRefused, check_declared_access, resolve_checked
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_ENV = "OSSABUS_DEFAULT_MODEL"
@@ -52,6 +52,7 @@ class LLMRequest:
     messages: list[dict[str, Any]]
     params: dict[str, Any] = field(default_factory=dict)
     tools: list[dict[str, Any]] | None = None
+    audit: Any = None  # the agent's `security.audit`: it can keep prompts and answers off its spans
 
 
 @dataclass
@@ -235,6 +236,10 @@ def connection_params(definition: AgentDefinition | None) -> dict[str, Any]:
     except secrets.SecretError as exc:
         raise LLMError("server_error", exc.message, False) from exc
     if llm.base_url:
+        try:
+            check_declared_access(definition.security.network_access, llm.base_url, "the agent's base_url")
+        except EgressRefused as refused:
+            raise LLMError("server_error", refused.message, False) from refused
         params["api_base"] = llm.base_url
         params.setdefault("api_key", NO_KEY)
     return params

@@ -280,6 +280,7 @@ class Runner:
                 messages=messages,
                 params=self.params(run, definition, budget, bool(offered.by_name)),
                 tools=offered.for_model() or None,
+                audit=definition.security.audit,
             )
             number = 1 + sum(1 for s in steps if s.type == "tool_calls")
             ids = await turn_ids(self.state.runs_kv, run.thread_id, run.id, number)
@@ -365,7 +366,9 @@ class Runner:
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         traced = definition.observability.tracing
-        span = genai.chat_span(call.model, call.params, run.thread_id, definition.name, call.messages, traced)
+        span = genai.chat_span(
+            call.model, call.params, run.thread_id, definition.name, call.messages, traced, audit=call.audit
+        )
         response_model, failure = None, None
         try:
             async for chunk in llm.stream(call, definition.limits.retry):
@@ -382,6 +385,7 @@ class Runner:
                 usage=result.usage.model_dump(),
                 output="".join(text),
                 error=failure,
+                audit=call.audit,
             )
         if result.message is not None and result.message_step is not None:
             result.message = await self.close_message(

@@ -24,6 +24,7 @@ from ossabus.contracts.agent import (
     WorkflowSettings,
     WorkflowStepRef,
 )
+from ossabus.registry.normalize_security import apply_security, security_settings
 from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider, litellm_model, litellm_provider
 from ossabus.registry.tools import ToolCollector, as_json_schema, check_json_schema
 from ossabus.registry.validation import Findings
@@ -100,7 +101,12 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         openai_assistant_id=oa.get("assistant_id") if isinstance(oa.get("assistant_id"), str) else None,
         approval_required=_approval_policy(spec, f),
     )
-    _narrow_network(definition, _dict(_dict(spec.get("security") or data.get("security")).get("network_access")))
+    in_spec = isinstance(spec.get("security"), dict)
+    definition.security = security_settings(
+        spec.get("security") if in_spec else data.get("security"), ["spec", "security"] if in_spec else ["security"], f
+    )
+    definition.governance = _dict(spec.get("governance") or data.get("governance")) or None
+    apply_security(definition, f)
     if kind == "Task":
         definition.task = _task(spec, va, f)
     if kind == "Workflow":
@@ -150,20 +156,6 @@ def _check_step_references(spec: dict, step_ids: set[str], f: Findings) -> None:
                         )
 
     walk(spec, ["spec"])
-
-
-def _narrow_network(definition: AgentDefinition, access: dict) -> None:
-    """v0.5 `security.network_access`: the domains the agent says it needs (and those it must never
-    reach) narrow the reach of its HTTP tools; the operator's egress policy still decides the rest."""
-    allowed = access.get("allowed_domains")
-    blocked = access.get("blocked_domains")
-    for tool in definition.tools:
-        if tool.http is None:
-            continue
-        if isinstance(allowed, list):
-            tool.http.allowed_domains = [str(d).lower() for d in allowed]
-        if isinstance(blocked, list):
-            tool.http.blocked_domains = [str(d).lower() for d in blocked]
 
 
 def _approval_policy(spec: dict, f: Findings) -> bool | list[str]:

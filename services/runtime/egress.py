@@ -15,6 +15,7 @@ checked address (`pinned_transport`): a DNS answer that changes between check an
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import ipaddress
 import os
 import socket
@@ -35,6 +36,36 @@ class EgressRefused(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code, self.message = code, message
+
+
+def check_declared_access(access: Any, url: str, what: str = "the address") -> None:
+    """The agent's own `security.network_access` (an `ossabus.contracts.agent.NetworkAccess`): a
+    destination it did not list, listed as blocked, or reached by a scheme it did not allow is
+    refused, whatever the operator's policy would allow. It is checked before the operator's policy
+    and can only narrow it. `*.example.com` matches subdomains."""
+    if access is None:
+        return
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+
+    def listed(patterns: list[str]) -> bool:
+        return any(host == p or fnmatch.fnmatchcase(host, p) for p in patterns)
+
+    declared = "the agent's security.network_access"
+    if access.egress_policy == "deny-all":
+        raise EgressRefused("egress_refused", f"{what}: {declared} has egress_policy deny-all")
+    if access.protocols is not None and parts.scheme.lower() not in access.protocols:
+        raise EgressRefused("egress_refused", f"{what}: {parts.scheme} is not in {declared}.protocols")
+    if listed(access.blocked_domains):
+        raise EgressRefused("egress_refused", f"{what}: {host} is in {declared}.blocked_domains")
+    if access.egress_policy == "allow-all":
+        return
+    if access.allowed_domains is None:
+        if access.egress_policy == "allow-list":
+            raise EgressRefused("egress_refused", f"{what}: {declared} is an allow-list without allowed_domains")
+        return
+    if not listed(access.allowed_domains):
+        raise EgressRefused("egress_refused", f"{what}: {host} is not in {declared}.allowed_domains")
 
 
 def _embedded_v4(ip: Address) -> ipaddress.IPv4Address | None:

@@ -44,6 +44,12 @@ def agent_span(
     return tracing.tracer().start_span(f"invoke_agent {agent}", kind=SpanKind.INTERNAL, attributes=attributes)
 
 
+def captures(audit: Any, which: str) -> bool:
+    """Message content goes on spans only when the operator turned capture on and the agent's own
+    `security.audit` (when it declares one) does not keep it off: an agent can only narrow this."""
+    return tracing.capture_content() and (audit is None or bool(getattr(audit, which, False)))
+
+
 def chat_span(
     model: str,
     params: dict[str, Any],
@@ -51,6 +57,7 @@ def chat_span(
     agent: str | None,
     messages: list,
     enabled: bool = True,
+    audit: Any = None,
 ) -> Span:
     if not enabled:
         return QUIET
@@ -72,7 +79,7 @@ def chat_span(
     ):
         if params.get(key) is not None:
             attributes[attribute] = params[key]
-    if tracing.capture_content():
+    if captures(audit, "log_inputs"):
         attributes["gen_ai.input.messages"] = json.dumps(messages, ensure_ascii=False, default=str)
     return tracing.tracer().start_span(f"chat {name}", kind=SpanKind.CLIENT, attributes=attributes)
 
@@ -85,6 +92,7 @@ def end_chat_span(
     usage: dict[str, int] | None,
     output: str | None = None,
     error: Exception | None = None,
+    audit: Any = None,
 ) -> None:
     if response_model:
         span.set_attribute("gen_ai.response.model", split_model(response_model)[1])
@@ -93,7 +101,7 @@ def end_chat_span(
     if usage:
         span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("prompt_tokens", 0)))
         span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("completion_tokens", 0)))
-    if output is not None and tracing.capture_content():
+    if output is not None and captures(audit, "log_outputs"):
         span.set_attribute("gen_ai.output.messages", json.dumps([{"role": "assistant", "content": output}]))
     fail(span, error)
     span.end()
