@@ -98,6 +98,14 @@ class IncompleteDetails(BaseModel):
     reason: str
 
 
+def _hide_unless_stored(data: dict[str, Any], info: SerializationInfo, *hidden: str) -> dict[str, Any]:
+    """Fields kept in the store that no API answer carries (`model_dump(context=STORE)` keeps them)."""
+    if not (info.context or {}).get("store"):
+        for name in hidden:
+            data.pop(name, None)
+    return data
+
+
 class Thread(BaseModel):
     """A thread (and, through it, its messages, runs and steps) belongs to the project of the key that
     made it; `project` is stored (`model_dump(context=STORE)`) but is in no API answer."""
@@ -111,10 +119,7 @@ class Thread(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_project(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        data = handler(self)
-        if not (info.context or {}).get("store"):
-            data.pop("project", None)
-        return data
+        return _hide_unless_stored(handler(self), info, "project")
 
 
 class Message(BaseModel):
@@ -132,6 +137,13 @@ class Message(BaseModel):
     run_id: str | None = None
     attachments: list[dict[str, Any]] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Stored only: chat messages this entry stands for in the model's history, when it is more than
+    # text (a Responses client's function calls and their outputs, its image parts).
+    chat: list[dict[str, Any]] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_chat(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        return _hide_unless_stored(handler(self), info, "chat")
 
     @property
     def text(self) -> str:
@@ -165,6 +177,11 @@ class ToolCall(BaseModel):
     approval: ToolApproval | None = Field(
         None, exclude_if=_absent, description="ossabus extension, only on calls that need approval."
     )
+    client: bool = False  # stored only: the client ran it (its output came through the API)
+
+    @model_serializer(mode="wrap")
+    def _without_client(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        return _hide_unless_stored(handler(self), info, "client")
 
 
 class RequiredActionFunctionCall(BaseModel):
@@ -255,6 +272,15 @@ class Run(BaseModel):
     response_format: Any = "auto"
     tool_choice: Any = "auto"
     parallel_tool_calls: bool = True
+    # Stored only: provider parameters the Responses API passes through (reasoning effort, service
+    # tier, ...) and the model a run on no agent calls.
+    provider_params: dict[str, Any] = Field(default_factory=dict)
+    direct_model: str | None = None
+    response_id: str | None = None  # the Responses API response now carried by this run
+
+    @model_serializer(mode="wrap")
+    def _without_hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        return _hide_unless_stored(handler(self), info, "provider_params", "direct_model", "response_id")
 
     @property
     def terminal(self) -> bool:

@@ -88,6 +88,7 @@ THREADS_BUCKET = "ossa_threads"
 RUNS_BUCKET = "ossa_runs"
 MESSAGES_BUCKET = "ossa_messages"
 USAGE_BUCKET = "ossa_usage"
+RESPONSES_BUCKET = "ossa_responses"
 FILES_OBJECT_STORE = "ossa_files"
 
 # A subject token may not contain separators, wildcards or whitespace.

@@ -245,6 +245,25 @@ def connection_params(definition: AgentDefinition | None) -> dict[str, Any]:
     return params
 
 
+# Provider parameters a Responses request may pass through; each goes only to a model litellm says
+# takes it (a provider that does not would refuse the whole call), or to the OpenAI wire format.
+PASSABLE_EXTRAS = ("reasoning_effort", "service_tier", "user", "prompt_cache_key", "logprobs", "top_logprobs")
+
+
+def supported_extras(model: str, extras: dict[str, Any]) -> dict[str, Any]:
+    if not extras:
+        return {}
+    litellm = _litellm()
+    provider, name = model.split("/", 1) if "/" in model else (None, model)
+    if provider in (None, "openai"):  # the OpenAI wire format: every one of them has its field there
+        return {k: v for k, v in extras.items() if k in PASSABLE_EXTRAS and v is not None}
+    try:
+        supported = set(litellm.get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
+    except Exception:  # an unknown model or provider: pass nothing rather than fail the call
+        supported = set()
+    return {k: v for k, v in extras.items() if k in PASSABLE_EXTRAS and k in supported and v is not None}
+
+
 async def guard(params: dict[str, Any]) -> None:
     """Refuse a manifest's base URL that the operator's egress policy does not allow."""
     base = params.get("api_base")

@@ -24,12 +24,17 @@ def system_message(run: Run) -> list[dict[str, Any]]:
 
 
 def history(messages: list[Message], run: Run) -> list[dict[str, Any]]:
-    """Thread messages written before this run, as chat messages."""
-    return [
-        {"role": m.role, "content": m.text}
-        for m in messages
-        if m.run_id != run.id and m.status != "in_progress" and m.text
-    ]
+    """Thread messages written before this run, as chat messages (an entry that stands for more
+    than text, such as a Responses client's function calls with their outputs, as what it holds)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.run_id == run.id or m.status == "in_progress":
+            continue
+        if m.chat:
+            out.extend(m.chat)
+        elif m.text:
+            out.append({"role": m.role, "content": m.text})
+    return out
 
 
 def run_turns(steps: list[RunStep], messages: dict[str, Message]) -> list[dict[str, Any]]:

@@ -50,6 +50,7 @@ from ossabus.runtime import genai, tracing
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.tool_directory import ToolDirectory
+from ossabus.store.runs import plain_model_record
 from ossabus.store.slots import Slots
 from ossabus.store.state import State
 from ossabus.store.turns import TurnIds, turn_ids
@@ -171,7 +172,11 @@ class Runner:
             await self.finish(run, events, "expired")
             return
         try:
-            record = await self.agents.record(assistant_id=run.assistant_id, min_version=request.agent_version)
+            record = (
+                plain_model_record(run.direct_model)
+                if run.direct_model
+                else await self.agents.record(assistant_id=run.assistant_id, min_version=request.agent_version)
+            )
         except BusFailure as exc:
             await self.finish(run, events, "failed", error=LastError(code="server_error", message=exc.error.message))
             return
@@ -245,7 +250,7 @@ class Runner:
     # --- the loop ------------------------------------------------------------------------------------
 
     async def loop(self, run: Run, definition: AgentDefinition, request: RunRequest, events: RunEvents) -> None:
-        model = llm.resolve_model(definition, request.model or None)
+        model = llm.resolve_model(definition, request.model or run.direct_model or None)
         max_steps = definition.limits.max_steps or DEFAULT_MAX_STEPS
         if await self.pick_up(run, definition, events):
             return
@@ -355,7 +360,12 @@ class Runner:
             if run.tool_choice not in (None, "auto"):
                 params["tool_choice"] = run.tool_choice
             params["parallel_tool_calls"] = run.parallel_tool_calls
+        params.update(llm.supported_extras(self.model_of(run, definition), run.provider_params))
         return params
+
+    @staticmethod
+    def model_of(run: Run, definition: AgentDefinition) -> str:
+        return llm.resolve_model(definition, run.direct_model or None)
 
     # --- one model turn --------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from ossabus.relay.run_stream import RunStream
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.work_queue import queue_run
 from ossabus.store import answers
-from ossabus.store.runs import new_run
+from ossabus.store.runs import new_run, plain_model_record
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/threads", tags=["runs"])
@@ -213,6 +213,13 @@ async def cancel_run(request: Request, thread_id: str, run_id: str):
     run = await run_or_404(request, thread_id, run_id)
     if run.terminal or run.status == "cancelling":
         raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id", code="invalid_state")
+    return await cancel(request, run)
+
+
+async def cancel(request: Request, run: Run) -> Run:
+    """Cancel a run that is not over: at once when nothing runs (it waits for the client), else by
+    asking its executor (`cancelling`, then `cancelled` when the executor stops)."""
+    thread_id, run_id = run.thread_id, run.id
     nc = request.app.state.broker.connection
 
     def change(current: Run) -> Run | None:
@@ -306,7 +313,9 @@ async def resume(
     follow: Follow | None = None,
 ) -> Response:
     """Hand a run that got its answers back to the executors."""
-    record = await assistant_record(request, run.assistant_id)
+    record = (
+        plain_model_record(run.direct_model) if run.direct_model else await assistant_record(request, run.assistant_id)
+    )
     attempt, msg_id = await answers.hand_over_ids(state(request), run, answered)
     return await launch(
         request,

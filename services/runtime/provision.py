@@ -110,6 +110,7 @@ def buckets(t: Topology) -> list[KeyValueConfig]:
         kv(subjects.RUNS_BUCKET, 1, "Runs and their steps."),
         kv(subjects.MESSAGES_BUCKET, 1, "Thread messages."),
         kv(subjects.USAGE_BUCKET, 1, "Usage and cost counters."),
+        kv(subjects.RESPONSES_BUCKET, 1, "Responses API records: each points at the run that carries it."),
     ]
 
 

@@ -81,7 +81,9 @@ async def record_outputs(state: State, run: Run, outputs: dict[str, str]) -> tup
     updated = await requeue(state, run, "tool outputs")
     assert isinstance(step.step_details, ToolCallsDetails)
     for call in step.step_details.tool_calls:
-        call.function.output = outputs.get(call.id, call.function.output)
+        if call.id in outputs:
+            call.function.output = outputs[call.id]
+            call.client = True
     step = step.model_copy(update={"status": "completed", "completed_at": int(time.time())})
     await state.put_step(step)
     return updated, step

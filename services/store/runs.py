@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from ossabus.contracts import subjects
+from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.openai_objects import AssistantTool, Run
@@ -59,4 +61,25 @@ def new_run(thread_id: str, record: ManifestRecord, params: dict[str, Any], *, r
             "parallel_tool_calls", defaults.parallel_tool_calls if defaults.parallel_tool_calls is not None else True
         ),
         expires_at=created + int(definition.limits.timeout_seconds or DEFAULT_RUN_TIMEOUT_S),
+    )
+
+
+def plain_model_record(model: str) -> ManifestRecord:
+    """What a run on a provider model rather than an agent runs as (a Responses request whose
+    `model` names no agent): no prompt, no server-side tools, no limits of its own; `model` is
+    called as given."""
+    definition = AgentDefinition(name=subjects.PLAIN_LLM_AGENT, kind="Agent", api_version="ossa/v0.5")
+    return ManifestRecord(
+        name=subjects.PLAIN_LLM_AGENT,
+        kind="Agent",
+        api_version="ossa/v0.5",
+        version=1,
+        source="builtin",
+        created_at=0,
+        updated_at=0,
+        format="yaml",
+        raw="",
+        manifest={},
+        definition=definition,
+        description=f"the provider model {model}",
     )

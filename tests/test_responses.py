@@ -1,0 +1,247 @@
+"""The Responses API through the unmodified `openai` SDK, over a real socket, on the run machinery:
+every object and every streamed event checked against OpenAI's published schemas."""
+
+import json
+import time
+
+import httpx
+import pytest
+from openai import OpenAI
+from pydantic import BaseModel
+
+from openapi_check import openapi_errors
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+EVENT_SCHEMAS = {
+    "response.created": "ResponseCreatedEvent",
+    "response.queued": "ResponseQueuedEvent",
+    "response.in_progress": "ResponseInProgressEvent",
+    "response.completed": "ResponseCompletedEvent",
+    "response.failed": "ResponseFailedEvent",
+    "response.incomplete": "ResponseIncompleteEvent",
+    "response.output_item.added": "ResponseOutputItemAddedEvent",
+    "response.output_item.done": "ResponseOutputItemDoneEvent",
+    "response.content_part.added": "ResponseContentPartAddedEvent",
+    "response.content_part.done": "ResponseContentPartDoneEvent",
+    "response.output_text.delta": "ResponseTextDeltaEvent",
+    "response.output_text.done": "ResponseTextDoneEvent",
+    "response.function_call_arguments.delta": "ResponseFunctionCallArgumentsDeltaEvent",
+    "response.function_call_arguments.done": "ResponseFunctionCallArgumentsDoneEvent",
+    "response.mcp_call.in_progress": "ResponseMCPCallInProgressEvent",
+    "response.mcp_call.completed": "ResponseMCPCallCompletedEvent",
+    "response.mcp_call.failed": "ResponseMCPCallFailedEvent",
+    "response.mcp_call_arguments.delta": "ResponseMCPCallArgumentsDeltaEvent",
+    "response.mcp_call_arguments.done": "ResponseMCPCallArgumentsDoneEvent",
+    "error": "ResponseErrorEvent",
+}
+
+
+@pytest.fixture(scope="module")
+def client(api_stack) -> OpenAI:
+    return OpenAI(base_url=f"{api_stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def conforms(response) -> dict:
+    body = response.model_dump(mode="json", exclude_unset=True) if hasattr(response, "model_dump") else response
+    assert openapi_errors(body, "Response") == [], openapi_errors(body, "Response")
+    return body
+
+
+def events_of(base_url: str, body: dict) -> list[dict]:
+    """The raw SSE stream of one request, every event checked against its schema."""
+    events = []
+    with httpx.stream("POST", f"{base_url}/v1/responses", json={**body, "stream": True}, timeout=60) as reply:
+        assert reply.status_code == 200, reply.read()
+        for line in reply.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    for event in events:
+        assert openapi_errors(event, EVENT_SCHEMAS[event["type"]]) == [], (event, openapi_errors(event, EVENT_SCHEMAS[event["type"]]))
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    return events
+
+
+def test_a_response_from_an_agent(client):
+    response = client.responses.create(model="echo-agent", input="hello there")
+    body = conforms(response)
+    assert response.status == "completed"
+    assert response.output_text == "Echo: hello there"
+    assert body["model"] == "echo-agent"
+    assert response.usage.output_tokens > 0
+    again = client.responses.retrieve(response.id)
+    assert again.output_text == "Echo: hello there"
+    conforms(again)
+
+
+def test_a_response_from_a_provider_model_with_instructions(client, fake_llm):
+    response = client.responses.create(model="openai/fake-model", instructions="Be terse.", input="hi model")
+    conforms(response)
+    assert response.output_text == "Echo: hi model"
+    sent = next(r for r in reversed(fake_llm.requests()) if "hi model" in json.dumps(r.get("messages")))
+    assert sent["messages"][0] == {"role": "system", "content": "Be terse."}
+    assert sent["model"] == "fake-model"
+
+
+def test_streaming_with_the_sdks_event_handler(client, api_stack):
+    with client.responses.stream(model="echo-agent", input="stream this please") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == "Echo: stream this please"
+    assert final.output_text == "Echo: stream this please"
+    events = events_of(api_stack.base_url, {"model": "echo-agent", "input": "raw events"})
+    kinds = [e["type"] for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert kinds.count("response.output_item.added") == kinds.count("response.output_item.done") == 1
+
+
+def test_a_function_call_round_trip_with_previous_response_id(client):
+    first = client.responses.create(
+        model="openai/fake-model", input='[[call:get_weather {"city": "Oslo"}]] weather?', tools=[WEATHER]
+    )
+    conforms(first)
+    assert first.status == "completed"
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Oslo"})
+    second = client.responses.create(
+        model="openai/fake-model",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21C"}],
+        tools=[WEATHER],
+    )
+    conforms(second)
+    assert second.output_text == "Tool results: sunny, 21C"
+    assert [i.type for i in second.output] == ["message"]  # the call belongs to the first response
+    assert [i.type for i in client.responses.retrieve(first.id).output] == ["function_call"]
+    items = client.responses.input_items.list(second.id)
+    assert [i.type for i in items.data] == ["function_call_output"]
+
+
+def test_a_stateless_client_sends_the_whole_conversation(client, fake_llm):
+    response = client.responses.create(
+        model="openai/fake-model",
+        tools=[WEATHER],
+        input=[
+            {"role": "user", "content": "weather in Rome?"},
+            {"type": "function_call", "call_id": "call_abc", "name": "get_weather", "arguments": '{"city":"Rome"}'},
+            {"type": "function_call_output", "call_id": "call_abc", "output": "rainy"},
+        ],
+    )
+    assert response.output_text == "Tool results: rainy"
+    sent = next(r for r in reversed(fake_llm.requests()) if "weather in Rome?" in json.dumps(r.get("messages")))
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles[-3:] == ["user", "assistant", "tool"]
+    assert sent["messages"][-2]["tool_calls"][0]["id"] == "call_abc"
+
+
+def test_server_side_tools_run_on_the_server_and_show_as_mcp_calls(client, api_stack):
+    response = client.responses.create(model="http-agent", input='[[call:lookup {"q": "abc"}]] look it up')
+    conforms(response)
+    kinds = [item.type for item in response.output]
+    assert kinds == ["mcp_call", "message"]
+    call = response.output[0]
+    assert (call.name, call.server_label, call.error) == ("lookup", "ossabus", None)
+    assert json.loads(call.output)["received"] == {"q": "abc"}
+    assert response.output_text.startswith("Tool results: ")
+    events = events_of(api_stack.base_url, {"model": "http-agent", "input": '[[call:failing {}]] try'})
+    kinds = [e["type"] for e in events]
+    assert "response.mcp_call.failed" in kinds
+    assert "response.function_call_arguments.delta" not in kinds
+
+
+class Answer(BaseModel):
+    answer: str
+    ok: bool
+
+
+def test_parse_with_a_pydantic_model(client, fake_llm):
+    parsed = client.responses.parse(model="openai/fake-model", input="[[json]] structured", text_format=Answer)
+    assert parsed.output_parsed == Answer(answer="structured", ok=True)
+    sent = next(r for r in reversed(fake_llm.requests()) if "structured" in json.dumps(r.get("messages")))
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["name"] == "Answer"
+
+
+def test_chains_and_forks_keep_each_branch_apart(client, fake_llm):
+    root = client.responses.create(model="echo-agent", input="root question")
+    left = client.responses.create(model="echo-agent", input="left branch", previous_response_id=root.id)
+    right = client.responses.create(model="echo-agent", input="right branch", previous_response_id=root.id)
+    assert left.output_text == "Echo: left branch"
+    assert right.output_text == "Echo: right branch"
+    sent = next(r for r in reversed(fake_llm.requests()) if "right branch" in json.dumps(r.get("messages")))
+    said = json.dumps(sent["messages"])
+    assert "root question" in said
+    assert "left branch" not in said  # a fork sees its own history only
+
+
+def test_background_responses_are_polled_and_cancelled(client):
+    queued = client.responses.create(model="echo-agent", input="[[slow:3]] take your time", background=True)
+    assert queued.status in ("queued", "in_progress")
+    cancelled = client.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled"
+    done = client.responses.create(model="echo-agent", input="quick one", background=True)
+    for _ in range(100):
+        done = client.responses.retrieve(done.id)
+        if done.status == "completed":
+            break
+        time.sleep(0.05)
+    assert done.output_text == "Echo: quick one"
+
+
+def test_a_stream_resumes_after_a_sequence_number(client, api_stack):
+    created = client.responses.create(model="echo-agent", input="resume me later", background=True)
+    for _ in range(100):
+        if client.responses.retrieve(created.id).status == "completed":
+            break
+        time.sleep(0.05)
+    base = api_stack.base_url
+
+    def replay(after: int | None) -> list[dict]:
+        query = {"stream": "true"} | ({"starting_after": str(after)} if after is not None else {})
+        with httpx.stream("GET", f"{base}/v1/responses/{created.id}", params=query, timeout=30) as reply:
+            return [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: ")]
+
+    everything = replay(None)
+    assert everything[-1]["type"] == "response.completed"
+    later = replay(3)
+    assert later == everything[4:]
+
+
+def test_store_false_keeps_nothing(client):
+    response = client.responses.create(model="echo-agent", input="forget me", store=False)
+    assert response.output_text == "Echo: forget me"
+    with pytest.raises(Exception) as missing:
+        client.responses.retrieve(response.id)
+    assert getattr(missing.value, "status_code", None) == 404
+
+
+def test_delete(client):
+    response = client.responses.create(model="echo-agent", input="delete me")
+    client.responses.delete(response.id)
+    with pytest.raises(Exception) as missing:
+        client.responses.retrieve(response.id)
+    assert getattr(missing.value, "status_code", None) == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x"}, "model"),
+        ({"model": "echo-agent", "input": "x", "tools": [{"type": "computer_use_preview"}]}, "tools[0].type"),
+        ({"model": "echo-agent", "input": "x", "frobnicate": 1}, "frobnicate"),
+        ({"model": "echo-agent", "input": [{"type": "function_call_output", "call_id": "nope", "output": "x"}]}, "input[0].call_id"),
+        ({"model": "echo-agent", "input": "x", "previous_response_id": "resp_nope"}, "previous_response_id"),
+        ({"model": "echo-agent", "input": "x", "background": True, "store": False}, "store"),
+        ({"model": "no-such-model", "input": "x"}, "model"),
+    ],
+)
+def test_bad_requests_are_openai_shaped_errors(api_stack, body, param):
+    reply = httpx.post(f"{api_stack.base_url}/v1/responses", json=body, timeout=30)
+    assert 400 <= reply.status_code < 500, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == param or param in (error["message"] or ""), error
