@@ -248,3 +248,54 @@ def test_bad_requests_are_openai_shaped_errors(api_stack, body, param):
     assert 400 <= reply.status_code < 500, reply.text
     error = reply.json()["error"]
     assert error["param"] == param or param in (error["message"] or ""), error
+
+
+# --- conversations -------------------------------------------------------------------------------------
+
+
+def test_a_conversation_holds_the_responses_made_in_it(client):
+    conversation = client.conversations.create(
+        metadata={"topic": "demo"}, items=[{"type": "message", "role": "user", "content": "first words"}]
+    )
+    assert conversation.id.startswith("conv_")
+    assert openapi_errors(conversation.model_dump(mode="json"), "ConversationResource") == []
+    response = client.responses.create(model="echo-agent", input="second words", conversation=conversation.id)
+    assert response.output_text == "Echo: second words"
+    assert response.conversation.id == conversation.id
+    items = client.conversations.items.list(conversation.id, order="asc")
+    assert openapi_errors(items.model_dump(mode="json", exclude_unset=True), "ConversationItemList") == []
+    texts = [(i.role, i.content[0].text) for i in items.data]
+    assert texts == [("user", "first words"), ("user", "second words"), ("assistant", "Echo: second words")]
+    newest = client.conversations.items.list(conversation.id, limit=1)  # desc by default
+    assert newest.data[0].content[0].text == "Echo: second words"
+    assert newest.has_more
+    again = client.conversations.items.retrieve(newest.data[0].id, conversation_id=conversation.id)
+    assert again.id == newest.data[0].id
+    added = client.conversations.items.create(
+        conversation.id, items=[{"type": "message", "role": "user", "content": "third words"}]
+    )
+    assert [i.content[0].text for i in added.data] == ["third words"]
+    client.conversations.items.delete(added.data[0].id, conversation_id=conversation.id)
+    assert len(client.conversations.items.list(conversation.id).data) == 3
+    updated = client.conversations.update(conversation.id, metadata={"topic": "changed"})
+    assert updated.metadata == {"topic": "changed"}
+    assert client.conversations.delete(conversation.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve(conversation.id)
+
+
+def test_an_assistants_thread_continues_through_responses_and_reads_as_a_conversation(client):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "started in assistants"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_echoXagent")
+    assert run.status == "completed"
+    response = client.responses.create(model="echo-agent", input="continued in responses", conversation=thread.id)
+    assert response.output_text == "Echo: continued in responses"
+    texts = [i.content[0].text for i in client.conversations.items.list(thread.id, order="asc").data]
+    assert texts == [
+        "started in assistants",
+        "Echo: started in assistants",
+        "continued in responses",
+        "Echo: continued in responses",
+    ]
+    messages = client.beta.threads.messages.list(thread_id=thread.id, order="asc").data
+    assert [m.content[0].text.value for m in messages] == texts  # and the thread sees the same
