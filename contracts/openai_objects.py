@@ -277,10 +277,12 @@ class Run(BaseModel):
     provider_params: dict[str, Any] = Field(default_factory=dict)
     direct_model: str | None = None
     response_id: str | None = None  # the Responses API response now carried by this run
+    request_tools: list[dict[str, Any]] = Field(default_factory=list)  # server-side tools the request added
 
     @model_serializer(mode="wrap")
     def _without_hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        return _hide_unless_stored(handler(self), info, "provider_params", "direct_model", "response_id")
+        hidden = ("provider_params", "direct_model", "response_id", "request_tools")
+        return _hide_unless_stored(handler(self), info, *hidden)
 
     @property
     def terminal(self) -> bool:

@@ -38,6 +38,9 @@ EVENT_SCHEMAS = {
     "response.mcp_call.failed": "ResponseMCPCallFailedEvent",
     "response.mcp_call_arguments.delta": "ResponseMCPCallArgumentsDeltaEvent",
     "response.mcp_call_arguments.done": "ResponseMCPCallArgumentsDoneEvent",
+    "response.mcp_list_tools.in_progress": "ResponseMCPListToolsInProgressEvent",
+    "response.mcp_list_tools.completed": "ResponseMCPListToolsCompletedEvent",
+    "response.mcp_list_tools.failed": "ResponseMCPListToolsFailedEvent",
     "error": "ResponseErrorEvent",
 }
 
@@ -299,3 +302,65 @@ def test_an_assistants_thread_continues_through_responses_and_reads_as_a_convers
     ]
     messages = client.beta.threads.messages.list(thread_id=thread.id, order="asc").data
     assert [m.content[0].text.value for m in messages] == texts  # and the thread sees the same
+
+
+# --- MCP servers named in the request -------------------------------------------------------------------
+
+
+def mcp_tool(mcp_servers, **extra) -> dict:
+    url = mcp_servers.http_url.replace("127.0.0.1", "localhost")  # the tests' egress policy allows localhost
+    return {"type": "mcp", "server_label": "calc", "server_url": url, **extra}
+
+
+def test_an_mcp_server_in_the_request_is_listed_and_its_tools_run_on_the_server(client, mcp_servers, api_stack):
+    tool = mcp_tool(mcp_servers, allowed_tools=["add"], require_approval="never")
+    response = client.responses.create(
+        model="openai/fake-model", input='[[call:add {"a": 2, "b": 3}]] add please', tools=[tool]
+    )
+    conforms(response)
+    assert [i.type for i in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+    listing, call = response.output[0], response.output[1]
+    assert [t.name for t in listing.tools] == ["add"]  # allowed_tools filters the listing
+    assert listing.tools[0].input_schema["required"] == ["a", "b"]
+    assert (call.server_label, call.name, call.output) == ("calc", "add", "5")
+    assert response.output_text == "Tool results: 5"
+    events = events_of(
+        api_stack.base_url,
+        {"model": "openai/fake-model", "input": '[[call:add {"a": 1, "b": 1}]] again', "tools": [tool]},
+    )
+    kinds = [e["type"] for e in events]
+    assert kinds[1:3] == ["response.output_item.added", "response.mcp_list_tools.in_progress"]
+    assert "response.mcp_call.completed" in kinds
+
+
+def test_mcp_calls_wait_for_approval_by_default(client, mcp_servers):
+    tool = mcp_tool(mcp_servers)
+    first = client.responses.create(
+        model="openai/fake-model", input='[[call:add {"a": 20, "b": 22}]] add', tools=[tool]
+    )
+    conforms(first)
+    assert [i.type for i in first.output] == ["mcp_list_tools", "mcp_approval_request"]
+    request = first.output[1]
+    assert (request.name, json.loads(request.arguments)) == ("add", {"a": 20, "b": 22})
+    second = client.responses.create(
+        model="openai/fake-model",
+        previous_response_id=first.id,
+        tools=[tool],
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+    )
+    conforms(second)
+    assert [i.type for i in second.output] == ["mcp_call", "message"]
+    assert second.output[0].output == "42"
+    assert second.output[0].approval_request_id == request.id
+    assert second.output_text == "Tool results: 42"
+
+
+def test_an_mcp_server_the_egress_policy_refuses_is_listed_with_its_error(client, mcp_servers):
+    refused = {"type": "mcp", "server_label": "inner", "server_url": mcp_servers.http_url, "require_approval": "never"}
+    response = client.responses.create(model="openai/fake-model", input="hello", tools=[refused])
+    conforms(response)
+    listing = response.output[0]
+    assert listing.type == "mcp_list_tools"
+    assert listing.tools == []
+    assert "127.0.0.1" in listing.error
+    assert response.output_text == "Echo: hello"

@@ -180,6 +180,13 @@ class Runner:
         except BusFailure as exc:
             await self.finish(run, events, "failed", error=LastError(code="server_error", message=exc.error.message))
             return
+        if run.request_tools:  # MCP servers the request named (Responses `tools: [{type: mcp}]`)
+            added = [ToolDefinition.model_validate(t) for t in run.request_tools]
+            record = record.model_copy(
+                update={
+                    "definition": record.definition.model_copy(update={"tools": [*record.definition.tools, *added]})
+                }
+            )
         if not await self.take_slot(run, record.definition):
             return  # ended (cancelled, expired) while it waited for a slot
         traced = record.definition.observability.tracing

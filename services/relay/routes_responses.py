@@ -30,6 +30,7 @@ from ossabus.relay.auth import DEFAULT_PROJECT, caller
 from ossabus.relay.context import assistant_record, checked_id, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.responses.items import time_part
+from ossabus.relay.responses.mcp_tools import as_function, request_mcp_tools
 from ossabus.relay.responses.objects import response_object
 from ossabus.relay.responses.requests import ReadInput, ResponseCreate, check_tools, read_input
 from ossabus.relay.responses.stream import ResponseEvents
@@ -101,17 +102,18 @@ async def create_response(request: Request, body: ResponseCreate):
         raise ApiError(400, f"'{body.model}' is a {target.kind}, not an agent.", param="model", code="invalid_value")
     record = await assistant_record(request, assistant_id(target)) if target is not None else None
     await budgets.check(request, record.definition if record else None, assistant_id(target) if target else None)
-    thread, waiting, forked_from = await history_for(request, body)
+    thread, waiting, branch = await history_for(request, body)
     pending = answers.pending_calls(waiting) if waiting else []
     read = read_input(body.input, set(pending))
     if waiting is not None:
         return await continue_run(request, body, record, thread, waiting, read, tools)
-    return await start_response(request, body, record, thread, read, tools, forked_from)
+    return await start_response(request, body, record, thread, read, tools, branch)
 
 
-async def history_for(request: Request, body: ResponseCreate) -> tuple[Thread, Run | None, ResponseRecord | None]:
-    """The thread the response runs on, the run of it that waits for this input (if any), and the
-    previous response when the thread had to be forked from it."""
+async def history_for(request: Request, body: ResponseCreate) -> tuple[Thread | None, Run | None, Run | None]:
+    """The thread the response runs on (None: a new one, made once the request is known to be good),
+    the run of it that waits for this input (if any), and the run to fork the thread at when the
+    response chains on an earlier response than the thread's latest."""
     store = state(request)
     if body.previous_response_id:
         previous = await record_or_404(request, body.previous_response_id, "previous_response_id")
@@ -135,7 +137,7 @@ async def history_for(request: Request, body: ResponseCreate) -> tuple[Thread, R
             )
         runs = await store.list_runs(thread.id)
         if runs and runs[-1].id != run.id:
-            return await fork(request, thread, run), None, previous
+            return thread, None, run
         return thread, None, None
     conversation = body.conversation_id
     if conversation:
@@ -145,9 +147,7 @@ async def history_for(request: Request, body: ResponseCreate) -> tuple[Thread, R
         if run is not None and run.status == "requires_action":
             return thread, run, None
         return thread, None, None
-    metadata = {"responses": "true"}
-    thread = Thread(id=new_id("thread"), created_at=now(), metadata=metadata, project=caller(request).project)
-    return await store.create_thread(thread), None, None
+    return None, None, None
 
 
 async def fork(request: Request, thread: Thread, upto: Run) -> Thread:
@@ -306,21 +306,31 @@ async def start_response(
     request: Request,
     body: ResponseCreate,
     record: ManifestRecord | None,
-    thread: Thread,
+    thread: Thread | None,
     read: ReadInput,
     tools: list[dict],
-    forked_from: ResponseRecord | None,
+    branch: Run | None,
 ):
     store = state(request)
     if not read.entries and not read.items:
         raise ApiError(400, "Give `input`: a string or a list of input items.", param="input")
     agent = record or plain_model_record(body.model or "")
     params = run_params(body, read, agent, tools)
-    run = new_run(thread.id, agent, params)
+    mcp = await request_mcp_tools(request, tools)
+    params["tools"] += [as_function(t) for t in mcp.tools]
+    run = new_run("pending", agent, params)
+    run.request_tools = [t.model_dump(mode="json") for t in mcp.tools]
     run.provider_params = provider_params(body)
     if record is None:
         run.direct_model = body.model
         run.model = body.model or run.model
+    if thread is None:
+        metadata = {"responses": "true"}
+        thread = Thread(id=new_id("thread"), created_at=now(), metadata=metadata, project=caller(request).project)
+        await store.create_thread(thread)
+    elif branch is not None:
+        thread = await fork(request, thread, branch)
+    run = run.model_copy(update={"thread_id": thread.id})
     holder = await store.claim_thread(thread.id, run.id)
     if holder is not None:
         raise ApiError(
@@ -334,6 +344,7 @@ async def start_response(
         await store.put_message(message)
     response = new_record(request, body, thread, run, record, tools)
     response.input_items = stored_items(read, messages)
+    response.mcp_labels, response.list_items = mcp.labels, mcp.list_items
     run.response_id = response.id
     await store.put_run(run)
     await responses(request).create(response)

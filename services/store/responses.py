@@ -30,6 +30,7 @@ class ResponseRecord(BaseModel):
     request: dict[str, Any] = Field(default_factory=dict, description="Create parameters echoed in the object.")
     input_items: list[dict[str, Any]] = Field(default_factory=list)
     client_tools: list[str] = Field(default_factory=list, description="Function tools the client runs itself.")
+    list_items: list[dict[str, Any]] = Field(default_factory=list, description="mcp_list_tools output items.")
     mcp_labels: dict[str, str] = Field(default_factory=dict, description="Server-side tool name -> server_label.")
     steps_before: list[str] = Field(
         default_factory=list, description="Steps of the run that belong to earlier responses (a continuation)."

@@ -113,7 +113,7 @@ def call_items(record: ResponseRecord, call: ToolCall, waiting: set[str]) -> lis
 def output_items(
     record: ResponseRecord, steps: list[RunStep], messages: dict[str, Message], waiting: set[str]
 ) -> list[dict]:
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = list(record.list_items)
     for step in steps:
         if step.id in record.steps_before:
             continue

@@ -57,7 +57,17 @@ class ResponseEvents:
         return event
 
     def start(self) -> list[Event]:
-        return [self._event("response.created", response=self.snapshot)]
+        out = [self._event("response.created", response=self.snapshot)]
+        for item in self.record.list_items:  # MCP servers the request named, listed before the run
+            index = self.items
+            self.items += 1
+            started = {**item, "tools": []}
+            out.append(self._event("response.output_item.added", output_index=index, item=started))
+            out.append(self._event("response.mcp_list_tools.in_progress", item_id=item["id"], output_index=index))
+            outcome = "failed" if item.get("error") else "completed"
+            out.append(self._event(f"response.mcp_list_tools.{outcome}", item_id=item["id"], output_index=index))
+            out.append(self._event("response.output_item.done", output_index=index, item=item))
+        return out
 
     def feed(self, name: str, data: Any) -> list[Event]:
         if not isinstance(data, dict):
