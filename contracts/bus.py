@@ -254,6 +254,26 @@ class RunRequest(BaseModel):
     requested_at: int = Field(default_factory=lambda: int(time.time()))
 
 
+# Chat Completions fields that reach a provider only if it takes them (the rest are ours or universal).
+PROVIDER_SPECIFIC_PARAMS = (
+    "logprobs",
+    "top_logprobs",
+    "prediction",
+    "modalities",
+    "audio",
+    "verbosity",
+    "web_search_options",
+    "service_tier",
+    "reasoning_effort",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+)
+
+
 class ChatRequest(BaseModel):
     """A chat completion for an executor (`ossa.chat.<agent>`, core request/reply)."""
 

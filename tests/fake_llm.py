@@ -11,7 +11,8 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[long:N]]` answers N words (`max_tokens` cuts it with finish_reason `length`);
 - `[[json]]` answers a JSON object;
 - `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent);
-- `[[garbage]]` answers 200 with JSON that is not an OpenAI completion (a broken or hostile provider).
+- `[[garbage]]` answers 200 with JSON that is not an OpenAI completion (a broken or hostile provider);
+- `logprobs: true` in the request: made-up logprobs per word, in the message and in each chunk.
 
 Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
 `GET /_requests` returns every request body received (with `_meta`: path and authorization header);
@@ -149,6 +150,18 @@ async def chat(request: Request):
     parts, finish = ([], "tool_calls") if calls else pieces(p["text"], max_tokens)
     completion_tokens = len(parts) + sum(words(c["function"]["arguments"]) for c in calls)
 
+    def logprobs_of(tokens: list[str]) -> dict[str, Any] | None:
+        """`logprobs: true`: a made-up log probability per word (the i-th word -0.1*(i+1))."""
+        if not body.get("logprobs"):
+            return None
+        top = int(body.get("top_logprobs") or 0)
+        content = []
+        for i, token in enumerate(tokens):
+            entry = {"token": token, "logprob": -0.1 * (i + 1), "bytes": list(token.encode())}
+            entry["top_logprobs"] = [{"token": token, "logprob": entry["logprob"], "bytes": entry["bytes"]}][:top]
+            content.append(entry)
+        return {"content": content, "refusal": None}
+
     if not body.get("stream"):
         message: dict[str, Any] = {"role": "assistant", "content": None if calls else " ".join(parts)}
         if calls:
@@ -159,18 +172,18 @@ async def chat(request: Request):
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs_of(parts)}],
                 "usage": usage(body, completion_tokens),
             }
         )
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, logprobs: Any = None) -> str:
         data = {
             "id": cid,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}],
         }
         return f"data: {json.dumps(data)}\n\n"
 
@@ -181,7 +194,8 @@ async def chat(request: Request):
                 await asyncio.sleep(p["delay"])
             if i == 2 and p["stall"]:
                 await asyncio.sleep(p["stall"])
-            yield chunk({"content": word if i == 0 else " " + word})
+            token = word if i == 0 else " " + word
+            yield chunk({"content": token}, logprobs=logprobs_of([token]))
         for i, call in enumerate(calls):
             args = call["function"]["arguments"]
             half = len(args) // 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
@@ -18,8 +19,11 @@ from ossabus.contracts.bus import BusError, ChatRequest, Reply
 from ossabus.executor import llm
 from ossabus.executor import usage as usage_reports
 from ossabus.executor.agents import AgentDirectory
+from ossabus.executor.chat_tools import MAX_SERVER_ROUNDS, ServerTools, model_form, run_calls, server_tools
+from ossabus.executor.offered_tools import McpListings
 from ossabus.runtime import genai
 from ossabus.runtime.bus import BusFailure
+from ossabus.runtime.tool_directory import ToolDirectory
 
 LLM_ERROR_CODES = {
     "rate_limit_exceeded": "rate_limit_exceeded",
@@ -40,38 +44,61 @@ def bus_error(error: llm.LLMError) -> BusError:
     return BusError(code=code, message=error.message)  # type: ignore[arg-type]
 
 
-class ChatCompletions:
-    def __init__(self, nc: Client, agents: AgentDirectory):
-        self.nc, self.agents = nc, agents
+@dataclass
+class StreamedTurn:
+    text: list[str] = field(default_factory=list)
+    partial: dict[int, dict[str, str]] = field(default_factory=dict)
+    usage: dict[str, int] | None = None
+    finish: str | None = None
+    sent: bool = False  # whether any chunk of it went to the client
 
-    async def prepare(self, req: ChatRequest) -> tuple[llm.LLMRequest, RetryPolicy]:
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        return [
+            {"id": p["id"], "type": "function", "function": {"name": p["name"], "arguments": p["arguments"]}}
+            for _, p in sorted(self.partial.items())
+        ]
+
+
+class ChatCompletions:
+    def __init__(
+        self,
+        nc: Client,
+        agents: AgentDirectory,
+        tools: ToolDirectory | None = None,
+        listings: McpListings | None = None,
+    ):
+        self.nc, self.agents = nc, agents
+        self.tools = tools or ToolDirectory()
+        self.listings = listings or McpListings(agents.bus)
+
+    async def prepare(self, req: ChatRequest) -> tuple[llm.LLMRequest, RetryPolicy, ServerTools]:
+        """The model call: the agent's prompt before the client's messages, the client's tools and
+        the agent's server-side tools offered (an agent tool nobody here can run is not offered:
+        the client could not answer it)."""
         definition: AgentDefinition | None = None
         messages = list(req.messages)
         tools = list(req.tools or [])
+        server = ServerTools()
         if req.agent:
             definition = await self.agents.definition(name=req.agent, min_version=req.agent_version)
             if definition.system_prompt:
                 messages.insert(0, {"role": "system", "content": definition.system_prompt})
-            client_tools = {t.get("function", {}).get("name") for t in tools}
-            for tool in definition.tools:
-                if tool.kind in ("code_interpreter", "file_search") or tool.function_name in client_tools:
-                    continue
-                tools.append(
-                    {
-                        "type": "function",
-                        "function": {
-                            "name": tool.function_name,
-                            "description": tool.description or "",
-                            "parameters": tool.parameters,
-                        },
-                    }
-                )
+            client_names = {t.get("function", {}).get("name") for t in tools}
+            server = await server_tools(definition, client_names, self.tools, self.listings)
+            tools += [model_form(tool) for tool in server.by_name.values()]
         model = llm.resolve_model(definition, None if req.agent else req.model)
         params = {**llm.connection_params(definition), **self._agent_params(definition), **req.params}
+        params = llm.wire_params(model, params)
+        refused = llm.refused_param(model, params)
+        if refused is not None:
+            raise BusFailure.of(
+                "invalid_request", f"{refused} is not supported by the provider of {model}", param=refused
+            )
         retry = definition.limits.retry if definition else RetryPolicy()
         audit = definition.security.audit if definition else None
         request = llm.LLMRequest(model=model, messages=messages, params=params, tools=tools or None, audit=audit)
-        return request, retry
+        return request, retry, server
 
     @staticmethod
     def _agent_params(definition: AgentDefinition | None) -> dict[str, Any]:
@@ -87,9 +114,8 @@ class ChatCompletions:
         )
         return {k: v for k, v in pairs if v is not None}
 
-    async def complete(self, req: ChatRequest) -> dict[str, Any]:
-        """Non-streaming: one upstream call, retried on transient failures."""
-        call, retry = await self.prepare(req)
+    async def _one_completion(self, req: ChatRequest, call: llm.LLMRequest, retry: RetryPolicy) -> Any:
+        """One upstream call, retried on transient failures, traced as one chat span."""
         litellm = llm._litellm()
         await llm.guard(call.params)
         params, total = llm.bounded(call.params)
@@ -116,94 +142,141 @@ class ChatCompletions:
                     raise error from exc
                 await asyncio.sleep(llm.backoff_delay(retry, attempt))
         choice = response.choices[0]
-        message: dict[str, Any] = {"role": "assistant", "content": choice.message.content, "refusal": None}
-        if getattr(choice.message, "tool_calls", None):
-            message["tool_calls"] = [
+        usage = response.usage
+        genai.end_chat_span(
+            span,
+            response_model=getattr(response, "model", None),
+            finish_reason=choice.finish_reason,
+            usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens},
+            output=choice.message.content,
+            audit=call.audit,
+        )
+        return response
+
+    async def complete(self, req: ChatRequest) -> dict[str, Any]:
+        """Non-streaming: model turns until the answer needs nothing the server can run."""
+        call, retry, server = await self.prepare(req)
+        totals = {"prompt_tokens": 0, "completion_tokens": 0}
+        for _ in range(MAX_SERVER_ROUNDS + 1):
+            response = await self._one_completion(req, call, retry)
+            choice = response.choices[0]
+            totals["prompt_tokens"] += response.usage.prompt_tokens
+            totals["completion_tokens"] += response.usage.completion_tokens
+            calls = [
                 {
                     "id": c.id,
                     "type": "function",
                     "function": {"name": c.function.name, "arguments": c.function.arguments},
                 }
-                for c in choice.message.tool_calls
+                for c in getattr(choice.message, "tool_calls", None) or []
             ]
-        usage = response.usage
-        counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-        genai.end_chat_span(
-            span,
-            response_model=getattr(response, "model", None),
-            finish_reason=choice.finish_reason,
-            usage=counts,
-            output=choice.message.content,
-            audit=call.audit,
-        )
-        await self._report_usage(req, call, counts)
+            theirs = [c for c in calls if not server.runs(c["function"]["name"])]
+            ours = [c for c in calls if server.runs(c["function"]["name"])]
+            if not ours or theirs:
+                break
+            results = await run_calls(self.agents.bus, server, ours, req.id)
+            call.messages = [
+                *call.messages,
+                {"role": "assistant", "content": choice.message.content, "tool_calls": ours},
+            ]
+            call.messages += results
+        await self._report_usage(req, call, totals)
+        message: dict[str, Any] = {"role": "assistant", "content": choice.message.content, "refusal": None}
+        if theirs:
+            message["tool_calls"] = theirs
+        finish = "tool_calls" if theirs else (choice.finish_reason if choice.finish_reason != "tool_calls" else "stop")
+        logprobs = llm.openai_logprobs(getattr(choice, "logprobs", None))
         return {
             "id": req.id,
             "object": "chat.completion",
             "created": req.created,
             "model": req.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": choice.finish_reason, "logprobs": None}],
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            },
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
+            "usage": {**totals, "total_tokens": totals["prompt_tokens"] + totals["completion_tokens"]},
         }
 
     async def stream(self, req: ChatRequest, inbox: str) -> None:
-        """Streaming: chunks to `inbox`, then the closing envelope (with usage) on the same subject."""
-        span, failure, text = None, None, []
-        usage, finish, response_model = None, None, None
+        """Streaming: chunks to `inbox`, then the closing envelope (with usage) on the same subject.
+
+        Text goes out as it comes. Tool call deltas are held until the turn ends: calls the server
+        runs are run and the model is asked again; calls for the client go out whole, then the end."""
+        totals = {"prompt_tokens": 0, "completion_tokens": 0}
         try:
-            call, retry = await self.prepare(req)
-            span = genai.chat_span(call.model, call.params, None, req.agent, call.messages, audit=call.audit)
+            call, retry, server = await self.prepare(req)
             first = True
-            async for chunk in llm.stream(call, retry):
-                response_model = response_model or chunk.model
-                if chunk.text:
-                    text.append(chunk.text)
-                if chunk.usage:
-                    usage = chunk.usage
-                delta: dict[str, Any] = {}
-                if chunk.text:
-                    delta["content"] = chunk.text
-                if chunk.tool_calls:
-                    delta["tool_calls"] = [
-                        {
-                            "index": d.index,
-                            **({"id": d.id, "type": "function"} if d.id else {}),
-                            "function": {**({"name": d.name} if d.name else {}), "arguments": d.arguments},
-                        }
-                        for d in chunk.tool_calls
-                    ]
-                if chunk.finish_reason:
-                    finish = chunk.finish_reason
-                if delta or chunk.finish_reason:
-                    if first:
-                        delta = {"role": "assistant", **delta}
-                        first = False
-                    await self._chunk(req, inbox, delta, chunk.finish_reason)
-            if finish is None:
-                await self._chunk(req, inbox, {}, "stop")
+            for _ in range(MAX_SERVER_ROUNDS + 1):
+                turn = await self._stream_turn(req, inbox, call, retry, first)
+                first = first and not turn.sent
+                for key in totals:
+                    totals[key] += (turn.usage or {}).get(key, 0)
+                theirs = [c for c in turn.calls if not server.runs(c["function"]["name"])]
+                ours = [c for c in turn.calls if server.runs(c["function"]["name"])]
+                if ours and not theirs:
+                    results = await run_calls(self.agents.bus, server, ours, req.id)
+                    text = "".join(turn.text) or None
+                    call.messages = [*call.messages, {"role": "assistant", "content": text, "tool_calls": ours}]
+                    call.messages += results
+                    continue
+                if theirs:
+                    delta: dict[str, Any] = {
+                        "tool_calls": [
+                            {"index": i, "id": c["id"], "type": "function", "function": c["function"]}
+                            for i, c in enumerate(theirs)
+                        ]
+                    }
+                    await self._chunk(req, inbox, {"role": "assistant", **delta} if first else delta, "tool_calls")
+                else:
+                    finish = turn.finish if turn.finish not in (None, "tool_calls") else "stop"
+                    await self._chunk(req, inbox, {"role": "assistant"} if first else {}, finish)
+                break
+            usage = {**totals, "total_tokens": totals["prompt_tokens"] + totals["completion_tokens"]}
             reply: Reply = Reply.success({"usage": usage})
             await self._report_usage(req, call, usage)
         except llm.LLMError as error:
-            failure = error
             reply = Reply.failure(bus_error(error))
         except BusFailure as error:
-            failure = error
             reply = Reply.failure(error.error)
-        if span is not None:
-            genai.end_chat_span(
-                span,
-                response_model=response_model,
-                finish_reason=finish,
-                usage=usage,
-                output="".join(text),
-                audit=call.audit,
-                error=failure,
-            )
         await self.nc.publish(inbox, reply.model_dump_json().encode())
+
+    async def _stream_turn(
+        self, req: ChatRequest, inbox: str, call: llm.LLMRequest, retry: RetryPolicy, first: bool
+    ) -> StreamedTurn:
+        """One model turn: its text forwarded now, its tool calls gathered."""
+        turn = StreamedTurn()
+        span = genai.chat_span(call.model, call.params, None, req.agent, call.messages, audit=call.audit)
+        response_model = None
+        try:
+            async for chunk in llm.stream(call, retry):
+                response_model = response_model or chunk.model
+                if chunk.usage:
+                    turn.usage = chunk.usage
+                if chunk.finish_reason:
+                    turn.finish = chunk.finish_reason
+                for d in chunk.tool_calls:
+                    entry = turn.partial.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
+                    entry["id"] = d.id or entry["id"]
+                    entry["name"] = d.name or entry["name"]
+                    entry["arguments"] += d.arguments
+                if chunk.text or chunk.logprobs:
+                    delta: dict[str, Any] = {"content": chunk.text} if chunk.text else {}
+                    if first and not turn.sent:
+                        delta = {"role": "assistant", **delta}
+                    turn.sent = True
+                    if chunk.text:
+                        turn.text.append(chunk.text)
+                    await self._chunk(req, inbox, delta, None, chunk.logprobs)
+        except Exception as exc:
+            genai.end_chat_span(span, response_model=None, finish_reason=None, usage=None, error=exc, audit=call.audit)
+            raise
+        genai.end_chat_span(
+            span,
+            response_model=response_model,
+            finish_reason=turn.finish,
+            usage=turn.usage,
+            output="".join(turn.text),
+            audit=call.audit,
+        )
+        return turn
 
     async def _report_usage(self, req: ChatRequest, call: llm.LLMRequest, usage: dict[str, int] | None) -> None:
         await usage_reports.report(
@@ -217,13 +290,15 @@ class ChatCompletions:
             usage=usage,
         )
 
-    async def _chunk(self, req: ChatRequest, inbox: str, delta: dict[str, Any], finish: str | None) -> None:
+    async def _chunk(
+        self, req: ChatRequest, inbox: str, delta: dict[str, Any], finish: str | None, logprobs: Any = None
+    ) -> None:
         body = {
             "id": req.id,
             "object": "chat.completion.chunk",
             "created": req.created,
             "model": req.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
         }
         await self.nc.publish(inbox, json.dumps(body).encode())
         await asyncio.sleep(0)  # let nats-py's flusher write each chunk now; see runtime/events.py

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ossabus.contracts.agent import AgentDefinition, RetryPolicy
+from ossabus.contracts.bus import PROVIDER_SPECIFIC_PARAMS
 from ossabus.runtime import secrets
 from ossabus.runtime.egress import EgressRefused, check_declared_access, resolve_checked
 
@@ -70,6 +71,7 @@ class Chunk:
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     model: str | None = None
+    logprobs: dict[str, Any] | None = None  # the choice's logprobs, when the request asked for them
 
 
 class LLMError(Exception):
@@ -264,6 +266,47 @@ def supported_extras(model: str, extras: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extras.items() if k in PASSABLE_EXTRAS and k in supported and v is not None}
 
 
+def refused_param(model: str, params: dict[str, Any]) -> str | None:
+    """The first provider-specific field this model's provider cannot honour (litellm's table), or
+    None. The OpenAI wire format takes all of them: the server it points at decides."""
+    provider = model.split("/", 1)[0] if "/" in model else None
+    if provider in (None, "openai"):
+        return None
+    given = [k for k in PROVIDER_SPECIFIC_PARAMS if params.get(k) is not None]
+    if not given:
+        return None
+    try:
+        supported = set(
+            _litellm().get_supported_openai_params(model=model.split("/", 1)[1], custom_llm_provider=provider) or ()
+        )
+    except Exception:
+        return None
+    return next((k for k in given if k not in supported), None)
+
+
+# Fields litellm (at the pinned version) lists for the OpenAI format but does not put in the body.
+LITELLM_DROPS = {"verbosity", "prompt_cache_key", "prompt_cache_retention", "safety_identifier"}
+
+
+def wire_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """For the OpenAI wire format, provider-specific fields litellm does not know for this model go
+    in the body as given (`extra_body`): the server behind the URL decides what it honours."""
+    provider, _, name = model.partition("/") if "/" in model else ("openai", "", model)
+    given = [k for k in PROVIDER_SPECIFIC_PARAMS if params.get(k) is not None]
+    if provider != "openai" or not given:
+        return params
+    try:
+        known = set(_litellm().get_supported_openai_params(model=name, custom_llm_provider="openai") or ())
+    except Exception:
+        known = set()
+    unknown = {k: params[k] for k in given if k not in known or k in LITELLM_DROPS}
+    if not unknown:
+        return params
+    out = {k: v for k, v in params.items() if k not in unknown}
+    out["extra_body"] = {**(params.get("extra_body") or {}), **unknown}
+    return out
+
+
 async def guard(params: dict[str, Any]) -> None:
     """Refuse a manifest's base URL that the operator's egress policy does not allow."""
     base = params.get("api_base")
@@ -319,6 +362,14 @@ async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk
             await asyncio.sleep(delay)
 
 
+def openai_logprobs(value: Any) -> dict[str, Any] | None:
+    """A choice's logprobs in OpenAI's shape (`content` and `refusal`, both present, null or not)."""
+    if not value:
+        return None
+    data = value if isinstance(value, dict) else value.model_dump()
+    return {"content": data.get("content"), "refusal": data.get("refusal")}
+
+
 def _chunk(raw: Any) -> Chunk:
     out = Chunk(model=getattr(raw, "model", None))
     usage = getattr(raw, "usage", None)
@@ -334,6 +385,7 @@ def _chunk(raw: Any) -> Chunk:
     choice = choices[0]
     delta = getattr(choice, "delta", None)
     out.finish_reason = getattr(choice, "finish_reason", None)
+    out.logprobs = openai_logprobs(getattr(choice, "logprobs", None))
     if delta is not None:
         out.text = getattr(delta, "content", None) or None
         for call in getattr(delta, "tool_calls", None) or []:

@@ -100,7 +100,7 @@ class ExecutorService(Service):
         nc = self.broker.connection
         self.agents = AgentDirectory(BusClient(self.broker, self.settings.request_timeout_s))
         self.runner = Runner(nc, await State.open(nc.jetstream()), self.agents, self.tools)
-        self.chat = ChatCompletions(nc, self.agents)
+        self.chat = ChatCompletions(nc, self.agents, self.tools, self.runner.mcp_listings)
         self.tasks = Tasks(nc, self.runner.state, self.agents)
         await nc.publish(subjects.TOOL_ROLL_CALL, b"")  # workers answer with their tools
         self.leases = Leases(self.runner.state.runs_kv, self.settings.ack_wait_s)

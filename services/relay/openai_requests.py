@@ -72,6 +72,20 @@ class BuiltinToolIn(Strict):
 ToolIn = Annotated[FunctionToolIn | BuiltinToolIn, Field(discriminator="type")]
 
 
+class CustomToolDef(Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class CustomToolIn(Strict):
+    """A custom tool (free-form text input): offered to the model as a function with one string
+    argument, and its calls given back in the custom shape (see relay/chat_compat.py)."""
+
+    type: Literal["custom"]
+    custom: CustomToolDef
+
+
 class AssistantCreate(Strict):
     model: str = Field(min_length=1)
     name: str | None = Field(None, max_length=256)
@@ -291,11 +305,23 @@ class ChatCompletionCreate(Strict):
     stop: str | list[str] | None = None
     seed: int | None = None
     response_format: dict[str, Any] | None = None
-    tools: list[FunctionToolIn] | None = None
+    tools: list[FunctionToolIn | CustomToolIn] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
     metadata: Metadata
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    prediction: dict[str, Any] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    web_search_options: dict[str, Any] | None = None
+    functions: list[FunctionDef] | None = Field(None, max_length=128)
+    function_call: Literal["auto", "none"] | dict[str, str] | None = None
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    moderation: Any = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, int] | None = None

@@ -12,11 +12,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import BusError, ChatRequest, ManifestListItem, Reply
+from ossabus.contracts.bus import PROVIDER_SPECIFIC_PARAMS, BusError, ChatRequest, ManifestListItem, Reply
 from ossabus.contracts.ids import new_id
 from ossabus.registry.providers import infer_provider
 from ossabus.relay import budgets
 from ossabus.relay.auth import caller, principal
+from ossabus.relay.chat_compat import Shapes, restore_chunk, restore_completion, tools_and_choice
 from ossabus.relay.context import now
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import ChatCompletionCreate
@@ -34,9 +35,7 @@ PASSED_PARAMS = (
     "tool_choice",
     "parallel_tool_calls",
     "user",
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
+    *PROVIDER_SPECIFIC_PARAMS,
 )
 
 
@@ -55,6 +54,9 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
     agent = await resolve_target(request, body.model)
     await budgets.check(request, agent.definition if agent else None)
     params: dict[str, Any] = body.model_dump(include=set(PASSED_PARAMS), exclude_none=True)
+    tools, choice, shapes = tools_and_choice(body)
+    if choice is not None:
+        params["tool_choice"] = choice
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
@@ -66,7 +68,7 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
         model=body.model,
         messages=[m.model_dump(exclude_none=True) for m in body.messages],
         params=params,
-        tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
+        tools=tools,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         principal=principal(request),
         project=caller(request).project,
@@ -74,8 +76,8 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
     subject = subjects.chat(agent.name if agent else subjects.PLAIN_LLM_AGENT)
     nc = request.app.state.broker.connection
     if not body.stream:
-        return await _complete(nc, subject, chat)
-    return await _stream(nc, subject, chat)
+        return restore_completion(await _complete(nc, subject, chat), shapes)
+    return await _stream(nc, subject, chat, shapes)
 
 
 async def _complete(nc, subject: str, chat: ChatRequest) -> dict:
@@ -128,7 +130,7 @@ async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator
     return chunks()
 
 
-async def _stream(nc, subject: str, chat: ChatRequest):
+async def _stream(nc, subject: str, chat: ChatRequest, shapes: Shapes | None = None):
     chunks = await open_chat_stream(nc, subject, chat)
 
     async def events():
@@ -157,6 +159,8 @@ async def _stream(nc, subject: str, chat: ChatRequest):
                 return
             if chat.include_usage:
                 message.setdefault("usage", None)
+            if shapes is not None:
+                message = restore_chunk(message, shapes)
             yield format_sse_event(data_str=json.dumps(message))
 
     return EventSourceResponse(events())
