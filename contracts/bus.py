@@ -274,6 +274,20 @@ PROVIDER_SPECIFIC_PARAMS = (
 )
 
 
+class TokenCountRequest(BaseModel):
+    """How many input tokens a model request would cost (`ossa.executor.tokens`): the executor holds
+    the tokenizers (litellm's), so the edge asks rather than loading them."""
+
+    model: str = Field(description="litellm model string, or an agent's name in `agent`.")
+    agent: str | None = None
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
+
+
 class ChatRequest(BaseModel):
     """A chat completion for an executor (`ossa.chat.<agent>`, core request/reply)."""
 

@@ -183,6 +183,7 @@ def chat(agent: str) -> str:
 
 CHAT_ALL = f"{PREFIX}.chat.>"
 PLAIN_LLM_AGENT = "_llm"
+TOKEN_COUNT = f"{PREFIX}.executor.tokens"  # request/reply: input tokens of a model request, as it would be sent
 
 
 def run_cancel(run_id: str) -> str:

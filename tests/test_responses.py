@@ -364,3 +364,37 @@ def test_an_mcp_server_the_egress_policy_refuses_is_listed_with_its_error(client
     assert listing.tools == []
     assert "127.0.0.1" in listing.error
     assert response.output_text == "Echo: hello"
+
+
+# --- input tokens and compaction -------------------------------------------------------------------------
+
+
+def test_input_tokens_count_what_a_response_would_send(client, api_stack):
+    short = client.responses.input_tokens.count(model="openai/fake-model", input="one two")
+    longer = client.responses.input_tokens.count(
+        model="openai/fake-model", input="one two three four five six seven eight nine ten eleven twelve"
+    )
+    assert openapi_errors(short.model_dump(mode="json"), "TokenCountsResource") == []
+    assert 0 < short.input_tokens < longer.input_tokens
+    first = client.responses.create(model="echo-agent", input="remember the word pineapple")
+    chained = client.responses.input_tokens.count(model="echo-agent", input="and?", previous_response_id=first.id)
+    alone = client.responses.input_tokens.count(model="echo-agent", input="and?")
+    assert chained.input_tokens > alone.input_tokens  # the chain's history counts
+
+
+def test_compact_shrinks_a_conversation_to_items_a_next_request_takes(client, fake_llm, api_stack):
+    first = client.responses.create(model="echo-agent", input="the launch is on friday")
+    reply = httpx.post(
+        f"{api_stack.base_url}/v1/responses/compact",
+        json={"model": "echo-agent", "previous_response_id": first.id, "input": "what was decided?"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    compacted = reply.json()
+    assert openapi_errors(compacted, "CompactResource") == []
+    sent = next(r for r in reversed(fake_llm.requests()) if "Summarise the conversation" in json.dumps(r))
+    assert "the launch is on friday" in json.dumps(sent["messages"])
+    assert compacted["output"][0]["content"][0]["text"].startswith("Summary of the conversation so far:")
+    assert sent["messages"][0]["content"] == "You are the echo agent."
+    follow = client.responses.create(model="echo-agent", input=compacted["output"])
+    assert follow.status == "completed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from faststream import AckPolicy
@@ -29,12 +30,16 @@ from ossabus.contracts.bus import (
     RunRequest,
     TaskMessage,
     TaskResult,
+    TokenCount,
+    TokenCountRequest,
 )
 from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import ToolAnnouncement
+from ossabus.executor import llm
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.answers import answer_run
 from ossabus.executor.chat import ChatCompletions, bus_error
+from ossabus.executor.chat_tools import model_form
 from ossabus.executor.credentials_check import warn_missing_credentials
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
@@ -92,6 +97,7 @@ class ExecutorService(Service):
         sub(subjects.ASK_ALL, queue=subjects.ASK_QUEUE, max_workers=self.max_runs)(self.on_ask)
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
         sub(subjects.RUN_ANSWER, queue=subjects.ASK_QUEUE)(endpoint(RunAnswer, NAME)(self.on_answer))
+        sub(subjects.TOKEN_COUNT, queue=subjects.CHAT_QUEUE)(endpoint(TokenCountRequest, NAME)(self.on_token_count))
         sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
         sub(subjects.TOOL_ANNOUNCEMENTS_ALL)(self.on_tool_announcement)
 
@@ -322,6 +328,20 @@ class ExecutorService(Service):
                 self.agents.forget(ManifestChanged.model_validate_json(msg.body))
 
     # --- chat completions --------------------------------------------------------------------------------
+
+    async def on_token_count(self, request: TokenCountRequest) -> TokenCount:
+        """Input tokens as the model would be sent them: the agent's prompt and tools included."""
+        messages, tools, model = list(request.messages), list(request.tools or []), request.model
+        if request.agent and self.agents is not None:
+            definition = await self.agents.definition(name=request.agent)
+            if definition.system_prompt:
+                messages.insert(0, {"role": "system", "content": definition.system_prompt})
+            tools += [model_form(t) for t in definition.tools if t.kind not in ("code_interpreter", "file_search")]
+            model = llm.resolve_model(definition, None)
+        counted = llm.count_tokens(model, messages)
+        if tools:
+            counted += llm.count_tokens(model, [{"role": "system", "content": json.dumps(tools)}])
+        return TokenCount(input_tokens=counted)
 
     async def on_chat(self, msg: NatsMessage) -> dict | None:
         try:
