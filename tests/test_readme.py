@@ -74,7 +74,7 @@ def test_every_python_and_shell_block_of_the_quickstart_is_run_here():
     runnable = [lang for lang in fences if lang in ("python", "bash", "sh")]
     assert len(marked) == len(runnable), "a quickstart block is not marked `<!-- readme-test: NAME -->`"
     tested = {name for name in BLOCKS}
-    assert tested == {"curl", "cli", "nats-client", "openai-sdk", "approvals", "curl-chat"}
+    assert tested == {"curl", "cli", "nats-client", "openai-sdk", "approvals", "curl-chat", "responses"}
 
 
 def test_the_curl_quickstart(readme_stack):
@@ -148,3 +148,13 @@ def test_the_curl_chat_quickstart(readme_stack):
     assert out.startswith("data: ")
     assert "chat.completion.chunk" in out
     assert out.rstrip().endswith("data: [DONE]")
+
+
+def test_the_responses_quickstart(readme_stack):
+    lines = run_block("responses", readme_stack).splitlines()
+    assert lines[:3] == ["Echo: Solve 3x + 11 = 14", "Echo: And 2x = 8?", "Echo: Explain it step by step"]
+    assert lines[3:] == [
+        "user Hello from Assistants",
+        "user Hello from Responses",
+        "assistant Echo: Hello from Responses",
+    ]
