@@ -158,6 +158,34 @@ def test_another_projects_objects_do_not_exist(secure):
     assert "injected" not in texts
 
 
+def test_another_projects_responses_and_conversations_do_not_exist(secure):
+    a, b = sdk(secure, "a_member"), sdk(secure, "b_admin")
+    response = a.responses.create(model="echo-agent", input="team a's response", background=True)
+    conversation = a.conversations.create(items=[{"type": "message", "role": "user", "content": "team a's talk"}])
+    attempts = [
+        lambda: b.responses.retrieve(response.id),
+        lambda: b.responses.delete(response.id),
+        lambda: b.responses.cancel(response.id),
+        lambda: b.responses.input_items.list(response.id),
+        lambda: b.responses.create(model="echo-agent", input="x", previous_response_id=response.id),
+        lambda: b.responses.input_tokens.count(model="echo-agent", input="x", previous_response_id=response.id),
+        lambda: b.conversations.retrieve(conversation.id),
+        lambda: b.conversations.update(conversation.id, metadata={"x": "y"}),
+        lambda: b.conversations.items.list(conversation.id),
+        lambda: b.conversations.items.create(
+            conversation.id, items=[{"type": "message", "role": "user", "content": "i"}]
+        ),
+        lambda: b.conversations.delete(conversation.id),
+        lambda: b.responses.create(model="echo-agent", input="x", conversation=conversation.id),
+    ]
+    for attempt in attempts:
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+    texts = [i.content[0].text for i in a.conversations.items.list(conversation.id).data]
+    assert texts == ["team a's talk"]  # nothing injected
+    assert a.responses.retrieve(response.id).id == response.id
+
+
 def test_web_chats_with_the_same_id_are_separate_per_project(secure):
     body = {
         "id": "shared-chat-id",
