@@ -50,8 +50,15 @@ def test_a_hand_written_v0_5_agent_answers_chat_completions_with_its_instruction
     sent = fake_llm.last_request()
     assert sent["messages"][0] == {"role": "system", "content": "You are the v0.5 helper. Answer briefly."}
     assert (sent["temperature"], sent["max_tokens"]) == (0.2, 321)
-    assert [t["function"]["name"] for t in sent["tools"]] == ["lookup"]
-    assert sent["tools"][0]["function"]["parameters"]["required"] == ["word"]
+    # its function tool has no server: not offered in a chat completion, where nobody could answer it,
+    # but in a response (a run), where the client answers it
+    assert "tools" not in sent
+    response = client.responses.create(model="v05-helper", input='[[call:lookup {"word": "ossa"}]] look')
+    (call,) = response.output
+    assert (call.type, call.name, call.arguments) == ("function_call", "lookup", '{"word": "ossa"}')
+    asked = [r for r in fake_llm.requests() if "[[call:lookup" in json.dumps(r.get("messages"))]
+    offered = asked[-1]["tools"]
+    assert offered[0]["function"]["parameters"]["required"] == ["word"]
 
 
 def test_a_hand_written_v0_5_agent_is_an_assistant(registered):

@@ -137,6 +137,41 @@ def test_kill_9_of_an_executor_loses_no_run_and_writes_no_message_twice(cluster,
     assert "Traceback" not in survivor_log or "CancelledError" in survivor_log, survivor_log[-3000:]
 
 
+def test_background_responses_survive_the_kill_9_of_their_executor(cluster):
+    """A background response is a run: a killed executor's responses finish on the other one, each
+    answer written once, and polling shows them complete."""
+    from openai import OpenAI
+
+    victim = cluster.add_executor(max_runs=4)
+    cluster.add_executor(max_runs=4)
+    client = OpenAI(base_url=f"{cluster.edge.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+    started = [
+        client.responses.create(model="echo-agent", input=f"bg {i} [[long:40]] [[delay:50]]", background=True)
+        for i in range(6)
+    ]
+    deadline = time.monotonic() + 30
+    while not any(client.responses.retrieve(r.id).status == "in_progress" for r in started):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(5) == -signal.SIGKILL
+    finished = {}
+    deadline = time.monotonic() + 90
+    while len(finished) < len(started):
+        assert time.monotonic() < deadline, {r.id: client.responses.retrieve(r.id).status for r in started}
+        for r in started:
+            now = client.responses.retrieve(r.id)
+            if now.status not in ("queued", "in_progress"):
+                finished[r.id] = now
+        time.sleep(0.2)
+    expected = " ".join(f"w{i}" for i in range(40))
+    for response in finished.values():
+        assert response.status == "completed"
+        assert [item.type for item in response.output] == ["message"]  # one answer, not two
+        assert response.output_text == expected
+
+
 def test_a_nats_server_restart_mid_run_loses_nothing(fake_llm, tmp_path):
     from ossabus.runtime.nats_server import EmbeddedNats
 
