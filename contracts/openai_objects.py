@@ -278,10 +278,11 @@ class Run(BaseModel):
     direct_model: str | None = None
     response_id: str | None = None  # the Responses API response now carried by this run
     request_tools: list[dict[str, Any]] = Field(default_factory=list)  # server-side tools the request added
+    max_tool_calls: int | None = None  # server-side calls this run may make (Responses `max_tool_calls`)
 
     @model_serializer(mode="wrap")
     def _without_hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        hidden = ("provider_params", "direct_model", "response_id", "request_tools")
+        hidden = ("provider_params", "direct_model", "response_id", "request_tools", "max_tool_calls")
         return _hide_unless_stored(handler(self), info, *hidden)
 
     @property
@@ -320,6 +321,14 @@ class RunStep(BaseModel):
     completed_at: int | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     usage: Usage | None = None
+    # Stored only: what the model reasoned before this step's turn (providers that stream
+    # `reasoning_content`), shown by the Responses API as a reasoning item with this id.
+    reasoning: str | None = None
+    reasoning_id: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_reasoning(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        return _hide_unless_stored(handler(self), info, "reasoning", "reasoning_id")
 
 
 class Model(BaseModel):

@@ -12,6 +12,7 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[json]]` answers a JSON object;
 - `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent);
 - `[[garbage]]` answers 200 with JSON that is not an OpenAI completion (a broken or hostile provider);
+- `[[think SOME WORDS]]`: streams SOME WORDS as `reasoning_content` before the answer;
 - `logprobs: true` in the request: made-up logprobs per word, in the message and in each chunk.
 
 Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
@@ -84,6 +85,8 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
             out["text"] = json.dumps({"answer": clean, "ok": True})
         elif name == "garbage":
             out["garbage"] = True
+        elif name == "think":
+            out["think"] = (rest or "").strip()
         elif name == "call":
             out["calls"].append({"name": arg, "arguments": (rest or "{}").strip()})
     looping = any(name == "loop" for name, _, _ in directives)
@@ -189,6 +192,8 @@ async def chat(request: Request):
 
     async def stream():
         yield chunk({"role": "assistant", "content": ""})
+        for i, word in enumerate((p.get("think") or "").split()):  # reasoning first, as reasoning models do
+            yield chunk({"reasoning_content": word if i == 0 else " " + word})
         for i, word in enumerate(parts):
             if p["delay"]:
                 await asyncio.sleep(p["delay"])

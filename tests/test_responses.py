@@ -41,6 +41,10 @@ EVENT_SCHEMAS = {
     "response.mcp_list_tools.in_progress": "ResponseMCPListToolsInProgressEvent",
     "response.mcp_list_tools.completed": "ResponseMCPListToolsCompletedEvent",
     "response.mcp_list_tools.failed": "ResponseMCPListToolsFailedEvent",
+    "response.reasoning_summary_part.added": "ResponseReasoningSummaryPartAddedEvent",
+    "response.reasoning_summary_part.done": "ResponseReasoningSummaryPartDoneEvent",
+    "response.reasoning_summary_text.delta": "ResponseReasoningSummaryTextDeltaEvent",
+    "response.reasoning_summary_text.done": "ResponseReasoningSummaryTextDoneEvent",
     "error": "ResponseErrorEvent",
 }
 
@@ -398,3 +402,52 @@ def test_compact_shrinks_a_conversation_to_items_a_next_request_takes(client, fa
     assert sent["messages"][0]["content"] == "You are the echo agent."
     follow = client.responses.create(model="echo-agent", input=compacted["output"])
     assert follow.status == "completed"
+
+
+def test_a_models_reasoning_is_a_reasoning_item_streamed_as_summary_text(client, api_stack):
+    body = {
+        "model": "openai/fake-model",
+        "input": "[[think weighing both options]] decide",
+        "reasoning": {"summary": "auto"},
+    }
+    events = events_of(api_stack.base_url, body)
+    kinds = [e["type"] for e in events]
+    assert kinds[2:5] == [
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+    ]
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta")
+    assert deltas == "weighing both options"
+    assert kinds.index("response.reasoning_summary_text.done") < kinds.index("response.output_text.delta")
+    final = events[-1]["response"]
+    assert [i["type"] for i in final["output"]] == ["reasoning", "message"]
+    assert final["output"][0]["summary"] == [{"type": "summary_text", "text": "weighing both options"}]
+    stored = client.responses.retrieve(final["id"])
+    assert stored.output[0].summary[0].text == "weighing both options"
+
+
+def test_reasoning_deltas_stay_out_of_the_assistants_stream(client, api_stack):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "[[think quietly]] hello"}])
+    body = {"assistant_id": "asst_echoXagent", "stream": True}
+    with httpx.stream("POST", f"{api_stack.base_url}/v1/threads/{thread.id}/runs", json=body, timeout=30) as reply:
+        names = [line[7:] for line in reply.iter_lines() if line.startswith("event: ")]
+    assert "thread.run.completed" in names
+    assert not [n for n in names if not n.startswith("thread.") and n != "done"]
+    response = client.responses.create(model="echo-agent", input="and now?", conversation=thread.id)
+    assert response.output_text == "Echo: and now?"
+
+
+def test_max_tool_calls_bounds_the_calls_made_on_the_server(client):
+    response = client.responses.create(
+        model="http-agent",
+        input='[[call:lookup {"q": "a"}]] [[call:lookup {"q": "b"}]] [[call:search {"q": "c"}]] twice',
+        max_tool_calls=1,
+    )
+    calls = [item for item in response.output if item.type == "mcp_call"]
+    assert len(calls) == 3
+    made = [c for c in calls if c.error is None]
+    refused = [c for c in calls if c.error is not None]
+    assert len(made) == 1
+    assert all("max_tool_calls" in c.error.content[0]["text"] for c in refused)
+    assert response.max_tool_calls == 1

@@ -72,6 +72,7 @@ class Chunk:
     usage: dict[str, int] | None = None
     model: str | None = None
     logprobs: dict[str, Any] | None = None  # the choice's logprobs, when the request asked for them
+    reasoning: str | None = None  # `reasoning_content`, from providers that stream what the model thinks
 
 
 class LLMError(Exception):
@@ -388,6 +389,7 @@ def _chunk(raw: Any) -> Chunk:
     out.logprobs = openai_logprobs(getattr(choice, "logprobs", None))
     if delta is not None:
         out.text = getattr(delta, "content", None) or None
+        out.reasoning = getattr(delta, "reasoning_content", None) or None
         for call in getattr(delta, "tool_calls", None) or []:
             fn = getattr(call, "function", None)
             out.tool_calls.append(

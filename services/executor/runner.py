@@ -48,7 +48,7 @@ from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.offered_tools import McpListings, OfferedTools, offered_tools
 from ossabus.runtime import genai, tracing
 from ossabus.runtime.bus import BusFailure
-from ossabus.runtime.events import RunEvents
+from ossabus.runtime.events import REASONING_DELTA, RunEvents
 from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store.runs import plain_model_record
 from ossabus.store.slots import Slots
@@ -75,6 +75,17 @@ class TurnResult:
     message: Message | None = None
     message_step: RunStep | None = None
     tool_step: RunStep | None = None
+    reasoning: list[str] = field(default_factory=list)
+
+    @property
+    def reasoning_id(self) -> str:
+        return "rs_" + self.ids.message_step_id.removeprefix("step_")
+
+    def keep_reasoning(self, step: RunStep) -> None:
+        """The turn's reasoning goes with the first step the turn made."""
+        if self.reasoning:
+            step.reasoning, step.reasoning_id = "".join(self.reasoning), self.reasoning_id
+            self.reasoning = []
 
 
 def cut_off(reason: str):
@@ -405,6 +416,7 @@ class Runner:
                 audit=call.audit,
             )
         if result.message is not None and result.message_step is not None:
+            result.keep_reasoning(result.message_step)
             result.message = await self.close_message(
                 run, result.message, result.message_step, "".join(text), result.finish_reason, result.usage, events
             )
@@ -419,6 +431,7 @@ class Runner:
             )
             if result.message is None:
                 result.tool_step.usage = result.usage
+            result.keep_reasoning(result.tool_step)
             await self.state.put_step(result.tool_step)
         return result
 
@@ -432,6 +445,9 @@ class Runner:
         events: RunEvents,
     ) -> None:
         """One streamed chunk: text goes to the turn's message, tool-call pieces to its tool step."""
+        if chunk.reasoning:
+            result.reasoning.append(chunk.reasoning)
+            await events.emit(REASONING_DELTA, {"id": result.reasoning_id, "delta": chunk.reasoning})
         if chunk.text:
             if result.message is None:
                 result.message_step, result.message = await self.open_message(run, events, result.ids)
@@ -579,6 +595,7 @@ class Runner:
                     call.function.output = tool_error("denied", f"a person declined this call{reason}")
                     continue
             jobs.append((call, tool))
+        jobs = await self.within_max_tool_calls(run, jobs)
         results = await asyncio.gather(*(self.dispatch(run, call, tool) for call, tool in jobs))
         for (call, _), result in zip(jobs, results, strict=True):
             call.function.output = result.output
@@ -595,6 +612,25 @@ class Runner:
         else:
             await self.require_action(run, for_client, events)
         return True
+
+    async def within_max_tool_calls(self, run: Run, jobs: list) -> list:
+        """Responses' `max_tool_calls`: calls past the bound are not made; the model is told so."""
+        if run.max_tool_calls is None or not jobs:
+            return jobs
+        made = 0
+        for step in await self.state.list_steps(run.thread_id, run.id):
+            if isinstance(step.step_details, ToolCallsDetails):
+                made += sum(
+                    1
+                    for c in step.step_details.tool_calls
+                    if c.function.output is not None and not c.client and '"max_tool_calls"' not in c.function.output
+                )
+        room = max(0, run.max_tool_calls - made)
+        for call, _ in jobs[room:]:
+            call.function.output = tool_error(
+                "max_tool_calls", f"not made: this response may make {run.max_tool_calls} tool calls"
+            )
+        return jobs[:room]
 
     async def announce_outputs(self, step: RunStep, before: set[str], events: RunEvents) -> None:
         """A step delta with the outputs answered now, so streams show tool progress."""

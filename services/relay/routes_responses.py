@@ -321,6 +321,7 @@ async def start_response(
     run = new_run("pending", agent, params)
     run.request_tools = [t.model_dump(mode="json") for t in mcp.tools]
     run.provider_params = provider_params(body)
+    run.max_tool_calls = body.max_tool_calls
     if record is None:
         run.direct_model = body.model
         run.model = body.model or run.model

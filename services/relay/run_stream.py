@@ -113,6 +113,8 @@ class RunStream:
                 yield format_sse_event(comment="keep-alive")
                 continue
             sequence, event = item
+            if event.event.startswith("ossabus."):
+                continue  # ossabus's own events (reasoning deltas): not in the Assistants stream
             yield format_sse_event(event=event.event, data_str=json.dumps(event.data), id=str(sequence))
         yield format_sse_event(event="done", data_str="[DONE]")
 

@@ -25,7 +25,8 @@ from ossabus.contracts import subjects
 from ossabus.contracts.bus import RunEvent
 from ossabus.store.leases import current_fence, fenced_write
 
-FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta")
+REASONING_DELTA = "ossabus.reasoning.delta"  # not an Assistants event: the Assistants stream skips it
+FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta", REASONING_DELTA)
 # A run ends once; the message id makes JetStream drop a second copy of its ending (a publish tried
 # again after a lost acknowledgement), on top of the fence that stops a second carrier.
 ONCE_PER_RUN = tuple(f"thread.run.{status}" for status in ("completed", "failed", "cancelled", "expired", "incomplete"))

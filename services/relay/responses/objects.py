@@ -117,6 +117,9 @@ def output_items(
     for step in steps:
         if step.id in record.steps_before:
             continue
+        if step.reasoning and step.reasoning_id:
+            summary = [{"type": "summary_text", "text": step.reasoning}]
+            out.append({"id": step.reasoning_id, "type": "reasoning", "summary": summary})
         details = step.step_details
         if isinstance(details, ToolCallsDetails):
             for call in details.tool_calls:

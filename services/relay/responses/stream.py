@@ -25,10 +25,19 @@ from ossabus.relay.responses.objects import (
     function_call_item,
     mcp_call_item,
 )
+from ossabus.runtime.events import REASONING_DELTA
 from ossabus.store.responses import ResponseRecord
 
 Event = dict[str, Any]
 
+# Events that follow a turn's reasoning: the reasoning item closes before them.
+TURN_OUTPUT = {
+    "thread.message.created",
+    "thread.message.delta",
+    "thread.run.step.delta",
+    "thread.run.step.completed",
+    "thread.run.requires_action",
+}
 ENDINGS = {
     "thread.run.completed": "response.completed",
     "thread.run.requires_action": "response.completed",
@@ -50,6 +59,7 @@ class ResponseEvents:
     partial: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)  # (step, index) -> call so far
     shown: set[str] = field(default_factory=set)  # call ids already shown whole (or by an earlier response)
     in_progress_sent: bool = False
+    reasoning: tuple[str, int, list[str]] | None = None  # the open reasoning item: id, index, text so far
 
     def _event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -72,6 +82,12 @@ class ResponseEvents:
     def feed(self, name: str, data: Any) -> list[Event]:
         if not isinstance(data, dict):
             return []
+        if name == REASONING_DELTA:
+            return self._reasoning_delta(data)
+        out = self._close_reasoning() if name in TURN_OUTPUT else []
+        return out + self._feed(name, data)
+
+    def _feed(self, name: str, data: dict) -> list[Event]:
         if name == "thread.run.in_progress" and not self.in_progress_sent:
             self.in_progress_sent = True
             return [self._event("response.in_progress", response={**self.snapshot, "status": "in_progress"})]
@@ -93,11 +109,63 @@ class ResponseEvents:
         return ENDINGS.get(name)
 
     def finish(self, kind: str, response: dict[str, Any], error: dict[str, Any] | None = None) -> list[Event]:
-        out = []
+        out = self._close_reasoning()
         if error is not None:
             out.append(self._event("error", code=error.get("code"), message=error.get("message", ""), param=None))
         out.append(self._event(kind, response=response))
         return out
+
+    # --- reasoning -----------------------------------------------------------------------------------
+
+    def _reasoning_delta(self, data: dict) -> list[Event]:
+        out: list[Event] = []
+        ident, delta = str(data.get("id", "")), str(data.get("delta", ""))
+        if self.reasoning is None or self.reasoning[0] != ident:
+            out += self._close_reasoning()
+            index = self.items
+            self.items += 1
+            self.reasoning = (ident, index, [])
+            item = {"id": ident, "type": "reasoning", "summary": []}
+            part = {"type": "summary_text", "text": ""}
+            out.append(self._event("response.output_item.added", output_index=index, item=item))
+            out.append(
+                self._event(
+                    "response.reasoning_summary_part.added",
+                    item_id=ident,
+                    output_index=index,
+                    summary_index=0,
+                    part=part,
+                )
+            )
+        _, index, parts = self.reasoning
+        parts.append(delta)
+        out.append(
+            self._event(
+                "response.reasoning_summary_text.delta", item_id=ident, output_index=index, summary_index=0, delta=delta
+            )
+        )
+        return out
+
+    def _close_reasoning(self) -> list[Event]:
+        if self.reasoning is None:
+            return []
+        ident, index, parts = self.reasoning
+        self.reasoning = None
+        text = "".join(parts)
+        part = {"type": "summary_text", "text": text}
+        return [
+            self._event(
+                "response.reasoning_summary_text.done", item_id=ident, output_index=index, summary_index=0, text=text
+            ),
+            self._event(
+                "response.reasoning_summary_part.done", item_id=ident, output_index=index, summary_index=0, part=part
+            ),
+            self._event(
+                "response.output_item.done",
+                output_index=index,
+                item={"id": ident, "type": "reasoning", "summary": [part]},
+            ),
+        ]
 
     # --- text ------------------------------------------------------------------------------------
 
