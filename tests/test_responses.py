@@ -451,3 +451,40 @@ def test_max_tool_calls_bounds_the_calls_made_on_the_server(client):
     assert len(made) == 1
     assert all("max_tool_calls" in c.error.content[0]["text"] for c in refused)
     assert response.max_tool_calls == 1
+
+
+def test_image_parts_reach_the_model_and_the_conversation(client, fake_llm):
+    image = "data:image/png;base64,iVBORw0KGgo="
+    response = client.responses.create(
+        model="openai/fake-model",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "what is in the picture?"},
+                    {"type": "input_image", "image_url": image, "detail": "low"},
+                ],
+            }
+        ],
+    )
+    assert response.output_text == "Echo: what is in the picture?"
+    sent = next(r for r in reversed(fake_llm.requests()) if "what is in the picture?" in json.dumps(r))
+    parts = sent["messages"][-1]["content"]
+    assert {"type": "image_url", "image_url": {"url": image, "detail": "low"}} in parts
+    assert sent["messages"][-1]["role"] == "user"
+    items = client.responses.input_items.list(response.id).data
+    assert [p.type for p in items[0].content] == ["input_text", "input_image"]
+
+
+def test_manifest_mcp_tools_carry_their_servers_label(client):
+    response = client.responses.create(model="mcp-http-agent", input='[[call:add {"a": 1, "b": 2}]] add')
+    (call,) = [item for item in response.output if item.type == "mcp_call"]
+    assert (call.server_label, call.output) == ("remote", "3")
+
+
+def test_max_output_tokens_ends_a_response_incomplete(client):
+    response = client.responses.create(model="echo-agent", input="[[long:100]] talk", max_output_tokens=16)
+    conforms(response)
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert len(response.output_text.split()) == 16

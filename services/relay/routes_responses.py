@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -266,6 +267,15 @@ def chat_tool_choice(choice: str | dict[str, Any]) -> Any:
     raise ApiError(400, f"tool_choice type {choice.get('type')!r} is not supported", param="tool_choice")
 
 
+def agent_mcp_labels(record: ManifestRecord) -> dict[str, str]:
+    """The server label of each MCP tool the manifest names (the MCP server it belongs to)."""
+    labels = {}
+    for tool in record.definition.tools:
+        if tool.mcp is not None and (tool.mcp.server or tool.mcp.url):
+            labels[tool.function_name or tool.name] = tool.mcp.server or urlsplit(tool.mcp.url or "").hostname or "mcp"
+    return labels
+
+
 def provider_params(body: ResponseCreate) -> dict[str, Any]:
     out: dict[str, Any] = {
         "reasoning_effort": body.reasoning.effort if body.reasoning else None,
@@ -345,7 +355,8 @@ async def start_response(
         await store.put_message(message)
     response = new_record(request, body, thread, run, record, tools)
     response.input_items = stored_items(read, messages)
-    response.mcp_labels, response.list_items = mcp.labels, mcp.list_items
+    response.mcp_labels = {**agent_mcp_labels(agent), **mcp.labels}
+    response.list_items = mcp.list_items
     run.response_id = response.id
     await store.put_run(run)
     await responses(request).create(response)
