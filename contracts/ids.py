@@ -44,8 +44,8 @@ def _time_part() -> str:
 
 
 def new_id(prefix: str) -> str:
-    """`prefix` + `_` (or `-` for `chatcmpl`, as OpenAI does) + 24 characters, e.g. `run_0kZ3...`."""
-    sep = "-" if prefix == "chatcmpl" else "_"
+    """`prefix` + `_` (or `-` for `chatcmpl` and `file`, as OpenAI does) + 24 characters, e.g. `run_0kZ3...`."""
+    sep = "-" if prefix in ("chatcmpl", "file") else "_"
     return prefix + sep + _time_part() + "".join(secrets.choice(_RANDOM) for _ in range(15))
 
 

@@ -89,6 +89,7 @@ RUNS_BUCKET = "ossa_runs"
 MESSAGES_BUCKET = "ossa_messages"
 USAGE_BUCKET = "ossa_usage"
 RESPONSES_BUCKET = "ossa_responses"
+FILE_RECORDS_BUCKET = "ossa_file_records"
 FILES_OBJECT_STORE = "ossa_files"
 
 # A subject token may not contain separators, wildcards or whitespace.

@@ -186,6 +186,22 @@ def test_another_projects_responses_and_conversations_do_not_exist(secure):
     assert a.responses.retrieve(response.id).id == response.id
 
 
+def test_another_projects_files_do_not_exist(secure):
+    import io
+
+    a, b = sdk(secure, "a_member"), sdk(secure, "b_admin")
+    uploaded = a.files.create(file=("plan.txt", io.BytesIO(b"team a's plan")), purpose="assistants")
+    for attempt in (
+        lambda: b.files.retrieve(uploaded.id),
+        lambda: b.files.content(uploaded.id),
+        lambda: b.files.delete(uploaded.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+    assert uploaded.id not in {f.id for f in b.files.list().data}
+    assert a.files.content(uploaded.id).read() == b"team a's plan"
+
+
 def test_web_chats_with_the_same_id_are_separate_per_project(secure):
     body = {
         "id": "shared-chat-id",

@@ -20,10 +20,11 @@ def paginate(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
     before: str | None = None,
+    max_limit: int = MAX_LIMIT,
 ) -> dict[str, Any]:
     """`items` must already be sorted ascending; cursors are item ids and must exist."""
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}", param="limit", code="invalid_value")
+    if not 1 <= limit <= max_limit:
+        raise ApiError(400, f"limit must be between 1 and {max_limit}", param="limit", code="invalid_value")
     ordered = list(items) if order == "asc" else list(reversed(items))
     ids = [key(i) for i in ordered]
     start, end = 0, len(ordered)

@@ -17,6 +17,7 @@ from ossabus.runtime.bus import BusClient
 from ossabus.runtime.provision import topology_for
 from ossabus.runtime.service import Service
 from ossabus.store import kv as kvs
+from ossabus.store.files import Files
 from ossabus.store.responses import Responses
 from ossabus.store.slots import Slots
 from ossabus.store.state import State
@@ -93,6 +94,7 @@ class RelayService(Service):
         app.state.usage = UsageStore(await kvs.leader_reads(js, await js.key_value(subjects.USAGE_BUCKET)))
         app.state.slots = Slots(state.runs_kv)
         app.state.responses = await Responses.open(js)
+        app.state.files = await Files.open(js)
         config = uvicorn.Config(
             EdgeMiddleware(app),
             log_level="warning",

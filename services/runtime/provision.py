@@ -111,6 +111,9 @@ def buckets(t: Topology) -> list[KeyValueConfig]:
         kv(subjects.MESSAGES_BUCKET, 1, "Thread messages."),
         kv(subjects.USAGE_BUCKET, 1, "Usage and cost counters."),
         kv(subjects.RESPONSES_BUCKET, 1, "Responses API records: each points at the run that carries it."),
+        kv(
+            subjects.FILE_RECORDS_BUCKET, 1, "Uploaded files' records (project, name, purpose); contents in ossa_files."
+        ),
     ]
 
 
