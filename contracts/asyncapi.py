@@ -30,6 +30,7 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.ASK_ALL: (bus.TaskMessage, bus.Reply[bus.TaskResult]),
     subjects.CHAT_ALL: (bus.ChatRequest, bus.Reply[dict]),
     subjects.TOKEN_COUNT: (bus.TokenCountRequest, bus.Reply[bus.TokenCount]),
+    subjects.EMBEDDINGS: (bus.EmbeddingRequest, bus.Reply[bus.Embeddings]),
     subjects.RUN_CANCEL_ALL: (bus.AnyRequest, None),
     subjects.RUN_ANSWER: (bus.RunAnswer, bus.Reply[Run]),
     subjects.REGISTRY_CHANGES_ALL: (bus.ManifestChanged, None),

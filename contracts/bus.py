@@ -288,6 +288,26 @@ class TokenCount(BaseModel):
     input_tokens: int
 
 
+class EmbeddingRequest(BaseModel):
+    """Embeddings of `input` by a provider model (`ossa.executor.embeddings`)."""
+
+    id: str
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    dimensions: int | None = None
+    user: str | None = None
+    principal: str = "anonymous"
+    project: str = "default"
+
+
+class Embeddings(BaseModel):
+    """The vectors, in input order, as floats (the edge encodes base64 when asked), and usage."""
+
+    model: str
+    vectors: list[list[float]]
+    prompt_tokens: int = 0
+
+
 class ChatRequest(BaseModel):
     """A chat completion for an executor (`ossa.chat.<agent>`, core request/reply)."""
 

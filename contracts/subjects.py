@@ -184,6 +184,7 @@ def chat(agent: str) -> str:
 
 CHAT_ALL = f"{PREFIX}.chat.>"
 PLAIN_LLM_AGENT = "_llm"
+EMBEDDINGS = f"{PREFIX}.executor.embeddings"  # request/reply: embeddings of texts through the provider
 TOKEN_COUNT = f"{PREFIX}.executor.tokens"  # request/reply: input tokens of a model request, as it would be sent
 
 

@@ -16,7 +16,7 @@ class UsageRecord(BaseModel):
     model: str
     principal: str = Field("anonymous", description="Who asked: `key_<hash>` of the API key, `nats`, or anonymous.")
     project: str = Field("default", description="The project of the caller (or of the run's thread).")
-    kind: Literal["run", "chat"]
+    kind: Literal["run", "chat", "embeddings"]
     run_id: str | None = None
     thread_id: str | None = None
     prompt_tokens: int = 0

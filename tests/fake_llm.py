@@ -12,6 +12,8 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[json]]` answers a JSON object;
 - `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent);
 - `[[garbage]]` answers 200 with JSON that is not an OpenAI completion (a broken or hostile provider);
+- `POST /v1/embeddings`: lexical embeddings (hashed bag of words, 256 dimensions or `dimensions`);
+  an input holding `[[fail` answers 500;
 - `[[think SOME WORDS]]`: streams SOME WORDS as `reasoning_content` before the answer;
 - `logprobs: true` in the request: made-up logprobs per word, in the message and in each chunk.
 
@@ -233,6 +235,44 @@ async def chat(request: Request):
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
+EMBEDDING_DIMENSIONS = 256
+
+
+def embed(text: str | list[int], dimensions: int) -> list[float]:
+    """Lexical embeddings: each word (or token id) hashed into a bucket, the vector L2-normalised, so
+    texts sharing words are near each other and retrieval in tests is deterministic and meaningful."""
+    vector = [0.0] * dimensions
+    units = [str(t) for t in text] if isinstance(text, list) else re.findall(r"\w+", text.lower())
+    for unit in units:
+        bucket = int(hashlib.sha256(unit.encode()).hexdigest()[:8], 16) % dimensions
+        vector[bucket] += 1.0
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [v / norm for v in vector]
+
+
+async def embeddings(request: Request):
+    body = await request.json()
+    REQUESTS.append({**body, "_meta": {"path": request.url.path}})
+    given = body.get("input")
+    if isinstance(given, str) or (isinstance(given, list) and given and isinstance(given[0], int)):
+        given = [given]
+    if not isinstance(given, list) or not given:
+        return error(400)
+    if any(isinstance(g, str) and "[[fail" in g for g in given):
+        return error(500)
+    dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+    data = [{"object": "embedding", "index": i, "embedding": embed(g, dimensions)} for i, g in enumerate(given)]
+    tokens = sum(len(g) if isinstance(g, list) else words(g) for g in given)
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", "fake-embedding"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
 async def tool_echo(request: Request):
     """An HTTP tool: answers with what it received (JSON body or query) and the auth header."""
     body = await request.json() if request.method == "POST" else dict(request.query_params)
@@ -279,6 +319,7 @@ app = Starlette(
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/_requests", requests_seen),
         Route("/tools/echo", tool_echo, methods=["GET", "POST"]),
         Route("/tools/fail", tool_fail, methods=["POST"]),

@@ -24,6 +24,8 @@ from ossabus.contracts import subjects
 from ossabus.contracts.bus import (
     BusError,
     ChatRequest,
+    EmbeddingRequest,
+    Embeddings,
     ManifestChanged,
     Reply,
     RunAnswer,
@@ -41,6 +43,7 @@ from ossabus.executor.answers import answer_run
 from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.chat_tools import model_form
 from ossabus.executor.credentials_check import warn_missing_credentials
+from ossabus.executor.embeddings import embed
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
@@ -98,6 +101,9 @@ class ExecutorService(Service):
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
         sub(subjects.RUN_ANSWER, queue=subjects.ASK_QUEUE)(endpoint(RunAnswer, NAME)(self.on_answer))
         sub(subjects.TOKEN_COUNT, queue=subjects.CHAT_QUEUE)(endpoint(TokenCountRequest, NAME)(self.on_token_count))
+        sub(subjects.EMBEDDINGS, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(
+            endpoint(EmbeddingRequest, NAME)(self.on_embeddings)
+        )
         sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
         sub(subjects.TOOL_ANNOUNCEMENTS_ALL)(self.on_tool_announcement)
 
@@ -328,6 +334,9 @@ class ExecutorService(Service):
                 self.agents.forget(ManifestChanged.model_validate_json(msg.body))
 
     # --- chat completions --------------------------------------------------------------------------------
+
+    async def on_embeddings(self, request: EmbeddingRequest) -> Embeddings:
+        return await embed(self.broker.connection, request)
 
     async def on_token_count(self, request: TokenCountRequest) -> TokenCount:
         """Input tokens as the model would be sent them: the agent's prompt and tools included."""

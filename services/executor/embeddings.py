@@ -1,0 +1,52 @@
+"""Embeddings through litellm, for `/v1/embeddings` and, later, for indexing files: the executor is
+where provider calls, keys and retries live, so the edge asks it rather than calling providers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client
+
+from ossabus.contracts.agent import RetryPolicy
+from ossabus.contracts.bus import EmbeddingRequest, Embeddings
+from ossabus.executor import llm
+from ossabus.executor import usage as usage_reports
+from ossabus.executor.chat import bus_error
+from ossabus.runtime.bus import BusFailure
+
+RETRY = RetryPolicy(max_attempts=3, backoff="exponential", initial_delay_ms=200, max_delay_ms=2000)
+
+
+async def embed(nc: Client, request: EmbeddingRequest) -> Embeddings:
+    model = llm.resolve_model(None, request.model)
+    litellm = llm._litellm()
+    params = {"dimensions": request.dimensions, "user": request.user}
+    params = {k: v for k, v in params.items() if v is not None}
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = await asyncio.wait_for(
+                litellm.aembedding(model=model, input=request.input, num_retries=0, **params),
+                llm.idle_timeout_s() + llm.connect_timeout_s(),
+            )
+            break
+        except Exception as exc:
+            error = llm.classify(exc)
+            if not error.transient or attempt >= RETRY.max_attempts:
+                raise BusFailure(bus_error(error)) from exc
+            await asyncio.sleep(llm.backoff_delay(RETRY, attempt))
+    rows = sorted(response.data, key=lambda row: row["index"] if isinstance(row, dict) else row.index)
+    vectors = [list(row["embedding"] if isinstance(row, dict) else row.embedding) for row in rows]
+    tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0) if response.usage else 0
+    await usage_reports.report(
+        nc,
+        record_id=request.id,
+        agent=None,
+        model=model,
+        kind="embeddings",
+        principal=request.principal,
+        project=request.project,
+        usage={"prompt_tokens": tokens, "completion_tokens": 0},
+    )
+    return Embeddings(model=request.model, vectors=vectors, prompt_tokens=tokens)
