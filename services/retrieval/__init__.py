@@ -1,0 +1,1 @@
+"""Retrieval: text extraction, chunking and (next) indexing and search for vector stores."""
