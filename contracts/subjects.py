@@ -90,6 +90,22 @@ MESSAGES_BUCKET = "ossa_messages"
 USAGE_BUCKET = "ossa_usage"
 RESPONSES_BUCKET = "ossa_responses"
 FILE_RECORDS_BUCKET = "ossa_file_records"
+VECTOR_STORES_BUCKET = "ossa_vector_stores"  # vector stores `<vs>` and their files `<vs>.<file>`
+
+# --- retrieval: indexing files of vector stores (durable work queue) and searching them ---------------
+INGEST_STREAM = "OSSA_INGEST"
+INGEST_ALL = f"{PREFIX}.ingest.>"
+INGEST_CONSUMER = "ossa-retrieval"
+RETRIEVAL_SEARCH = f"{PREFIX}.retrieval.search"  # request/reply: SearchRequest -> SearchResults
+RETRIEVAL_FORGET = f"{PREFIX}.retrieval.forget"  # request/reply: drop a file's (or a store's) chunks
+RETRIEVAL_QUEUE = "ossa-retrieval"
+
+
+def ingest(vector_store_id: str) -> str:
+    """Work-queue subject on which a file of `vector_store_id` waits to be indexed."""
+    return f"{PREFIX}.ingest.{token(vector_store_id)}"
+
+
 FILES_OBJECT_STORE = "ossa_files"
 
 # A subject token may not contain separators, wildcards or whitespace.

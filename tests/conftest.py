@@ -170,8 +170,12 @@ def process_env(extra: dict[str, str | None] | None) -> dict[str, str]:
 def start_stack(
     args: list[str], log: Path, port: int, env: dict[str, str | None] | None = None, timeout: float = 30
 ) -> Stack:
-    """Start `ossabus <args>` and wait until /readyz says ready; fail with its log otherwise."""
+    """Start `ossabus <args>` and wait until /readyz says ready; fail with its log otherwise.
+
+    Each stack gets a data folder of its own (next to its log) unless `env` names one: the embedded
+    index (Qdrant's local mode) may be opened by one process at a time."""
     handle = log.open("w")
+    env = {"OSSABUS_DATA_DIR": str(log.parent / f"data-{port}"), **(env or {})}
     process = subprocess.Popen(
         ossabus_command(*args, "--port", str(port)),
         stdout=handle,

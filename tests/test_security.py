@@ -200,6 +200,19 @@ def test_another_projects_files_do_not_exist(secure):
             attempt()
     assert uploaded.id not in {f.id for f in b.files.list().data}
     assert a.files.content(uploaded.id).read() == b"team a's plan"
+    store = a.vector_stores.create(name="team a", file_ids=[uploaded.id])
+    mine = b.files.create(file=("b.txt", io.BytesIO(b"team b's words")), purpose="assistants")
+    for attempt in (
+        lambda: b.vector_stores.retrieve(store.id),
+        lambda: b.vector_stores.search(store.id, query="plan"),
+        lambda: b.vector_stores.files.list(store.id),
+        lambda: b.vector_stores.files.create(store.id, file_id=mine.id),
+        lambda: b.vector_stores.delete(store.id),
+        lambda: b.vector_stores.create(name="theft", file_ids=[uploaded.id]),  # a's file in b's store
+    ):
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+    assert store.id not in {s.id for s in b.vector_stores.list().data}
 
 
 def test_web_chats_with_the_same_id_are_separate_per_project(secure):

@@ -22,6 +22,7 @@ from ossabus.relay import (
     routes_runs,
     routes_telemetry,
     routes_threads,
+    routes_vector_stores,
     routes_vercel,
 )
 from ossabus.relay.auth import KeyRing, configured_keys, install_auth
@@ -74,6 +75,7 @@ def create_app(
         routes_assistants,
         routes_runs,
         routes_threads,
+        routes_vector_stores,
         routes_vercel,
         routes_playground,
         routes_telemetry,

@@ -22,6 +22,7 @@ from ossabus.store.responses import Responses
 from ossabus.store.slots import Slots
 from ossabus.store.state import State
 from ossabus.store.usage import UsageStore
+from ossabus.store.vector_stores import VectorStores
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class RelayService(Service):
         app.state.slots = Slots(state.runs_kv)
         app.state.responses = await Responses.open(js)
         app.state.files = await Files.open(js)
+        app.state.vector_stores = await VectorStores.open(js)
         config = uvicorn.Config(
             EdgeMiddleware(app),
             log_level="warning",

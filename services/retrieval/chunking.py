@@ -14,16 +14,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-AUTO = {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}
-MIN_CHUNK, MAX_CHUNK = 100, 4096
+from ossabus.contracts.retrieval import ChunkingRefused, chunking_strategy
 
-
-class ChunkingRefused(ValueError):
-    """A chunking strategy outside OpenAI's limits; the message names the field."""
-
-    def __init__(self, message: str, param: str):
-        super().__init__(message)
-        self.message, self.param = message, param
+strategy = chunking_strategy  # the name the retrieval code and its tests use
+__all__ = ["Chunk", "ChunkingRefused", "chunks", "encoding", "strategy"]
 
 
 @dataclass(frozen=True)
@@ -31,27 +25,6 @@ class Chunk:
     index: int
     text: str
     tokens: int
-
-
-def strategy(given: dict[str, Any] | None) -> dict[str, Any]:
-    """The strategy as stored and shown: `{"type": "static", "static": {...}}` (auto resolved)."""
-    if given is None or given.get("type") in (None, "auto"):
-        return {"type": "static", "static": dict(AUTO)}
-    if given.get("type") != "static" or not isinstance(given.get("static"), dict):
-        raise ChunkingRefused("chunking_strategy is {type: auto} or {type: static, static: {...}}", "chunking_strategy")
-    static = given["static"]
-    size, overlap = static.get("max_chunk_size_tokens"), static.get("chunk_overlap_tokens")
-    if not isinstance(size, int) or not MIN_CHUNK <= size <= MAX_CHUNK:
-        raise ChunkingRefused(
-            f"max_chunk_size_tokens must be between {MIN_CHUNK} and {MAX_CHUNK}",
-            "chunking_strategy.static.max_chunk_size_tokens",
-        )
-    if not isinstance(overlap, int) or overlap < 0 or overlap > size // 2:
-        raise ChunkingRefused(
-            "chunk_overlap_tokens must be between 0 and half of max_chunk_size_tokens",
-            "chunking_strategy.static.chunk_overlap_tokens",
-        )
-    return {"type": "static", "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap}}
 
 
 @cache

@@ -60,6 +60,15 @@ def streams(t: Topology) -> list[StreamConfig]:
             description="Run requests; executors share one durable pull consumer.",
         ),
         StreamConfig(
+            name=subjects.INGEST_STREAM,
+            subjects=[subjects.INGEST_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=t.dedupe_window_s,
+            num_replicas=t.replicas,
+            description="Files waiting to be indexed into vector stores; retrieval workers share one consumer.",
+        ),
+        StreamConfig(
             name=subjects.EVENTS_STREAM,
             subjects=[subjects.EVENTS_ALL],
             retention=RetentionPolicy.LIMITS,
@@ -111,6 +120,7 @@ def buckets(t: Topology) -> list[KeyValueConfig]:
         kv(subjects.MESSAGES_BUCKET, 1, "Thread messages."),
         kv(subjects.USAGE_BUCKET, 1, "Usage and cost counters."),
         kv(subjects.RESPONSES_BUCKET, 1, "Responses API records: each points at the run that carries it."),
+        kv(subjects.VECTOR_STORES_BUCKET, 1, "Vector stores and the files in them."),
         kv(
             subjects.FILE_RECORDS_BUCKET, 1, "Uploaded files' records (project, name, purpose); contents in ossa_files."
         ),

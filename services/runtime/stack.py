@@ -13,6 +13,7 @@ from ossabus.executor.service import ExecutorService
 from ossabus.registry.service import RegistryService
 from ossabus.relay.auth import AuthConfigError, configured_keys
 from ossabus.relay.service import RelayService
+from ossabus.retrieval.service import RetrievalService
 from ossabus.runtime import tracing
 from ossabus.runtime.bus_auth import SERVICE_USER, BusCredentials, redact
 from ossabus.runtime.nats_connect import connect_options, servers
@@ -32,6 +33,7 @@ SERVICES: dict[str, type[Service]] = {
     "executor": ExecutorService,
     "dispatcher": DispatcherService,
     "telemetry": TelemetryService,
+    "retrieval": RetrievalService,
     "relay": RelayService,
 }
 MIN_RECOMMENDED_PAYLOAD = 4 * 1024 * 1024

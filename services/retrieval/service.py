@@ -1,0 +1,158 @@
+"""The retrieval service: indexes files into vector stores and searches them.
+
+Consumes the `OSSA_INGEST` work queue (durable consumer `ossa-retrieval`, explicit acks): one
+message per file to index; a failure that may pass is delivered again (up to 5 times, then the
+file fails), a worker that dies leaves its message to another. Answers `ossa.retrieval.search`
+(SearchRequest -> SearchResults) and `ossa.retrieval.forget` (drop a file's or a store's chunks).
+Stores chunks in Qdrant (`index.py`) and file states in `ossa_vector_stores`.
+
+It owns the index because the embedded engine (Qdrant's local mode, under the data folder) may be
+opened by one process only: with the embedded engine run one retrieval process; with a Qdrant
+server (`OSSABUS_QDRANT_URL`) run as many as the ingestion load needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from faststream import AckPolicy
+from faststream.nats import JStream, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig
+from pydantic import ValidationError
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import EmbeddingRequest, Embeddings
+from ossabus.contracts.ids import new_id
+from ossabus.contracts.retrieval import ForgetRequest, Forgotten, IngestRequest, SearchHit, SearchRequest, SearchResults
+from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index
+from ossabus.retrieval.ingest import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_ENV, Ingestor, TryLater
+from ossabus.runtime.bus import BusClient, BusFailure, endpoint
+from ossabus.runtime.resilient_fetch import keep_fetching
+from ossabus.runtime.service import Service
+from ossabus.store.files import Files
+from ossabus.store.vector_stores import VectorStores
+
+log = logging.getLogger(__name__)
+NAME = "retrieval"
+MAX_DELIVER = 5
+KEEPALIVE_S = 10.0
+
+
+class RetrievalService(Service):
+    name = NAME
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.index: Index | None = None
+        self.ingestor: Ingestor | None = None
+        self.stores: VectorStores | None = None
+        self.bus: BusClient | None = None
+        self.work_queue = None
+        self.default_model = os.environ.get(EMBEDDING_MODEL_ENV) or DEFAULT_EMBEDDING_MODEL
+
+    def register(self) -> None:
+        sub = self.broker.subscriber
+        self.work_queue = sub(
+            subjects.INGEST_ALL,
+            stream=JStream(name=subjects.INGEST_STREAM, declare=False),
+            durable=subjects.INGEST_CONSUMER,
+            config=ConsumerConfig(ack_policy=JsAckPolicy.EXPLICIT, ack_wait=30, max_deliver=MAX_DELIVER),
+            pull_sub=PullSub(batch_size=1, timeout=5.0),
+            ack_policy=AckPolicy.MANUAL,
+        )
+        self.work_queue(self.on_ingest)
+        sub(subjects.RETRIEVAL_SEARCH, queue=subjects.RETRIEVAL_QUEUE)(endpoint(SearchRequest, NAME)(self.search))
+        sub(subjects.RETRIEVAL_FORGET, queue=subjects.RETRIEVAL_QUEUE)(endpoint(ForgetRequest, NAME)(self.forget))
+
+    async def started(self) -> None:
+        js = self.broker.connection.jetstream()
+        self.bus = BusClient(self.broker, self.settings.request_timeout_s)
+        self.index = Index.open(self.settings.data_dir, os.environ.get(QDRANT_URL_ENV))
+        self.stores = await VectorStores.open(js)
+        files = await Files.open(js)
+        self.ingestor = Ingestor(self.bus, files, self.stores, self.index, self.default_model)
+        keep_fetching(self.work_queue, "the ingestion queue")
+
+    async def stopping(self) -> None:
+        if self.index is not None:
+            await self.index.close()
+
+    async def on_ingest(self, msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        try:
+            request = IngestRequest.model_validate_json(msg.body)
+        except ValidationError:
+            log.warning("dropping a malformed ingestion message")
+            await raw.term()
+            return
+        assert self.ingestor is not None
+        keepalive = asyncio.create_task(self._keep_alive(raw))
+        try:
+            last = raw.metadata.num_delivered >= MAX_DELIVER
+            await self.ingestor.ingest(request, last_attempt=last)
+            await raw.ack()
+        except TryLater as later:
+            log.warning("indexing %s into %s: %s; trying again", request.file_id, request.vector_store_id, later)
+            await raw.nak(delay=2.0 * raw.metadata.num_delivered)
+        except Exception:
+            log.exception("indexing %s into %s failed", request.file_id, request.vector_store_id)
+            await raw.nak(delay=2.0)
+        finally:
+            keepalive.cancel()
+
+    @staticmethod
+    async def _keep_alive(raw) -> None:
+        """A big file takes longer than the ack wait: tell JetStream the work goes on."""
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(KEEPALIVE_S)
+                await raw.in_progress()
+
+    async def search(self, request: SearchRequest) -> SearchResults:
+        assert self.index is not None
+        assert self.stores is not None
+        assert self.bus is not None
+        hits: dict[tuple[str, int], SearchHit] = {}
+        for store_id in request.vector_store_ids:
+            store = await self.stores.get(store_id)
+            if store is None:
+                continue
+            ready = [f.id for f in await self.stores.files(store_id) if f.status == "completed"]
+            if not ready:
+                continue
+            query = EmbeddingRequest(
+                id=new_id("emb"), model=store.embedding_model or self.default_model, input=request.queries,
+                project=request.project,
+            )  # fmt: skip
+            vectors = (await self.bus.call(subjects.EMBEDDINGS, query, Embeddings, wait_s=60)).vectors
+            for text, vector in zip(request.queries, vectors, strict=True):
+                try:
+                    found = await self.index.search(
+                        store_id, text, vector, ready, request.filters, request.max_num_results, request.hybrid
+                    )
+                except FilterRefused as refused:
+                    raise BusFailure.of("invalid_request", str(refused), param="filters") from refused
+                for hit in found:
+                    key = (hit.payload["file_id"], int(hit.payload.get("chunk", 0)))
+                    if hit.score < request.score_threshold or (key in hits and hits[key].score >= hit.score):
+                        continue
+                    hits[key] = SearchHit(
+                        file_id=hit.payload["file_id"],
+                        filename=hit.payload.get("filename", ""),
+                        score=hit.score,
+                        attributes=hit.payload.get("attributes") or {},
+                        text=hit.payload.get("text", ""),
+                        vector_store_id=store_id,
+                    )
+        ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)[: request.max_num_results]
+        return SearchResults(data=ranked)
+
+    async def forget(self, request: ForgetRequest) -> Forgotten:
+        assert self.index is not None
+        await self.index.forget(request.vector_store_id, request.file_id)
+        return Forgotten()

@@ -1,0 +1,147 @@
+"""Vector stores through the `openai` SDK: create with files, upload_and_poll, statuses and counts,
+search (hybrid and dense, attribute filters, thresholds), failures per file, removal, and another
+project's store. Embeddings come from the fake upstream (lexical, so retrieval is meaningful)."""
+
+import io
+import time
+
+import openai
+import pytest
+from openai import OpenAI
+
+from openapi_check import openapi_errors
+
+DOCS = {
+    "solar.txt": "Solar panels turn sunlight into electricity. Photovoltaic cells on the roof feed the grid.",
+    "bread.md": "# Baking bread\n\nKnead the dough, let the yeast rise overnight, bake the loaf at 230 degrees.",
+    "whales.txt": "Blue whales are the largest animals; they eat krill and sing across the ocean.",
+}
+
+
+@pytest.fixture(scope="module")
+def client(api_stack) -> OpenAI:
+    return OpenAI(base_url=f"{api_stack.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def upload(client: OpenAI, name: str, data: bytes) -> str:
+    return client.files.create(file=(name, io.BytesIO(data)), purpose="assistants").id
+
+
+def wait_done(client: OpenAI, store_id: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while True:
+        store = client.vector_stores.retrieve(store_id)
+        if store.status != "in_progress":
+            return store
+        assert time.monotonic() < deadline, store
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def library(client):
+    ids = {name: upload(client, name, text.encode()) for name, text in DOCS.items()}
+    store = client.vector_stores.create(name="library", file_ids=list(ids.values()), metadata={"team": "docs"})
+    assert store.status == "in_progress"
+    done = wait_done(client, store.id)
+    return done, ids
+
+
+def test_a_store_indexes_its_files_and_counts_them(client, library):
+    store, ids = library
+    body = store.model_dump(mode="json", exclude_unset=True)
+    assert openapi_errors(body, "VectorStoreObject") == []
+    assert store.status == "completed"
+    assert store.file_counts.completed == 3
+    assert store.file_counts.total == 3
+    assert store.usage_bytes == sum(len(t.encode()) for t in DOCS.values())
+    files = client.vector_stores.files.list(store.id, filter="completed")
+    assert sorted(f.id for f in files.data) == sorted(ids.values())
+
+
+def test_search_finds_the_document_about_the_query(client, library):
+    store, ids = library
+    for ranker in ("auto", "none"):
+        found = client.vector_stores.search(
+            store.id, query="how do photovoltaic solar panels make electricity", ranking_options={"ranker": ranker}
+        )
+        assert found.data[0].file_id == ids["solar.txt"], ranker
+        assert found.data[0].filename == "solar.txt"
+        assert "sunlight" in found.data[0].content[0].text
+    whales = client.vector_stores.search(store.id, query="krill eating whales", max_num_results=1)
+    assert [hit.file_id for hit in whales.data] == [ids["whales.txt"]]
+
+
+def test_attributes_filter_the_search(client):
+    store = client.vector_stores.create(name="filtered")
+    for year, text in ((2023, "quarterly report on revenue growth"), (2025, "quarterly report on revenue decline")):
+        file_id = upload(client, f"report-{year}.txt", text.encode())
+        client.vector_stores.files.create(store.id, file_id=file_id, attributes={"year": year, "kind": "report"})
+    wait_done(client, store.id)
+    recent = client.vector_stores.search(
+        store.id, query="quarterly revenue report", filters={"type": "gte", "key": "year", "value": 2024}
+    )
+    assert [hit.attributes["year"] for hit in recent.data] == [2025]
+    both = client.vector_stores.search(
+        store.id,
+        query="quarterly revenue report",
+        filters={"type": "and", "filters": [{"type": "eq", "key": "kind", "value": "report"}]},
+    )
+    assert sorted(hit.attributes["year"] for hit in both.data) == [2023, 2025]
+
+
+def test_upload_and_poll(client):
+    store = client.vector_stores.create(name="polled")
+    done = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("faq.txt", io.BytesIO(b"Opening hours are nine to five on weekdays."))
+    )
+    assert done.status == "completed"
+    found = client.vector_stores.search(store.id, query="opening hours weekdays")
+    assert found.data[0].file_id == done.id
+
+
+def test_a_file_that_cannot_be_read_fails_alone(client):
+    store = client.vector_stores.create(name="mixed")
+    good = upload(client, "good.txt", b"readable words about gardening and tomatoes")
+    bad = upload(client, "junk.bin", bytes(range(256)) * 8)
+    empty = upload(client, "empty.pdf", b"%PDF")
+    for file_id in (good, bad, empty):
+        client.vector_stores.files.create(store.id, file_id=file_id)
+    done = wait_done(client, store.id)
+    assert (done.file_counts.completed, done.file_counts.failed) == (1, 2)
+    failed = {f.id: f.last_error for f in client.vector_stores.files.list(store.id, filter="failed").data}
+    assert failed[bad].code == "unsupported_file"
+    assert failed[empty].code in ("unsupported_file", "invalid_file")
+    assert [hit.file_id for hit in client.vector_stores.search(store.id, query="tomatoes garden").data] == [good]
+
+
+def test_removing_a_file_removes_it_from_search(client):
+    store = client.vector_stores.create(name="removal")
+    keep = upload(client, "keep.txt", b"volcano eruptions and lava flows")
+    drop = upload(client, "drop.txt", b"volcano ash clouds over the airport")
+    for file_id in (keep, drop):
+        client.vector_stores.files.create(store.id, file_id=file_id)
+    wait_done(client, store.id)
+    assert client.vector_stores.files.delete(file_id=drop, vector_store_id=store.id).deleted
+    found = client.vector_stores.search(store.id, query="volcano ash airport")
+    assert [hit.file_id for hit in found.data] == [keep]
+    assert client.vector_stores.delete(store.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve(store.id)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"chunking_strategy": {"type": "static", "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0}}},
+         "chunking_strategy.static.max_chunk_size_tokens"),
+        ({"file_ids": ["file-doesnotexist"]}, "file_id"),
+        ({"expires_after": {"anchor": "created_at", "days": 1}}, "expires_after"),
+    ],
+)  # fmt: skip
+def test_bad_stores_are_refused_and_nothing_is_made(client, body, param):
+    before = len(client.vector_stores.list(limit=100).data)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.vector_stores.create(name="bad", **body)
+    assert refused.value.status_code in (400, 404)
+    assert param in (refused.value.body.get("param") or "")
+    assert len(client.vector_stores.list(limit=100).data) == before
