@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ossabus import __version__
-from ossabus.contracts import bus, subjects, telemetry, tools
+from ossabus.contracts import bus, retrieval, subjects, telemetry, tools
 from ossabus.contracts.openai_objects import Run
 
 # subscribed subject -> (message it takes, reply it sends or None)
@@ -31,6 +31,9 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.CHAT_ALL: (bus.ChatRequest, bus.Reply[dict]),
     subjects.TOKEN_COUNT: (bus.TokenCountRequest, bus.Reply[bus.TokenCount]),
     subjects.EMBEDDINGS: (bus.EmbeddingRequest, bus.Reply[bus.Embeddings]),
+    subjects.INGEST_ALL: (retrieval.IngestRequest, None),
+    subjects.RETRIEVAL_SEARCH: (retrieval.SearchRequest, bus.Reply[retrieval.SearchResults]),
+    subjects.RETRIEVAL_FORGET: (retrieval.ForgetRequest, bus.Reply[retrieval.Forgotten]),
     subjects.RUN_CANCEL_ALL: (bus.AnyRequest, None),
     subjects.RUN_ANSWER: (bus.RunAnswer, bus.Reply[Run]),
     subjects.REGISTRY_CHANGES_ALL: (bus.ManifestChanged, None),
