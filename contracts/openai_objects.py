@@ -98,7 +98,7 @@ class IncompleteDetails(BaseModel):
     reason: str
 
 
-def _hide_unless_stored(data: dict[str, Any], info: SerializationInfo, *hidden: str) -> dict[str, Any]:
+def hide_unless_stored(data: dict[str, Any], info: SerializationInfo, *hidden: str) -> dict[str, Any]:
     """Fields kept in the store that no API answer carries (`model_dump(context=STORE)` keeps them)."""
     if not (info.context or {}).get("store"):
         for name in hidden:
@@ -119,7 +119,7 @@ class Thread(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_project(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        return _hide_unless_stored(handler(self), info, "project")
+        return hide_unless_stored(handler(self), info, "project")
 
 
 class Message(BaseModel):
@@ -143,7 +143,7 @@ class Message(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_chat(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        return _hide_unless_stored(handler(self), info, "chat")
+        return hide_unless_stored(handler(self), info, "chat")
 
     @property
     def text(self) -> str:
@@ -181,7 +181,7 @@ class ToolCall(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_client(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        return _hide_unless_stored(handler(self), info, "client")
+        return hide_unless_stored(handler(self), info, "client")
 
 
 class RequiredActionFunctionCall(BaseModel):
@@ -283,7 +283,7 @@ class Run(BaseModel):
     @model_serializer(mode="wrap")
     def _without_hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
         hidden = ("provider_params", "direct_model", "response_id", "request_tools", "max_tool_calls")
-        return _hide_unless_stored(handler(self), info, *hidden)
+        return hide_unless_stored(handler(self), info, *hidden)
 
     @property
     def terminal(self) -> bool:
@@ -328,7 +328,7 @@ class RunStep(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_reasoning(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        return _hide_unless_stored(handler(self), info, "reasoning", "reasoning_id")
+        return hide_unless_stored(handler(self), info, "reasoning", "reasoning_id")
 
 
 class Model(BaseModel):

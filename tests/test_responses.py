@@ -129,6 +129,26 @@ def test_a_function_call_round_trip_with_previous_response_id(client):
     assert [i.type for i in client.responses.retrieve(first.id).output] == ["function_call"]
     items = client.responses.input_items.list(second.id)
     assert [i.type for i in items.data] == ["function_call_output"]
+    # the continuation's own stream, replayed: its items only, not the first response's call
+    with httpx.stream("GET", f"{client.base_url}responses/{second.id}", params={"stream": "true"}, timeout=30) as r:
+        replayed = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    added = [e["item"]["type"] for e in replayed if e["type"] == "response.output_item.added"]
+    assert added == ["message"]
+    assert replayed[-1]["type"] == "response.completed"
+
+
+def test_provider_parameters_of_a_response_reach_the_provider(client, fake_llm):
+    client.responses.create(
+        model="openai/fake-model",
+        input="parameters please",
+        reasoning={"effort": "low"},
+        service_tier="flex",
+        prompt_cache_key="cache-1",
+        safety_identifier="user-hash",
+    )
+    sent = next(r for r in reversed(fake_llm.requests()) if "parameters please" in json.dumps(r.get("messages")))
+    assert (sent["reasoning_effort"], sent["service_tier"]) == ("low", "flex")
+    assert (sent["prompt_cache_key"], sent["user"]) == ("cache-1", "user-hash")
 
 
 def test_a_stateless_client_sends_the_whole_conversation(client, fake_llm):
@@ -248,6 +268,8 @@ def test_delete(client):
         ({"model": "echo-agent", "input": "x", "previous_response_id": "resp_nope"}, "previous_response_id"),
         ({"model": "echo-agent", "input": "x", "background": True, "store": False}, "store"),
         ({"model": "no-such-model", "input": "x"}, "model"),
+        ({"model": "echo-agent", "input": "x", "conversation": {"name": "no id"}}, "conversation"),
+        ({"model": "echo-agent", "input": [{"role": "user", "content": [42]}]}, "input[0].content[0].type"),
     ],
 )
 def test_bad_requests_are_openai_shaped_errors(api_stack, body, param):

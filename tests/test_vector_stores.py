@@ -89,6 +89,13 @@ def test_attributes_filter_the_search(client):
     assert sorted(hit.attributes["year"] for hit in both.data) == [2023, 2025]
 
 
+def test_a_bad_filter_is_a_400_even_before_anything_is_indexed(client):
+    store = client.vector_stores.create(name="empty")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.vector_stores.search(store.id, query="x", filters={"type": "like", "key": "a", "value": 1})
+    assert refused.value.body["param"] == "filters"
+
+
 def test_upload_and_poll(client):
     store = client.vector_stores.create(name="polled")
     done = client.vector_stores.files.upload_and_poll(

@@ -248,58 +248,58 @@ def connection_params(definition: AgentDefinition | None) -> dict[str, Any]:
     return params
 
 
-# Provider parameters a Responses request may pass through; each goes only to a model litellm says
-# takes it (a provider that does not would refuse the whole call), or to the OpenAI wire format.
-PASSABLE_EXTRAS = ("reasoning_effort", "service_tier", "user", "prompt_cache_key", "logprobs", "top_logprobs")
+# Fields litellm (at the pinned version) lists for the OpenAI format but does not put in the body.
+LITELLM_DROPS = {"verbosity", "prompt_cache_key", "prompt_cache_retention", "safety_identifier"}
+
+
+def _provider_and_name(model: str) -> tuple[str, str]:
+    """(`openai` for a bare model name, else the litellm provider; the model's own name)."""
+    provider, _, name = model.partition("/") if "/" in model else ("openai", "", model)
+    return provider, name
+
+
+def _supported(provider: str, name: str) -> set[str] | None:
+    """The OpenAI parameters litellm's table says this model takes; None when it does not know it."""
+    try:
+        return set(_litellm().get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
+    except Exception:
+        return None
 
 
 def supported_extras(model: str, extras: dict[str, Any]) -> dict[str, Any]:
-    if not extras:
-        return {}
-    litellm = _litellm()
-    provider, name = model.split("/", 1) if "/" in model else (None, model)
-    if provider in (None, "openai"):  # the OpenAI wire format: every one of them has its field there
-        return {k: v for k, v in extras.items() if k in PASSABLE_EXTRAS and v is not None}
-    try:
-        supported = set(litellm.get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
-    except Exception:  # an unknown model or provider: pass nothing rather than fail the call
-        supported = set()
-    return {k: v for k, v in extras.items() if k in PASSABLE_EXTRAS and k in supported and v is not None}
+    """The provider parameters a Responses request passes through that this model takes (the
+    OpenAI wire format takes them all; `wire_params` then puts them where they reach the server).
+    A run does not fail for one its provider lacks: it is left out."""
+    passable = {*PROVIDER_SPECIFIC_PARAMS, "user"}
+    given = {k: v for k, v in extras.items() if k in passable and v is not None}
+    provider, name = _provider_and_name(model)
+    if not given or provider == "openai":
+        return given
+    supported = _supported(provider, name) or set()
+    return {k: v for k, v in given.items() if k in supported}
 
 
 def refused_param(model: str, params: dict[str, Any]) -> str | None:
     """The first provider-specific field this model's provider cannot honour (litellm's table), or
     None. The OpenAI wire format takes all of them: the server it points at decides."""
-    provider = model.split("/", 1)[0] if "/" in model else None
-    if provider in (None, "openai"):
-        return None
+    provider, name = _provider_and_name(model)
     given = [k for k in PROVIDER_SPECIFIC_PARAMS if params.get(k) is not None]
-    if not given:
+    if provider == "openai" or not given:
         return None
-    try:
-        supported = set(
-            _litellm().get_supported_openai_params(model=model.split("/", 1)[1], custom_llm_provider=provider) or ()
-        )
-    except Exception:
+    supported = _supported(provider, name)
+    if supported is None:
         return None
     return next((k for k in given if k not in supported), None)
-
-
-# Fields litellm (at the pinned version) lists for the OpenAI format but does not put in the body.
-LITELLM_DROPS = {"verbosity", "prompt_cache_key", "prompt_cache_retention", "safety_identifier"}
 
 
 def wire_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
     """For the OpenAI wire format, provider-specific fields litellm does not know for this model go
     in the body as given (`extra_body`): the server behind the URL decides what it honours."""
-    provider, _, name = model.partition("/") if "/" in model else ("openai", "", model)
-    given = [k for k in PROVIDER_SPECIFIC_PARAMS if params.get(k) is not None]
+    provider, name = _provider_and_name(model)
+    given = [k for k in (*PROVIDER_SPECIFIC_PARAMS, "user") if params.get(k) is not None]
     if provider != "openai" or not given:
         return params
-    try:
-        known = set(_litellm().get_supported_openai_params(model=name, custom_llm_provider="openai") or ())
-    except Exception:
-        known = set()
+    known = _supported(provider, name) or set()
     unknown = {k: params[k] for k in given if k not in known or k in LITELLM_DROPS}
     if not unknown:
         return params

@@ -378,8 +378,9 @@ class Runner:
             if run.tool_choice not in (None, "auto"):
                 params["tool_choice"] = run.tool_choice
             params["parallel_tool_calls"] = run.parallel_tool_calls
-        params.update(llm.supported_extras(self.model_of(run, definition), run.provider_params))
-        return params
+        model = self.model_of(run, definition)
+        params.update(llm.supported_extras(model, run.provider_params))
+        return llm.wire_params(model, params)
 
     @staticmethod
     def model_of(run: Run, definition: AgentDefinition) -> str:

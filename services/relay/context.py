@@ -13,7 +13,7 @@ from ossabus.contracts.bus import (
     ManifestListItem,
     ManifestRecord,
 )
-from ossabus.registry.convert_openai import to_assistant
+from ossabus.registry.convert_openai import assistant_id_for, to_assistant
 from ossabus.relay.errors import ApiError
 from ossabus.runtime.bus import BusClient, BusFailure
 from ossabus.store.state import State
@@ -71,3 +71,8 @@ async def manifests(request: Request, kind: str | None = None) -> list[ManifestL
 def assistant_json(record: ManifestRecord | ManifestListItem) -> dict[str, Any]:
     assert record.definition is not None
     return to_assistant(record.definition, created_at=record.created_at).model_dump(mode="json")
+
+
+def assistant_id(item: ManifestListItem) -> str:
+    definition = item.definition
+    return (definition.openai_assistant_id if definition else None) or assistant_id_for(item.name)

@@ -21,7 +21,7 @@ from ossabus.relay.auth import caller, principal
 from ossabus.relay.context import bus, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import Strict
-from ossabus.relay.responses.requests import check_tools, read_input
+from ossabus.relay.responses.requests import ConversationRef, check_tools, read_input, require_model
 from ossabus.relay.routes_chat import _complete, resolve_target
 from ossabus.relay.routes_responses import record_or_404
 from ossabus.relay.routes_threads import thread_or_404
@@ -39,7 +39,7 @@ class HistoryQuery(Strict):
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = None
     previous_response_id: str | None = None
-    conversation: str | dict[str, Any] | None = None
+    conversation: str | ConversationRef | None = None
     tools: list[dict[str, Any]] | None = Field(None, max_length=128)
     text: dict[str, Any] | None = None
     reasoning: dict[str, Any] | None = None
@@ -55,7 +55,7 @@ async def conversation_messages(request: Request, body: HistoryQuery) -> list[di
     if body.previous_response_id:
         thread_id = (await record_or_404(request, body.previous_response_id, "previous_response_id")).thread_id
     elif body.conversation:
-        given = body.conversation if isinstance(body.conversation, str) else str(body.conversation.get("id", ""))
+        given = body.conversation if isinstance(body.conversation, str) else body.conversation.id
         thread_id = (await thread_or_404(request, given)).id
     messages: list[dict[str, Any]] = []
     if body.instructions:
@@ -82,9 +82,7 @@ def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @router.post("/input_tokens")
 async def input_tokens(request: Request, body: HistoryQuery):
-    if not body.model:
-        raise ApiError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
-    target = await resolve_target(request, body.model)
+    target = await resolve_target(request, require_model(body.model))
     messages = await conversation_messages(request, body)
     query = TokenCountRequest(
         model=body.model,
@@ -98,9 +96,7 @@ async def input_tokens(request: Request, body: HistoryQuery):
 
 @router.post("/compact")
 async def compact(request: Request, body: HistoryQuery):
-    if not body.model:
-        raise ApiError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
-    target = await resolve_target(request, body.model)
+    target = await resolve_target(request, require_model(body.model))
     messages = await conversation_messages(request, body)
     if not messages:
         raise ApiError(400, "There is nothing to compact: give `input` or `previous_response_id`.", param="input")

@@ -26,18 +26,19 @@ from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.openai_objects import Message, Run, Thread, ToolCallsDetails
+from ossabus.registry.convert_openai import to_assistant
 from ossabus.relay import budgets, routes_runs
 from ossabus.relay.auth import DEFAULT_PROJECT, caller
-from ossabus.relay.context import assistant_record, checked_id, now, state
+from ossabus.relay.context import assistant_id, assistant_record, checked_id, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.responses.items import time_part
 from ossabus.relay.responses.mcp_tools import as_function, request_mcp_tools
 from ossabus.relay.responses.objects import response_object
-from ossabus.relay.responses.requests import ReadInput, ResponseCreate, check_tools, read_input
+from ossabus.relay.responses.requests import ReadInput, ResponseCreate, check_tools, read_input, require_model
 from ossabus.relay.responses.stream import ResponseEvents
 from ossabus.relay.routes_chat import resolve_target
+from ossabus.relay.routes_runs import Follow
 from ossabus.relay.routes_threads import thread_or_404
-from ossabus.relay.routes_vercel import assistant_id
 from ossabus.relay.run_stream import RunStream
 from ossabus.store import answers
 from ossabus.store.messages import text_message
@@ -93,8 +94,7 @@ async def current_object(request: Request, record: ResponseRecord) -> dict[str, 
 
 @router.post("/responses")
 async def create_response(request: Request, body: ResponseCreate):
-    if not body.model:
-        raise ApiError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    require_model(body.model)
     if body.background and body.store is False:
         raise ApiError(400, "background responses must be stored: store cannot be false.", param="store")
     tools = check_tools(body.tools)
@@ -214,7 +214,9 @@ def run_params(body: ResponseCreate, read: ReadInput, record: ManifestRecord, to
     extra = [text for text in [body.instructions, *read.system] if text]
     if extra:
         params["additional_instructions"] = "\n\n".join(extra)
-    agent_tools = [t.model_dump(mode="json", exclude_none=True) for t in new_run("x", record, {}).tools]
+    agent_tools = [
+        t.model_dump(mode="json", exclude_none=True) for t in to_assistant(record.definition, created_at=0).tools
+    ]
     client = [
         {
             "type": "function",
@@ -369,7 +371,7 @@ async def start_response(
             run,
             agent,
             attempt=1,
-            stream=True,
+            stream=follow is not None,
             before=["thread.run.created", "thread.run.queued"],
             follow=follow,
         ),
@@ -416,10 +418,13 @@ async def continue_run(
     response.input_items = stored_items(read, [])
     await responses(request).create(response)
     run = await store.update_run(thread.id, run.id, lambda r: r.model_copy(update={"response_id": response.id})) or run
-    if kind == "submit_tool_outputs":
-        resume = lambda follow: routes_runs.apply_tool_outputs(request, run, read.outputs, True, follow)  # noqa: E731
-    else:
-        resume = lambda follow: routes_runs.apply_tool_approvals(request, run, read.decisions, True, follow)  # noqa: E731
+
+    async def resume(follow: Follow | None):
+        following = follow is not None
+        if kind == "submit_tool_outputs":
+            return await routes_runs.apply_tool_outputs(request, run, read.outputs, following, follow)
+        return await routes_runs.apply_tool_approvals(request, run, read.decisions, following, follow)
+
     return await deliver(request, body, response, resume)
 
 
@@ -440,30 +445,21 @@ async def last_event_sequence(request: Request, run: Run) -> int | None:
 
 
 async def deliver(request: Request, body: ResponseCreate, record: ResponseRecord, launch) -> Response | dict:
+    """Queue the run (`launch(follow)`) and answer: its stream, its end, or at once (background,
+    polled or streamed later). `follow` turns the run's event stream, opened before the run is
+    queued, into the answer; None queues without following."""
     if body.background and not body.stream:
-        await launch_detached(launch)
+        await launch(None)
         return await current_object(request, record)
     if body.stream:
         return await launch(lambda handle: stream_response(request, record, handle))
-    waiting = await launch(lambda handle: wait_for_end(handle))
-    await waiting
+    ended = asyncio.get_running_loop().create_future()
+    await launch(ended.set_result)  # the run's event stream: read it to its end here
+    await wait_for_end(await ended)
     obj = await current_object(request, record)
     if not record.store:
         await forget(request, record)
     return obj
-
-
-async def launch_detached(launch) -> None:
-    """Queue the run without following it: a background response is polled (or streamed later)."""
-    handle_box: list[RunStream] = []
-
-    def keep(handle: RunStream):
-        handle_box.append(handle)
-        return None
-
-    await launch(keep)
-    for handle in handle_box:
-        await handle.close()
 
 
 async def wait_for_end(handle: RunStream) -> None:

@@ -142,7 +142,14 @@ async def attach(
     await stores(request).put_file(record)
     work = IngestRequest(vector_store_id=store.id, file_id=file_id, project=store.project or DEFAULT_PROJECT)
     js = request.app.state.broker.connection.jetstream()
-    await js.publish(subjects.ingest(store.id), work.model_dump_json().encode(), timeout=5)
+    try:
+        await js.publish(subjects.ingest(store.id), work.model_dump_json().encode(), timeout=5)
+    except Exception as exc:  # not queued: the file must not wait in_progress for a message never sent
+        error = {"code": "server_error", "message": "the file could not be queued for indexing; attach it again"}
+        await stores(request).update_file(
+            store.id, file_id, lambda f: f.model_copy(update={"status": "failed", "last_error": error})
+        )
+        raise ApiError(503, "the file could not be queued for indexing; try again", code="unavailable") from exc
     return record
 
 

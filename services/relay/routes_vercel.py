@@ -29,10 +29,9 @@ from ossabus.contracts.openai_objects import (
     Thread,
     ToolCallsDetails,
 )
-from ossabus.registry.convert_openai import assistant_id_for
 from ossabus.relay import budgets, routes_runs
 from ossabus.relay.auth import DEFAULT_PROJECT, caller, principal
-from ossabus.relay.context import now, state
+from ossabus.relay.context import assistant_id, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import RunOptions
 from ossabus.relay.routes_chat import _complete, open_chat_stream
@@ -78,11 +77,6 @@ async def agent_for(request: Request, *names: str | None) -> ManifestListItem:
         if item.kind == "Agent" and name in (item.name, assistant_id(item)):
             return item
     raise ApiError(404, f"No agent named '{name}'.", param="agent", code="agent_not_found")
-
-
-def assistant_id(item: ManifestListItem) -> str:
-    definition = item.definition
-    return (definition.openai_assistant_id if definition else None) or assistant_id_for(item.name)
 
 
 # --- /api/chat ------------------------------------------------------------------------------------

@@ -83,6 +83,11 @@ class Ingestor:
                 raise TryLater(failure.error.message) from failure
         return vectors
 
+    async def fail(self, request: IngestRequest, code: str, message: str) -> None:
+        record = await self.stores.get_file(request.vector_store_id, request.file_id)
+        if record is not None:
+            await self._fail(record, code, message)
+
     async def _fail(self, record: VectorStoreFile, code: str, message: str) -> None:
         def failed(current: VectorStoreFile) -> VectorStoreFile | None:
             if current.status != "in_progress":

@@ -29,7 +29,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.bus import EmbeddingRequest, Embeddings
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.retrieval import ForgetRequest, Forgotten, IngestRequest, SearchHit, SearchRequest, SearchResults
-from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index
+from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index, qdrant_filter
 from ossabus.retrieval.ingest import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_ENV, Ingestor, TryLater
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint
 from ossabus.runtime.resilient_fetch import keep_fetching
@@ -101,7 +101,11 @@ class RetrievalService(Service):
             await raw.nak(delay=2.0 * raw.metadata.num_delivered)
         except Exception:
             log.exception("indexing %s into %s failed", request.file_id, request.vector_store_id)
-            await raw.nak(delay=2.0)
+            if raw.metadata.num_delivered >= MAX_DELIVER:  # no more deliveries: the file must not stay in_progress
+                await self.ingestor.fail(request, "server_error", "the file could not be indexed")
+                await raw.ack()
+            else:
+                await raw.nak(delay=2.0)
         finally:
             keepalive.cancel()
 
@@ -116,27 +120,26 @@ class RetrievalService(Service):
     async def search(self, request: SearchRequest) -> SearchResults:
         assert self.index is not None
         assert self.stores is not None
-        assert self.bus is not None
+        try:
+            qdrant_filter(None, request.filters)  # refused before any work, indexed or not
+        except FilterRefused as refused:
+            raise BusFailure.of("invalid_request", str(refused), param="filters") from refused
         hits: dict[tuple[str, int], SearchHit] = {}
+        embedded: dict[str, list[list[float]]] = {}  # the queries' vectors by embedding model
         for store_id in request.vector_store_ids:
             store = await self.stores.get(store_id)
             if store is None:
                 continue
             ready = [f.id for f in await self.stores.files(store_id) if f.status == "completed"]
             if not ready:
-                continue
-            query = EmbeddingRequest(
-                id=new_id("emb"), model=store.embedding_model or self.default_model, input=request.queries,
-                project=request.project,
-            )  # fmt: skip
-            vectors = (await self.bus.call(subjects.EMBEDDINGS, query, Embeddings, wait_s=60)).vectors
-            for text, vector in zip(request.queries, vectors, strict=True):
-                try:
-                    found = await self.index.search(
-                        store_id, text, vector, ready, request.filters, request.max_num_results, request.hybrid
-                    )
-                except FilterRefused as refused:
-                    raise BusFailure.of("invalid_request", str(refused), param="filters") from refused
+                continue  # only files indexed to the end are searched: nothing half-visible
+            model = store.embedding_model or self.default_model
+            if model not in embedded:
+                embedded[model] = await self._embed_queries(model, request)
+            for text, vector in zip(request.queries, embedded[model], strict=True):
+                found = await self.index.search(
+                    store_id, text, vector, ready, request.filters, request.max_num_results, request.hybrid
+                )
                 for hit in found:
                     key = (hit.payload["file_id"], int(hit.payload.get("chunk", 0)))
                     if hit.score < request.score_threshold or (key in hits and hits[key].score >= hit.score):
@@ -151,6 +154,11 @@ class RetrievalService(Service):
                     )
         ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)[: request.max_num_results]
         return SearchResults(data=ranked)
+
+    async def _embed_queries(self, model: str, request: SearchRequest) -> list[list[float]]:
+        assert self.bus is not None
+        query = EmbeddingRequest(id=new_id("emb"), model=model, input=request.queries, project=request.project)
+        return (await self.bus.call(subjects.EMBEDDINGS, query, Embeddings, wait_s=60)).vectors
 
     async def forget(self, request: ForgetRequest) -> Forgotten:
         assert self.index is not None

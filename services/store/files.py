@@ -19,6 +19,7 @@ from nats.js.object_store import ObjectStore
 from pydantic import BaseModel, SerializationInfo, model_serializer
 
 from ossabus.contracts import subjects
+from ossabus.contracts.openai_objects import hide_unless_stored
 from ossabus.store import kv as kvs
 
 
@@ -38,9 +39,8 @@ class FileObject(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_project(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        data = handler(self)
+        data = hide_unless_stored(handler(self), info, "project")
         if not (info.context or {}).get("store"):
-            data.pop("project", None)
             for optional in ("expires_at", "status_details"):  # absent rather than null, as in OpenAI's schema
                 if data.get(optional) is None:
                     data.pop(optional, None)

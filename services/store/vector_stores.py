@@ -12,9 +12,8 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field, SerializationInfo, model_serializer
 
 from ossabus.contracts import subjects
+from ossabus.contracts.openai_objects import hide_unless_stored
 from ossabus.store import kv as kvs
-
-STORED_ONLY = ("project", "embedding_model")
 
 
 class VectorStoreFile(BaseModel):
@@ -31,10 +30,7 @@ class VectorStoreFile(BaseModel):
 
     @model_serializer(mode="wrap")
     def _hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        data = handler(self)
-        if not (info.context or {}).get("store"):
-            data.pop("project", None)
-        return data
+        return hide_unless_stored(handler(self), info, "project")
 
 
 class VectorStore(BaseModel):
@@ -53,11 +49,7 @@ class VectorStore(BaseModel):
 
     @model_serializer(mode="wrap")
     def _hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        data = handler(self)
-        if not (info.context or {}).get("store"):
-            for name in (*STORED_ONLY, "chunking_strategy"):
-                data.pop(name, None)
-        return data
+        return hide_unless_stored(handler(self), info, "project", "embedding_model", "chunking_strategy")
 
     @property
     def expired(self) -> bool:

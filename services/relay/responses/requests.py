@@ -46,6 +46,10 @@ class ReasoningParam(Strict):
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 
 
+class ConversationRef(Strict):
+    id: str = Field(min_length=1)
+
+
 class StreamOptions(Strict):
     include_obfuscation: bool | None = None
 
@@ -55,7 +59,7 @@ class ResponseCreate(Strict):
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = Field(None, max_length=256_000)
     previous_response_id: str | None = None
-    conversation: str | dict[str, Any] | None = None
+    conversation: str | ConversationRef | None = None
     store: bool | None = None
     background: bool | None = None
     stream: bool | None = None
@@ -93,10 +97,13 @@ class ResponseCreate(Strict):
 
     @property
     def conversation_id(self) -> str | None:
-        if isinstance(self.conversation, dict):
-            value = self.conversation.get("id")
-            return value if isinstance(value, str) else None
-        return self.conversation
+        return self.conversation.id if isinstance(self.conversation, ConversationRef) else self.conversation
+
+
+def require_model(model: str | None) -> str:
+    if not model:
+        raise ApiError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    return model
 
 
 def check_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
