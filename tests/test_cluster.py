@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ossabus.contracts import subjects
 from ossabus.runtime.bus_auth import PASSWORD_VARIABLES
 from ossabus.runtime.nats_server import find_nats_server
 
-from conftest import free_port, llm_env
+from conftest import free_port, llm_env, ossabus_command, process_env, start_stack
 from tls_certs import make_certificates
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,6 +76,10 @@ class NatsCluster:
         chosen = nodes or list(range(1, NODES + 1))
         return ",".join(f"tls://{role}:{self.passwords[role]}@127.0.0.1:{self.client_ports[n - 1]}" for n in chosen)
 
+    def monitoring_url(self, n: int) -> str:
+        text = (self.tmp / "nats" / "cluster" / f"nats-{n}.conf").read_text()
+        return "http://127.0.0.1:" + re.search(r"^http: 127.0.0.1:(\d+)", text, re.M).group(1)
+
     def node_named(self, server_name: str) -> int:
         return int(server_name.rsplit("-", 1)[1])
 
@@ -86,23 +91,22 @@ class NatsCluster:
             process.wait(15)
 
 
-async def wait_for_jetstream(url: str, ca: Path, timeout: float = 60) -> None:
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(ca))
+def wait_for_jetstream(cluster: NatsCluster, timeout: float = 60) -> None:
+    """Until every node is a current member of the JetStream meta group: a meta leader alone (what
+    account_info needs) is not enough to place R3 streams while a peer is still catching up."""
     deadline = time.monotonic() + timeout
+    seen: dict = {}
     while True:
-        try:
-            nc = await nats.connect(url.split(","), tls=context, connect_timeout=2, max_reconnect_attempts=1)
+        for n in cluster.processes:  # the meta leader is the node that lists its peers
             try:
-                await nc.jetstream().account_info()  # answers once the cluster has a meta leader
+                seen = httpx.get(f"{cluster.monitoring_url(n)}/jsz", timeout=2).json().get("meta_cluster", {})
+            except httpx.HTTPError:
+                continue
+            peers = seen.get("replicas") or []
+            if len(peers) == NODES - 1 and all(p.get("current") and not p.get("offline") for p in peers):
                 return
-            finally:
-                await nc.close()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+        assert time.monotonic() < deadline, f"the cluster did not form: {seen}"
+        time.sleep(0.2)
 
 
 async def leader_of(url: str, ca: Path, stream: str) -> str:
@@ -124,7 +128,7 @@ def test_a_three_node_cluster_loses_its_stream_leader_mid_run_and_every_run_comp
     env = {**llm_env(fake_llm), "OSSABUS_ACK_WAIT_S": "4", "OSSABUS_NATS_CA": str(cluster.certificates.ca)}
     running = None
     try:
-        asyncio.run(wait_for_jetstream(cluster.url(), cluster.certificates.ca))
+        wait_for_jetstream(cluster)
         running = Cluster(cluster.url(), env, tmp_path, edge_args=["--replicas", str(NODES)])
         running.add_executor(max_runs=16)
         running.add_executor(max_runs=16)
@@ -176,6 +180,62 @@ def test_a_three_node_cluster_loses_its_stream_leader_mid_run_and_every_run_comp
     finally:
         if running is not None:
             running.stop()
+        cluster.stop()
+
+
+def test_ossabus_waits_a_bounded_time_for_a_cluster_that_is_still_forming(tmp_path):
+    """Deployments start ossabus while NATS nodes (re)start: with two of three nodes up the cluster
+    cannot yet place R3 streams (no meta leader, or too few peers). Startup waits for the third node
+    instead of failing (a red CI, where one node came up late), and gives up with the reason, without
+    a traceback or the bus password, once OSSABUS_PROVISION_WAIT_S has passed."""
+    cluster = NatsCluster(tmp_path)
+    cluster.start(1)
+    cluster.start(2)
+    env = {"OSSABUS_NATS_CA": str(cluster.certificates.ca)}
+    stopping = threading.Event()
+    third = None
+    running = None
+    try:
+        gave_up = subprocess.run(
+            ossabus_command("up", "--nats-url", cluster.url(nodes=[1, 2]), "--replicas", str(NODES)),
+            env=process_env({**env, "OSSABUS_PROVISION_WAIT_S": "2", "OSSABUS_DATA_DIR": str(tmp_path / "d1")}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        output = gave_up.stdout + gave_up.stderr
+        assert gave_up.returncode != 0, output
+        assert "JetStream cluster not ready yet" in output, output
+        assert re.search(r"cannot provision JetStream .*: the cluster was not ready after 2 s: \w", output), output
+        assert "Traceback" not in output, output
+        assert cluster.passwords["ossabus"] not in output, "the NATS password must be redacted"
+
+        log = tmp_path / "edge.log"
+
+        def start_third_node_once_ossabus_waits() -> None:
+            while not stopping.is_set():
+                if log.exists() and "JetStream cluster not ready yet" in log.read_text():
+                    cluster.start(3)
+                    return
+                time.sleep(0.05)
+
+        third = threading.Thread(target=start_third_node_once_ossabus_waits)
+        third.start()
+        running = start_stack(
+            ["up", "--nats-url", cluster.url(), "--replicas", str(NODES), "--without", "executor"],
+            log,
+            free_port(),
+            env={**env, "OSSABUS_PROVISION_WAIT_S": "60", "OSSABUS_DATA_DIR": str(tmp_path / "d2")},
+            timeout=90,
+        )
+        assert 3 in cluster.processes, "ossabus became ready without the third node"
+        assert asyncio.run(leader_of(cluster.url(), cluster.certificates.ca, subjects.TASKS_STREAM))
+    finally:
+        stopping.set()
+        if third is not None:
+            third.join()
+        if running is not None:
+            assert running.stop() == 0, running.logs()
         cluster.stop()
 
 

@@ -7,9 +7,13 @@ migration step. Data survives restarts because everything is file-backed JetStre
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+import time
 from dataclasses import dataclass
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -19,11 +23,14 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from ossabus.contracts import subjects
 
+log = logging.getLogger(__name__)
+
 DAY = 24 * 3600
+NO_SUITABLE_PEERS = 10005  # JetStream's "no suitable peers for placement": fewer nodes up than replicas
 MANIFEST_HISTORY = 64  # the most JetStream KV keeps per key
 
 
@@ -167,6 +174,43 @@ async def provision(js: JetStreamContext, topology: Topology | None = None) -> N
             subjects.FILES_OBJECT_STORE,
             ObjectStoreConfig(storage=StorageType.FILE, replicas=t.replicas, description="Uploaded files."),
         )
+
+
+def _cluster_still_forming(exc: Exception) -> bool:
+    """Errors a JetStream cluster gives while its nodes are still joining: deployments start ossabus
+    and the NATS nodes together, so these mean "wait", not "misconfigured"."""
+    if isinstance(exc, BadRequestError) and exc.err_code == NO_SUITABLE_PEERS:
+        return True
+    return isinstance(exc, ServiceUnavailableError | nats.errors.TimeoutError | nats.errors.NoRespondersError)
+
+
+class ClusterNotReady(RuntimeError):
+    """The JetStream cluster was still forming when startup's wait ran out."""
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, nats.errors.TimeoutError | nats.errors.NoRespondersError):
+        return "JetStream did not answer (no meta leader yet?)"
+    return str(exc)
+
+
+async def provision_when_cluster_ready(js: JetStreamContext, topology: Topology, wait_s: float) -> None:
+    """Provision, retrying while the cluster is still forming, for at most `wait_s` seconds."""
+    deadline = time.monotonic() + wait_s
+    warned = False
+    while True:
+        try:
+            await provision(js, topology)
+            return
+        except Exception as exc:
+            if not _cluster_still_forming(exc):
+                raise
+            if not warned:
+                log.warning("JetStream cluster not ready yet (%s); waiting up to %.0f s", _describe(exc), wait_s)
+                warned = True
+            if time.monotonic() >= deadline:
+                raise ClusterNotReady(f"the cluster was not ready after {wait_s:.0f} s: {_describe(exc)}") from None
+            await asyncio.sleep(0.5)
 
 
 def _kv_stream(config: KeyValueConfig) -> StreamConfig:

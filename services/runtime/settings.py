@@ -45,6 +45,9 @@ class Settings:
     max_ack_pending: int = field(default_factory=lambda: int(os.environ.get("OSSABUS_MAX_ACK_PENDING", 4096)))
     # First redelivery delay of a run that failed inside ossabus; doubles per delivery, capped at 30 s.
     redelivery_base_s: float = field(default_factory=lambda: float(os.environ.get("OSSABUS_REDELIVERY_BASE_S", 1.0)))
+    # How long startup waits for a JetStream cluster that is still forming (too few peers to place
+    # replicated streams, or no meta leader yet) before it gives up.
+    provision_wait_s: float = field(default_factory=lambda: float(os.environ.get("OSSABUS_PROVISION_WAIT_S", 60.0)))
     max_body_bytes: int = field(default_factory=lambda: int(os.environ.get("OSSABUS_MAX_BODY_BYTES", 8 * 1024 * 1024)))
     # MCP servers the dispatcher may reach, by the names manifests use (see ossabus.dispatcher.mcp_config).
     mcp_config: str | None = field(default_factory=lambda: os.environ.get("OSSABUS_MCP_CONFIG") or None)

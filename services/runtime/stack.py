@@ -19,7 +19,7 @@ from ossabus.runtime.bus_auth import SERVICE_USER, BusCredentials, redact
 from ossabus.runtime.nats_connect import connect_options, servers
 from ossabus.runtime.nats_server import EmbeddedNats
 from ossabus.runtime.nats_supervision import supervise
-from ossabus.runtime.provision import provision, topology_for
+from ossabus.runtime.provision import ClusterNotReady, provision_when_cluster_ready, topology_for
 from ossabus.runtime.service import Service
 from ossabus.runtime.settings import Settings
 from ossabus.runtime.supervisor import install_stop_signals, run_until_stopped
@@ -99,11 +99,12 @@ async def prepare_bus(settings: Settings) -> None:
                 nc.max_payload,
             )
         try:
-            await provision(nc.jetstream(), topology_for(settings.replicas))
+            await provision_when_cluster_ready(
+                nc.jetstream(), topology_for(settings.replicas), settings.provision_wait_s
+            )
         except Exception as exc:
-            raise StartupError(
-                f"cannot provision JetStream at {redact(settings.nats_url)} (is JetStream enabled?): {exc}"
-            ) from exc
+            hint = "" if isinstance(exc, ClusterNotReady) else " (is JetStream enabled?)"
+            raise StartupError(f"cannot provision JetStream at {redact(settings.nats_url)}{hint}: {exc}") from exc
     finally:
         await nc.close()
 
