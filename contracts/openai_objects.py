@@ -169,11 +169,16 @@ def _absent(value: object) -> bool:
 
 
 class ToolCall(BaseModel):
-    """A function call as runs show it (`required_action` and `tool_calls` steps)."""
+    """A tool call as runs show it (`required_action` and `tool_calls` steps).
+
+    A `file_search` call is shown in OpenAI's form (`file_search: {ranking_options, results}`); its
+    `function` (the model's `{"query"}` and the passages it was given) is kept in the store only, so
+    the run's later turns show the model what it saw."""
 
     id: str
-    type: Literal["function"] = "function"
+    type: Literal["function", "file_search"] = "function"
     function: FunctionCall
+    file_search: dict[str, Any] | None = Field(None, exclude_if=_absent)
     approval: ToolApproval | None = Field(
         None, exclude_if=_absent, description="ossabus extension, only on calls that need approval."
     )
@@ -181,7 +186,11 @@ class ToolCall(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_client(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        return hide_unless_stored(handler(self), info, "client")
+        data = hide_unless_stored(handler(self), info, "client")
+        if self.type == "file_search" and not (info.context or {}).get("store"):
+            data.pop("function", None)
+            data.setdefault("file_search", {})
+        return data
 
 
 class RequiredActionFunctionCall(BaseModel):
@@ -279,10 +288,20 @@ class Run(BaseModel):
     response_id: str | None = None  # the Responses API response now carried by this run
     request_tools: list[dict[str, Any]] = Field(default_factory=list)  # server-side tools the request added
     max_tool_calls: int | None = None  # server-side calls this run may make (Responses `max_tool_calls`)
+    # The vector stores a Responses `file_search` tool names (Assistants runs find theirs in the
+    # assistant's and the thread's `tool_resources`).
+    file_search_scope: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _without_hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        hidden = ("provider_params", "direct_model", "response_id", "request_tools", "max_tool_calls")
+        hidden = (
+            "provider_params",
+            "direct_model",
+            "response_id",
+            "request_tools",
+            "max_tool_calls",
+            "file_search_scope",
+        )
         return hide_unless_stored(handler(self), info, *hidden)
 
     @property

@@ -27,6 +27,12 @@ class SearchRequest(BaseModel):
     score_threshold: float = 0.0
     hybrid: bool = Field(True, description="Dense and sparse (BM25-like) results fused; False: dense only.")
     project: str = "default"
+    wait_for_indexing_s: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="A run's search waits up to this long for files still being indexed, then searches what is ready.",
+    )
 
 
 class SearchHit(BaseModel):
@@ -78,3 +84,10 @@ def chunking_strategy(given: dict[str, Any] | None) -> dict[str, Any]:
             "chunking_strategy.static.chunk_overlap_tokens",
         )
     return {"type": "static", "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap}}
+
+
+def without_content(details: dict[str, Any]) -> dict[str, Any]:
+    """A file_search call's details as shown without
+    `include[]=step_details.tool_calls[*].file_search.results[*].content` (as OpenAI does)."""
+    results = [{k: v for k, v in r.items() if k != "content"} for r in details.get("results") or []]
+    return {**details, "results": results}

@@ -7,6 +7,7 @@ the tools it serves on `ossa.announce.tools.<name>` so agents can use them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -83,3 +84,8 @@ class McpToolList(BaseModel):
     """The tools an MCP server lists, as tool definitions bound to that server."""
 
     data: list[ToolDefinition]
+
+
+def tool_error(code: str, message: str) -> str:
+    """A tool result that tells the model the call failed, in the shape every tool error has."""
+    return json.dumps({"error": {"code": code, "message": message}})

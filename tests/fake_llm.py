@@ -13,7 +13,7 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent);
 - `[[garbage]]` answers 200 with JSON that is not an OpenAI completion (a broken or hostile provider);
 - `POST /v1/embeddings`: lexical embeddings (hashed bag of words, 256 dimensions or `dimensions`);
-  an input holding `[[fail` answers 500;
+  an input holding `[[fail` answers 500, one holding `[[slow:SECONDS]]` answers that much later;
 - `[[think SOME WORDS]]`: streams SOME WORDS as `reasoning_content` before the answer;
 - `logprobs: true` in the request: made-up logprobs per word, in the message and in each chunk.
 
@@ -260,6 +260,9 @@ async def embeddings(request: Request):
         return error(400)
     if any(isinstance(g, str) and "[[fail" in g for g in given):
         return error(500)
+    slow = [float(m[1]) for g in given if isinstance(g, str) for m in re.finditer(r"\[\[slow:([\d.]+)\]\]", g)]
+    if slow:
+        await asyncio.sleep(max(slow))
     dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
     data = [{"object": "embedding", "index": i, "embedding": embed(g, dimensions)} for i, g in enumerate(given)]
     tokens = sum(len(g) if isinstance(g, list) else words(g) for g in given)

@@ -17,7 +17,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition, McpBinding, ToolDefinition
 from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import McpToolList, McpToolsRequest
-from ossabus.executor import prompt
+from ossabus.executor import file_search, prompt
 from ossabus.runtime.bus import BusClient, BusFailure
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,12 @@ class McpListings:
 
 async def offered_tools(run: Run, definition: AgentDefinition, listings: McpListings) -> OfferedTools:
     offered = OfferedTools()
+    if file_search.offered(run):
+        offered.by_name[file_search.NAME] = (model_form(file_search.TOOL), file_search.TOOL)
     for schema in prompt.tools_for_model(run):
         name = schema["function"]["name"]
-        offered.by_name[name] = (schema, definition.tool(name))
+        if name not in offered:  # a function may not take the name of a built-in the run has
+            offered.by_name[name] = (schema, definition.tool(name))
     for tool in definition.tools:
         if tool.kind != "mcp" or tool.parameters_declared or tool.function_name not in offered or tool.mcp is None:
             continue

@@ -41,8 +41,8 @@ from ossabus.contracts.openai_objects import (
     ToolCallsDetails,
     Usage,
 )
-from ossabus.contracts.tools import DispatchRequest, DispatchResult
-from ossabus.executor import llm, prompt
+from ossabus.contracts.tools import DispatchRequest, DispatchResult, tool_error
+from ossabus.executor import file_search, llm, prompt
 from ossabus.executor import usage as usage_reports
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.offered_tools import McpListings, OfferedTools, offered_tools
@@ -118,11 +118,6 @@ def log_ending(run: Run) -> None:
         log.warning("run %s expired: it passed its expires_at (%s)", run.id, run.expires_at)
     else:
         log.info("run %s %s", run.id, run.status)
-
-
-def tool_error(code: str, message: str) -> str:
-    """A tool result that tells the model the call failed, in the shape every tool error has."""
-    return json.dumps({"error": {"code": code, "message": message}})
 
 
 class RunCancelled(Exception):
@@ -425,7 +420,9 @@ class Runner:
             result.tool_step.step_details = ToolCallsDetails(
                 tool_calls=[
                     ToolCall(
-                        id=c["id"] or new_id("call"), function=StepFunction(name=c["name"], arguments=c["arguments"])
+                        id=c["id"] or new_id("call"),
+                        type=self.call_type(run, c["name"]),
+                        function=StepFunction(name=c["name"], arguments=c["arguments"]),
                     )
                     for _, c in sorted(calls.items())
                 ]
@@ -472,10 +469,15 @@ class Runner:
             slot["id"] = slot["id"] or delta.id or ""
             slot["name"] = slot["name"] or delta.name or ""
             slot["arguments"] += delta.arguments
-            fn: dict[str, Any] = {"arguments": delta.arguments, "output": None}
-            if delta.name:
-                fn["name"] = delta.name
-            entry: dict[str, Any] = {"index": delta.index, "type": "function", "function": fn}
+            if self.call_type(run, slot["name"]) == "file_search":
+                if not delta.name:
+                    continue  # OpenAI's streams show a file_search call once, without its query
+                entry: dict[str, Any] = {"index": delta.index, "type": "file_search", "file_search": {}}
+            else:
+                fn: dict[str, Any] = {"arguments": delta.arguments, "output": None}
+                if delta.name:
+                    fn["name"] = delta.name
+                entry = {"index": delta.index, "type": "function", "function": fn}
             if delta.id:
                 entry["id"] = delta.id
             await events.emit(
@@ -490,6 +492,10 @@ class Runner:
             result.finish_reason = chunk.finish_reason
         if chunk.usage:
             result.usage = Usage(**chunk.usage)
+
+    @staticmethod
+    def call_type(run: Run, name: str) -> str:
+        return "file_search" if name == file_search.NAME and file_search.offered(run) else "function"
 
     async def open_message(self, run: Run, events: RunEvents, ids: TurnIds) -> tuple[RunStep, Message]:
         message = Message(
@@ -511,7 +517,10 @@ class Runner:
     async def close_message(
         self, run: Run, message: Message, step: RunStep, text: str, finish: str | None, usage: Usage, events: RunEvents
     ) -> Message:
-        message.content = [MessageContentText(text=TextContent(value=text))]
+        annotations = []
+        if file_search.offered(run) and "】" in text:
+            annotations = file_search.citations(text, await self.state.list_steps(run.thread_id, run.id))
+        message.content = [MessageContentText(text=TextContent(value=text, annotations=annotations))]
         if finish == "length" and run.max_completion_tokens is not None:
             message.status, message.incomplete_at = "incomplete", now()
             message.incomplete_details = IncompleteDetails(reason="max_tokens")
@@ -581,7 +590,7 @@ class Runner:
                 call.function.output = tool_error("unknown_tool", f"no tool named {name!r}")
                 continue
             bound = offered.definition(name)
-            server_side = bound is not None and (bound.http is not None or bound.kind == "mcp")
+            server_side = bound is not None and (bound.http is not None or bound.kind in ("mcp", "file_search"))
             if not (self.tools.serves(name) or server_side):
                 for_client.append(call)
                 continue
@@ -597,7 +606,7 @@ class Runner:
                     continue
             jobs.append((call, tool))
         jobs = await self.within_max_tool_calls(run, jobs)
-        results = await asyncio.gather(*(self.dispatch(run, call, tool) for call, tool in jobs))
+        results = await asyncio.gather(*(self.run_tool(run, definition, call, tool) for call, tool in jobs))
         for (call, _), result in zip(jobs, results, strict=True):
             call.function.output = result.output
         await self.announce_outputs(step, before, events)
@@ -652,7 +661,9 @@ class Runner:
                     "step_details": {
                         "type": "tool_calls",
                         "tool_calls": [
-                            {"index": i, "id": c.id, "type": "function", "function": {"output": c.function.output}}
+                            {"index": i, "id": c.id, "type": "file_search", "file_search": c.file_search or {}}
+                            if c.type == "file_search"
+                            else {"index": i, "id": c.id, "type": "function", "function": {"output": c.function.output}}
                             for i, c in answered
                         ],
                     }
@@ -698,6 +709,20 @@ class Runner:
         else:
             await self.finish(run, events, "completed")
         return True
+
+    async def run_tool(
+        self, run: Run, definition: AgentDefinition, call: ToolCall, tool: ToolDefinition
+    ) -> DispatchResult:
+        if tool.kind != "file_search":
+            return await self.dispatch(run, call, tool)
+        steps = await self.state.list_steps(run.thread_id, run.id)
+        made = [c.id for c in file_search.searches(steps)]
+        number = made.index(call.id) if call.id in made else len(made)
+        thread = await self.state.get_thread(run.thread_id)
+        scope = file_search.scope_of(run, definition, thread)
+        project = (thread.project if thread else None) or "default"
+        await file_search.search(self.agents.bus, call, number, scope, project)
+        return DispatchResult(output=call.function.output or "")
 
     async def dispatch(self, run: Run, call: ToolCall, tool: ToolDefinition) -> DispatchResult:
         request = DispatchRequest(

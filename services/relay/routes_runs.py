@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse, Response
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord
-from ossabus.contracts.openai_objects import LastError, Run
+from ossabus.contracts.openai_objects import LastError, Run, RunStep
+from ossabus.contracts.retrieval import without_content
 from ossabus.relay import budgets
 from ossabus.relay.auth import caller, principal
 from ossabus.relay.context import POLL_AFTER_MS, assistant_record, checked_id, not_found, now, state
@@ -350,6 +351,28 @@ async def run_events(request: Request, thread_id: str, run_id: str, after: int |
     return stream.response()
 
 
+FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
+
+def included(request: Request) -> set[str]:
+    """`include[]` as the SDK sends it (`include` also accepted); an unknown value is a 400."""
+    values = set(request.query_params.getlist("include[]") + request.query_params.getlist("include"))
+    unknown = values - {FILE_SEARCH_CONTENT}
+    if unknown:
+        raise ApiError(400, f"include may only hold {FILE_SEARCH_CONTENT!r}", param="include")
+    return values
+
+
+def shown_step(step: RunStep, include: set[str]) -> dict:
+    """A step as the API answers: file_search results without their content unless it was asked for."""
+    data = step.model_dump(mode="json")
+    if FILE_SEARCH_CONTENT not in include and data["step_details"]["type"] == "tool_calls":
+        for call in data["step_details"]["tool_calls"]:
+            if call.get("type") == "file_search":
+                call["file_search"] = without_content(call["file_search"])
+    return data
+
+
 @router.get("/{thread_id}/runs/{run_id}/steps")
 async def list_steps(
     request: Request,
@@ -360,17 +383,19 @@ async def list_steps(
     after: str | None = None,
     before: str | None = None,
 ):
+    include = included(request)
     await run_or_404(request, thread_id, run_id)
     steps = await state(request).list_steps(thread_id, run_id)
     return paginate(
-        steps, lambda s: s.id, lambda s: s.model_dump(mode="json"), limit=limit, order=order, after=after, before=before
+        steps, lambda s: s.id, lambda s: shown_step(s, include), limit=limit, order=order, after=after, before=before
     )
 
 
 @router.get("/{thread_id}/runs/{run_id}/steps/{step_id}")
 async def get_step(request: Request, thread_id: str, run_id: str, step_id: str):
+    include = included(request)
     await run_or_404(request, thread_id, run_id)
     step = await state(request).get_step(thread_id, run_id, checked_id(step_id, "step", "step_id"))
     if step is None:
         raise not_found("step", step_id, "step_id")
-    return step
+    return shown_step(step, include)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 
 from faststream import AckPolicy
 from faststream.nats import JStream, PullSub
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 NAME = "retrieval"
 MAX_DELIVER = 5
 KEEPALIVE_S = 10.0
+INDEXING_POLL_S = 0.25
 
 
 class RetrievalService(Service):
@@ -126,11 +128,16 @@ class RetrievalService(Service):
             raise BusFailure.of("invalid_request", str(refused), param="filters") from refused
         hits: dict[tuple[str, int], SearchHit] = {}
         embedded: dict[str, list[list[float]]] = {}  # the queries' vectors by embedding model
+        deadline = time.monotonic() + request.wait_for_indexing_s
         for store_id in request.vector_store_ids:
             store = await self.stores.get(store_id)
-            if store is None:
-                continue
-            ready = [f.id for f in await self.stores.files(store_id) if f.status == "completed"]
+            if store is None or (store.project or "default") != request.project:
+                continue  # another project's store is as absent as a deleted one
+            files = await self.stores.files(store_id)
+            while any(f.status == "in_progress" for f in files) and time.monotonic() < deadline:
+                await asyncio.sleep(INDEXING_POLL_S)
+                files = await self.stores.files(store_id)
+            ready = [f.id for f in files if f.status == "completed"]
             if not ready:
                 continue  # only files indexed to the end are searched: nothing half-visible
             model = store.embedding_model or self.default_model

@@ -1,0 +1,162 @@
+"""file_search in Assistants runs, through the unmodified `openai` SDK: an assistant whose
+tool_resources name a vector store answers from an uploaded document, with a `file_search` step
+(results and, when asked for, their content) and `file_citation` annotations; the thread's own
+stores count too; a store still indexing is waited for; another project's store is not searched.
+
+The fake upstream's embeddings are lexical (hashed bag of words), so which passage is found is
+meaningful; its model calls `file_search` when told to (`[[call:file_search {...}]]`) and, given
+the results, repeats them, markers included, as a model citing its sources does."""
+
+import io
+import json
+import time
+
+import pytest
+from openai import OpenAI
+
+from openapi_check import openapi_errors
+
+MANUAL = (
+    "Falcon drill manual. The Falcon drill warranty lasts 24 months from the date of purchase. "
+    "Charge the battery for two hours before first use."
+)
+RECIPES = "Pancakes need flour, milk and eggs. Whisk them and fry in butter until golden."
+ASK = 'What is the warranty? [[call:file_search {"query": "Falcon drill warranty months"}]]'
+
+
+@pytest.fixture(scope="module")
+def client(api_stack) -> OpenAI:
+    return OpenAI(base_url=f"{api_stack.base_url}/v1", api_key="unused", max_retries=0, timeout=90)
+
+
+def upload(client: OpenAI, name: str, text: str) -> str:
+    return client.files.create(file=(name, io.BytesIO(text.encode())), purpose="assistants").id
+
+
+def indexed_store(client: OpenAI, name: str, file_ids: list[str]):
+    store = client.vector_stores.create(name=name, file_ids=file_ids)
+    deadline = time.monotonic() + 60
+    while store.status == "in_progress":
+        assert time.monotonic() < deadline, store
+        time.sleep(0.1)
+        store = client.vector_stores.retrieve(store.id)
+    return store
+
+
+@pytest.fixture(scope="module")
+def docs(client):
+    ids = {"manual.txt": upload(client, "manual.txt", MANUAL), "recipes.txt": upload(client, "recipes.txt", RECIPES)}
+    store = indexed_store(client, "product docs", list(ids.values()))
+    assert store.file_counts.completed == 2, store
+    return store, ids
+
+
+@pytest.fixture(scope="module")
+def assistant(client, docs):
+    store, _ = docs
+    return client.beta.assistants.create(
+        model="gpt-4o-mini",
+        name="support-with-docs",
+        instructions="Answer from the documentation.",
+        tools=[{"type": "file_search", "file_search": {"max_num_results": 3}}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+
+
+def test_an_assistant_answers_from_its_vector_store_and_cites_the_file(client, docs, assistant, fake_llm):
+    _, ids = docs
+    assert assistant.tools[0].type == "file_search"
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": ASK}]}
+    )
+    assert run.status == "completed", run.last_error
+    answer = client.beta.threads.messages.list(run.thread_id).data[0]
+    text = answer.content[0].text
+    assert "24 months" in text.value
+    citations = [a for a in text.annotations if a.type == "file_citation"]
+    assert citations, text
+    assert citations[0].file_citation.file_id == ids["manual.txt"]
+    assert text.value[citations[0].start_index : citations[0].end_index] == citations[0].text
+    assert citations[0].text.startswith("【0:0†manual.txt")
+
+    # the model saw a function `file_search({"query"})`, and the passage came back as its result
+    asked = [r for r in fake_llm.requests() if "Falcon drill warranty" in json.dumps(r.get("messages", ""))]
+    offered = asked[0]["tools"]
+    schema = next(t["function"] for t in offered if t["function"]["name"] == "file_search")
+    assert schema["parameters"]["required"] == ["query"]
+    tool_messages = [m for m in asked[-1]["messages"] if m["role"] == "tool"]
+    assert "warranty lasts 24 months" in tool_messages[0]["content"]
+
+
+def test_the_step_shows_a_file_search_call_with_its_results(client, assistant, docs):
+    _, ids = docs
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": ASK}]}
+    )
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc").data
+    call = next(s for s in steps if s.type == "tool_calls").step_details.tool_calls[0]
+    assert call.type == "file_search"
+    assert call.file_search.ranking_options.ranker == "default_2024_08_21"
+    assert call.file_search.results[0].file_id == ids["manual.txt"]
+    assert call.file_search.results[0].file_name == "manual.txt"
+    assert len(call.file_search.results) <= 3  # the assistant's max_num_results
+    assert call.file_search.results[0].content is None  # only with include[]
+
+    step_id = next(s.id for s in steps if s.type == "tool_calls")
+    full = client.beta.threads.runs.steps.retrieve(
+        step_id,
+        thread_id=run.thread_id,
+        run_id=run.id,
+        include=["step_details.tool_calls[*].file_search.results[*].content"],
+    )
+    content = full.step_details.tool_calls[0].file_search.results[0].content
+    assert "24 months" in content[0].text
+    raw = full.model_dump(mode="json", exclude_unset=True)
+    assert openapi_errors(raw, "RunStepObject") == [], raw
+
+
+def test_the_threads_own_vector_store_is_searched_too(client, assistant):
+    own = upload(client, "policy.txt", "Our refund policy: unopened items are refunded within 30 days.")
+    thread_store = indexed_store(client, "thread docs", [own])
+    thread = client.beta.threads.create(
+        messages=[
+            {"role": "user", "content": 'Refunds? [[call:file_search {"query": "refund policy unopened items"}]]'}
+        ],
+        tool_resources={"file_search": {"vector_store_ids": [thread_store.id]}},
+    )
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+    text = client.beta.threads.messages.list(thread.id).data[0].content[0].text
+    assert "refunded within 30 days" in text.value
+    assert {a.file_citation.file_id for a in text.annotations} >= {own}
+
+
+def test_a_run_waits_for_a_store_that_is_still_indexing(client):
+    slow = upload(client, "late.txt", "The launch code word is heliotrope. [[slow:2]]")
+    store = client.vector_stores.create(name="still indexing", file_ids=[slow])
+    assert store.status == "in_progress"
+    assistant = client.beta.assistants.create(
+        model="gpt-4o-mini",
+        name="waits-for-index",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    started = time.monotonic()
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": 'Code? [[call:file_search {"query": "launch code word"}]]'}]},
+    )
+    assert run.status == "completed", run.last_error
+    assert "heliotrope" in client.beta.threads.messages.list(run.thread_id).data[0].content[0].text.value
+    assert time.monotonic() - started >= 1.5  # it waited for the embedding that took 2 s
+
+
+def test_a_query_the_store_cannot_answer_tells_the_model_so(client, assistant):
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": '[[call:file_search {"query": ""}]]'}]},
+    )
+    assert run.status == "completed", run.last_error
+    text = client.beta.threads.messages.list(run.thread_id).data[0].content[0].text
+    assert "invalid_arguments" in text.value
+    assert text.annotations == []
