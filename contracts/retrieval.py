@@ -57,6 +57,17 @@ class Forgotten(BaseModel):
     ok: bool = True
 
 
+class ContentRequest(BaseModel):
+    vector_store_id: str
+    file_id: str
+
+
+class FileText(BaseModel):
+    """A file's text as indexing extracted it (what `vector_stores.files.content` shows)."""
+
+    text: str
+
+
 class ChunkingRefused(ValueError):
     """A chunking strategy outside OpenAI's limits; the message names the field."""
 

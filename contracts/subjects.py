@@ -98,6 +98,7 @@ INGEST_ALL = f"{PREFIX}.ingest.>"
 INGEST_CONSUMER = "ossa-retrieval"
 RETRIEVAL_SEARCH = f"{PREFIX}.retrieval.search"  # request/reply: SearchRequest -> SearchResults
 RETRIEVAL_FORGET = f"{PREFIX}.retrieval.forget"  # request/reply: drop a file's (or a store's) chunks
+RETRIEVAL_CONTENT = f"{PREFIX}.retrieval.content"  # request/reply: ContentRequest -> FileText (parsed text)
 RETRIEVAL_QUEUE = "ossa-retrieval"
 
 

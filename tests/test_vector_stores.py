@@ -3,6 +3,7 @@ search (hybrid and dense, attribute filters, thresholds), failures per file, rem
 project's store. Embeddings come from the fake upstream (lexical, so retrieval is meaningful)."""
 
 import io
+import json
 import time
 
 import openai
@@ -152,3 +153,69 @@ def test_bad_stores_are_refused_and_nothing_is_made(client, body, param):
     assert refused.value.status_code in (400, 404)
     assert param in (refused.value.body.get("param") or "")
     assert len(client.vector_stores.list(limit=100).data) == before
+
+
+def test_file_batches_upload_and_poll_then_list_the_batch_files(client):
+    store = client.vector_stores.create(name="batched")
+    earlier = upload(client, "earlier.txt", b"Lighthouses guide ships along rocky coasts at night.")
+    batch = client.vector_stores.file_batches.upload_and_poll(
+        store.id,
+        files=[
+            ("tea.txt", io.BytesIO(b"Green tea is steeped at eighty degrees for two minutes.")),
+            ("bikes.txt", io.BytesIO(b"Bicycle chains need oil every few hundred kilometres.")),
+        ],
+        file_ids=[earlier],
+    )
+    assert batch.status == "completed"
+    assert (batch.file_counts.completed, batch.file_counts.total) == (3, 3)
+    raw = json.loads(
+        client.vector_stores.file_batches.with_raw_response.retrieve(batch.id, vector_store_id=store.id).text
+    )
+    assert openapi_errors(raw, "VectorStoreFileBatchObject") == [], raw
+    listed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=store.id, filter="completed")
+    assert earlier in {f.id for f in listed.data}
+    assert len(listed.data) == 3
+    found = client.vector_stores.search(store.id, query="steeping green tea", max_num_results=1)
+    assert found.data[0].filename == "tea.txt"
+
+
+def test_a_batch_gives_each_file_its_own_attributes_and_refuses_a_foreign_file_before_writing(client):
+    store = client.vector_stores.create(name="batched attributes")
+    a = upload(client, "a.txt", b"Alpine lakes freeze in winter.")
+    b = upload(client, "b.txt", b"Desert dunes shift with the wind.")
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.file_batches.create(store.id, file_ids=[a, "file-doesnotexist"])
+    assert client.vector_stores.files.list(store.id).data == []  # nothing attached by the refused batch
+    with pytest.raises(openai.BadRequestError):
+        client.vector_stores.file_batches.create(store.id, file_ids=[a], files=[{"file_id": b}])
+    batch = client.vector_stores.file_batches.create(
+        store.id,
+        files=[{"file_id": a, "attributes": {"biome": "alpine"}}, {"file_id": b, "attributes": {"biome": "desert"}}],
+    )
+    done = client.vector_stores.file_batches.poll(batch.id, vector_store_id=store.id)
+    assert done.file_counts.completed == 2
+    hits = client.vector_stores.search(
+        store.id, query="landscape", filters={"type": "eq", "key": "biome", "value": "desert"}
+    ).data
+    assert [h.file_id for h in hits] == [b]
+
+
+def test_cancelling_a_batch_cancels_what_is_not_indexed_and_leaves_nothing_searchable(client):
+    store = client.vector_stores.create(name="cancelled batch")
+    slow = upload(client, "slow.txt", b"Volcanoes erupt molten basalt. [[slow:3]]")
+    batch = client.vector_stores.file_batches.create(store.id, file_ids=[slow])
+    cancelled = client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.file_counts.cancelled == 1
+    time.sleep(4)  # the worker finishes embedding the cancelled file meanwhile
+    assert client.vector_stores.files.retrieve(slow, vector_store_id=store.id).status == "cancelled"
+    assert client.vector_stores.search(store.id, query="volcanoes basalt").data == []
+
+
+def test_a_store_files_content_is_its_extracted_text(client, library):
+    store, ids = library
+    page = client.vector_stores.files.content(ids["bread.md"], vector_store_id=store.id)
+    texts = [part.text for part in page]
+    assert "Knead the dough" in "".join(texts)
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.files.content("file-doesnotexist", vector_store_id=store.id)

@@ -14,6 +14,8 @@ from ossabus.contracts import subjects
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.retrieval import (
     ChunkingRefused,
+    ContentRequest,
+    FileText,
     ForgetRequest,
     Forgotten,
     IngestRequest,
@@ -128,7 +130,12 @@ def expiry(expires_after: ExpiresAfter | None, active_at: int) -> int | None:
 
 
 async def attach(
-    request: Request, store: VectorStore, file_id: str, attributes: dict | None, strategy: dict | None
+    request: Request,
+    store: VectorStore,
+    file_id: str,
+    attributes: dict | None,
+    strategy: dict | None,
+    batch_id: str | None = None,
 ) -> VectorStoreFile:
     await file_or_404(request, file_id)  # the caller's own file, or not found
     record = VectorStoreFile(
@@ -138,6 +145,7 @@ async def attach(
         chunking_strategy=chunking(strategy) if strategy is not None else (store.chunking_strategy or chunking(None)),
         attributes=attributes or {},
         project=store.project,
+        batch_id=batch_id,
     )
     await stores(request).put_file(record)
     work = IngestRequest(vector_store_id=store.id, file_id=file_id, project=store.project or DEFAULT_PROJECT)
@@ -268,6 +276,20 @@ async def update_file(request: Request, store_id: str, file_id: str, body: FileU
         store_id, file_id, lambda f: f.model_copy(update={"attributes": body.attributes or {}})
     )
     return updated
+
+
+@router.get("/{store_id}/files/{file_id}/content")
+async def file_content(request: Request, store_id: str, file_id: str):
+    found = await store_file_or_404(request, store_id, file_id)
+    parsed = await bus(request).call(
+        subjects.RETRIEVAL_CONTENT, ContentRequest(vector_store_id=store_id, file_id=found.id), FileText
+    )
+    return {
+        "object": "vector_store.file_content.page",
+        "data": [{"type": "text", "text": parsed.text}],
+        "has_more": False,
+        "next_page": None,
+    }
 
 
 @router.delete("/{store_id}/files/{file_id}")

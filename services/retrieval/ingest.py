@@ -68,7 +68,10 @@ class Ingestor:
                 update={"status": "completed", "usage_bytes": len(text.encode()), "last_error": None}
             )
 
-        await self.stores.update_file(store.id, file.id, done)
+        stored = await self.stores.update_file(store.id, file.id, done)
+        if stored is None or stored.status != "completed":  # removed or cancelled meanwhile: leave nothing behind
+            await self.index.forget(store.id, file.id)
+            return
         log.info("indexed %s into %s: %d chunks", file.id, store.id, len(pieces))
 
     async def _embed(self, texts: list[str], model: str, request: IngestRequest) -> list[list[float]]:

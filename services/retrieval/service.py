@@ -29,7 +29,17 @@ from pydantic import ValidationError
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import EmbeddingRequest, Embeddings
 from ossabus.contracts.ids import new_id
-from ossabus.contracts.retrieval import ForgetRequest, Forgotten, IngestRequest, SearchHit, SearchRequest, SearchResults
+from ossabus.contracts.retrieval import (
+    ContentRequest,
+    FileText,
+    ForgetRequest,
+    Forgotten,
+    IngestRequest,
+    SearchHit,
+    SearchRequest,
+    SearchResults,
+)
+from ossabus.retrieval.extract import Unreadable, extract_text
 from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index, qdrant_filter
 from ossabus.retrieval.ingest import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_ENV, Ingestor, TryLater
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint
@@ -53,6 +63,7 @@ class RetrievalService(Service):
         self.index: Index | None = None
         self.ingestor: Ingestor | None = None
         self.stores: VectorStores | None = None
+        self.files: Files | None = None
         self.bus: BusClient | None = None
         self.work_queue = None
         self.default_model = os.environ.get(EMBEDDING_MODEL_ENV) or DEFAULT_EMBEDDING_MODEL
@@ -70,6 +81,7 @@ class RetrievalService(Service):
         self.work_queue(self.on_ingest)
         sub(subjects.RETRIEVAL_SEARCH, queue=subjects.RETRIEVAL_QUEUE)(endpoint(SearchRequest, NAME)(self.search))
         sub(subjects.RETRIEVAL_FORGET, queue=subjects.RETRIEVAL_QUEUE)(endpoint(ForgetRequest, NAME)(self.forget))
+        sub(subjects.RETRIEVAL_CONTENT, queue=subjects.RETRIEVAL_QUEUE)(endpoint(ContentRequest, NAME)(self.content))
 
     async def started(self) -> None:
         js = self.broker.connection.jetstream()
@@ -77,6 +89,7 @@ class RetrievalService(Service):
         self.index = Index.open(self.settings.data_dir, os.environ.get(QDRANT_URL_ENV))
         self.stores = await VectorStores.open(js)
         files = await Files.open(js)
+        self.files = files
         self.ingestor = Ingestor(self.bus, files, self.stores, self.index, self.default_model)
         keep_fetching(self.work_queue, "the ingestion queue")
 
@@ -171,3 +184,16 @@ class RetrievalService(Service):
         assert self.index is not None
         await self.index.forget(request.vector_store_id, request.file_id)
         return Forgotten()
+
+    async def content(self, request: ContentRequest) -> FileText:
+        """The text of a file of a store, extracted as indexing does (the relay checked the caller's project)."""
+        assert self.files is not None
+        assert self.stores is not None
+        record = await self.stores.get_file(request.vector_store_id, request.file_id)
+        file = await self.files.get(request.file_id)
+        if record is None or file is None:
+            raise BusFailure.of("not_found", f"No file found with id '{request.file_id}'.", param="file_id")
+        try:
+            return FileText(text=extract_text(file.filename, await self.files.content(file.id)))
+        except Unreadable as unreadable:
+            raise BusFailure.of("invalid_request", unreadable.message, param="file_id") from unreadable

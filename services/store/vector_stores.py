@@ -27,10 +27,34 @@ class VectorStoreFile(BaseModel):
     chunking_strategy: dict[str, Any] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict)
     project: str | None = None
+    batch_id: str | None = None  # the file batch that attached it last
 
     @model_serializer(mode="wrap")
     def _hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
-        return hide_unless_stored(handler(self), info, "project")
+        return hide_unless_stored(handler(self), info, "project", "batch_id")
+
+
+class FileBatch(BaseModel):
+    """A file batch; its counts and status come from the records of the files it attached."""
+
+    id: str
+    object: str = "vector_store.files_batch"
+    created_at: int
+    vector_store_id: str
+    cancelled: bool = False
+    project: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _hidden(self, handler, info: SerializationInfo) -> dict[str, Any]:
+        return hide_unless_stored(handler(self), info, "project", "cancelled")
+
+    def shown(self, files: list[VectorStoreFile]) -> dict[str, Any]:
+        counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        for f in files:
+            counts[f.status] = counts.get(f.status, 0) + 1
+        # cancelling marks the batch's files still in progress cancelled at once
+        status = "cancelled" if self.cancelled else ("in_progress" if counts["in_progress"] else "completed")
+        return {**self.model_dump(), "status": status, "file_counts": {**counts, "total": len(files)}}
 
 
 class VectorStore(BaseModel):
@@ -99,6 +123,22 @@ class VectorStores:
         await kvs.delete(self.kv, subjects.token(store_id))
         for f in await self.files(store_id):
             await kvs.delete(self.kv, file_key(store_id, f.id))
+        for batch in await kvs.scan(self.kv, f"{BATCH}.{subjects.token(store_id)}.*", FileBatch):
+            await kvs.delete(self.kv, batch_key(store_id, batch.id))
+
+    async def create_batch(self, batch: FileBatch) -> FileBatch:
+        await kvs.create(self.kv, batch_key(batch.vector_store_id, batch.id), batch)
+        return batch
+
+    async def get_batch(self, store_id: str, batch_id: str) -> FileBatch | None:
+        found = await kvs.read(self.kv, batch_key(store_id, batch_id), FileBatch)
+        return found[0] if found else None
+
+    async def update_batch(self, store_id: str, batch_id: str, change) -> FileBatch | None:
+        return await kvs.update(self.kv, batch_key(store_id, batch_id), FileBatch, change)
+
+    async def batch_files(self, store_id: str, batch_id: str) -> list[VectorStoreFile]:
+        return [f for f in await self.files(store_id) if f.batch_id == batch_id]
 
     async def put_file(self, record: VectorStoreFile) -> VectorStoreFile:
         await kvs.put(self.kv, file_key(record.vector_store_id, record.id), record)
@@ -121,3 +161,10 @@ class VectorStores:
 
 def file_key(store_id: str, file_id: str) -> str:
     return f"{subjects.token(store_id)}.{subjects.token(file_id)}"
+
+
+BATCH = "batch"  # batches live under `batch.<vs>.<batch>`, outside the `<vs>.*` files of a store
+
+
+def batch_key(store_id: str, batch_id: str) -> str:
+    return f"{BATCH}.{subjects.token(store_id)}.{subjects.token(batch_id)}"
