@@ -11,6 +11,7 @@ import io
 import json
 import time
 
+import openai
 import pytest
 from openai import OpenAI
 
@@ -160,3 +161,66 @@ def test_a_query_the_store_cannot_answer_tells_the_model_so(client, assistant):
     text = client.beta.threads.messages.list(run.thread_id).data[0].content[0].text
     assert "invalid_arguments" in text.value
     assert text.annotations == []
+
+
+# --- Responses -----------------------------------------------------------------------------------------
+
+
+def test_responses_file_search_gives_a_file_search_call_item_and_cited_text(client, docs):
+    store, ids = docs
+    response = client.responses.create(
+        model="gpt-4o-mini",
+        input=ASK,
+        tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 2}],
+        include=["file_search_call.results"],
+    )
+    assert response.status == "completed", response.error
+    kinds = [item.type for item in response.output]
+    assert kinds == ["file_search_call", "message"], kinds
+    search = response.output[0]
+    assert search.status == "completed"
+    assert search.queries == ["Falcon drill warranty months"]
+    assert search.results[0].file_id == ids["manual.txt"]
+    assert "24 months" in search.results[0].text
+    assert len(search.results) <= 2
+    text = response.output[1].content[0]
+    assert "24 months" in text.text
+    cited = [a for a in text.annotations if a.type == "file_citation"]
+    assert (cited[0].file_id, cited[0].filename) == (ids["manual.txt"], "manual.txt")
+    raw = json.loads(client.responses.with_raw_response.retrieve(response.id).text)
+    assert openapi_errors(raw, "Response") == [], raw
+    assert raw["output"][0]["results"] is None  # results only with include
+    again = client.responses.retrieve(response.id, include=["file_search_call.results"])
+    assert again.output[0].results[0].file_id == ids["manual.txt"]
+
+
+def test_responses_file_search_streams_its_events(client, docs):
+    store, _ = docs
+    with client.responses.stream(
+        model="gpt-4o-mini", input=ASK, tools=[{"type": "file_search", "vector_store_ids": [store.id]}]
+    ) as stream:
+        types = [event.type for event in stream]
+        final = stream.get_final_response()
+    searched = [t for t in types if t.startswith("response.file_search_call.")]
+    assert searched == [
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+        "response.file_search_call.completed",
+    ]
+    assert types.index("response.file_search_call.completed") < types.index("response.output_text.delta")
+    assert final.output[0].type == "file_search_call"
+
+
+@pytest.mark.parametrize(
+    ("tool", "param"),
+    [
+        ({"type": "file_search"}, "tools[0].vector_store_ids"),
+        ({"type": "file_search", "vector_store_ids": []}, "tools[0].vector_store_ids"),
+        ({"type": "file_search", "vector_store_ids": ["vs_a"], "max_num_results": 0}, "tools[0].max_num_results"),
+        ({"type": "file_search", "vector_store_ids": ["vs_a"], "filters": "x"}, "tools[0].filters"),
+    ],
+)
+def test_a_bad_file_search_tool_is_a_400_naming_the_field(client, tool, param):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="gpt-4o-mini", input="hi", tools=[tool])
+    assert refused.value.body["param"] == param

@@ -213,6 +213,47 @@ def test_another_projects_files_do_not_exist(secure):
         with pytest.raises(openai.NotFoundError):
             attempt()
     assert store.id not in {s.id for s in b.vector_stores.list().data}
+    batch_calls = (
+        lambda: b.vector_stores.file_batches.create(store.id, file_ids=[mine.id]),
+        lambda: b.vector_stores.files.content(uploaded.id, vector_store_id=store.id),
+    )
+    for attempt in batch_calls:
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+
+
+def test_file_search_never_reads_another_projects_store(secure, fake_llm):
+    """A run of team b that names team a's vector store (on a Responses tool, or in a thread's
+    tool_resources) searches nothing: a's words never reach the model."""
+    import io
+    import time
+
+    a, b = sdk(secure, "a_admin"), sdk(secure, "b_admin")
+    secret = a.files.create(file=("secret.txt", io.BytesIO(b"zanzibar merger closes friday")), purpose="assistants")
+    store = a.vector_stores.create(name="team a only", file_ids=[secret.id])
+    deadline = time.monotonic() + 60
+    while a.vector_stores.retrieve(store.id).status == "in_progress":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    ask = '[[call:file_search {"query": "zanzibar merger"}]]'
+    answer = a.responses.create(
+        model="gpt-4o-mini", input=ask, tools=[{"type": "file_search", "vector_store_ids": [store.id]}]
+    )
+    assert "zanzibar merger closes friday" in answer.output_text  # the owner finds it
+    stolen = b.responses.create(
+        model="gpt-4o-mini", input=ask, tools=[{"type": "file_search", "vector_store_ids": [store.id]}]
+    )
+    assert "closes friday" not in stolen.output_text
+    assert "No passages matched" in stolen.output_text
+    thread = b.beta.threads.create(
+        messages=[{"role": "user", "content": ask}], tool_resources={"file_search": {"vector_store_ids": [store.id]}}
+    )
+    assistant = b.beta.assistants.create(model="gpt-4o-mini", name="thief", tools=[{"type": "file_search"}])
+    run = b.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+    assert "closes friday" not in b.beta.threads.messages.list(thread.id).data[0].content[0].text.value
+    seen_by_model = [r for r in fake_llm.requests() if "zanzibar" in str(r.get("messages"))]
+    assert sum("closes friday" in str(r["messages"]) for r in seen_by_model) == 1  # only the owner's run
 
 
 def test_web_chats_with_the_same_id_are_separate_per_project(secure):

@@ -118,8 +118,9 @@ async def search(bus: BusClient, call: ToolCall, number: int, scope: Scope, proj
     in the store), `call.function.output` the passages as the model reads them."""
     call.type = "file_search"
     ranking = {"ranker": RANKER if scope.ranker == "auto" else scope.ranker, "score_threshold": scope.score_threshold}
-    call.file_search = {"ranking_options": ranking, "results": []}
     query = query_of(call)
+    # `queries` is an ossabus addition (OpenAI's step shows none): Responses' file_search_call needs it
+    call.file_search = {"ranking_options": ranking, "results": [], "queries": [query] if query else []}
     if not query:
         call.function.output = tool_error("invalid_arguments", 'file_search takes {"query": "<what to look for>"}')
         return

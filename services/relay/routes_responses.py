@@ -25,7 +25,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.ids import new_id
-from ossabus.contracts.openai_objects import Message, Run, Thread, ToolCallsDetails
+from ossabus.contracts.openai_objects import FileSearchTool, Message, Run, Thread, ToolCallsDetails
 from ossabus.registry.convert_openai import to_assistant
 from ossabus.relay import budgets, routes_runs
 from ossabus.relay.auth import DEFAULT_PROJECT, caller
@@ -334,6 +334,10 @@ async def start_response(
     run.request_tools = [t.model_dump(mode="json") for t in mcp.tools]
     run.provider_params = provider_params(body)
     run.max_tool_calls = body.max_tool_calls
+    searched = next((t for t in tools if t.get("type") == "file_search"), None)
+    if searched is not None:
+        run.tools = [*(t for t in run.tools if t.type != "file_search"), FileSearchTool()]
+        run.file_search_scope = {k: v for k, v in searched.items() if k != "type"}
     if record is None:
         run.direct_model = body.model
         run.model = body.model or run.model
@@ -547,6 +551,9 @@ async def get_response(
     include_obfuscation: bool | None = None,
 ):
     record = await record_or_404(request, response_id)
+    # what this read includes (`include` or the SDK's `include[]`), not what the create asked for
+    asked = (include or []) + request.query_params.getlist("include[]")
+    record = record.model_copy(update={"request": {**record.request, "include": asked}})
     if not stream:
         return await current_object(request, record)
     run = await state(request).get_run(record.thread_id, record.run_id)

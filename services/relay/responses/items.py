@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ossabus.contracts.openai_objects import Message, RunStep, ToolCallsDetails
-from ossabus.relay.responses.objects import SERVER_LABEL, item_id, mcp_call_item
+from ossabus.relay.responses.objects import SERVER_LABEL, file_search_item, item_id, mcp_call_item, output_annotations
 from ossabus.store.state import State
 
 
@@ -26,7 +26,8 @@ def message_items(message: Message) -> list[dict[str, Any]]:
     kind = "input_text" if message.role == "user" else "output_text"
     part: dict[str, Any] = {"type": kind, "text": message.text}
     if kind == "output_text":
-        part |= {"annotations": [], "logprobs": []}
+        annotations = output_annotations([a for p in message.content for a in p.text.annotations])
+        part |= {"annotations": annotations, "logprobs": []}
     status = "completed" if message.status == "completed" else message.status
     return [{"id": message.id, "type": "message", "role": message.role, "status": status, "content": [part]}]
 
@@ -81,6 +82,9 @@ def step_items(step: RunStep) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = []
     for call in step.step_details.tool_calls:
+        if call.type == "file_search":
+            out.append(file_search_item(call, with_results=False))
+            continue
         if not call.client and call.function.output is not None:
             out.append(mcp_call_item(call, SERVER_LABEL))
             continue

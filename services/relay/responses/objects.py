@@ -40,13 +40,62 @@ def item_id(prefix: str, call_id: str) -> str:
 
 def message_item(message: Message) -> dict[str, Any]:
     status = "in_progress" if message.status == "in_progress" else message.status
+    annotations = output_annotations([a for part in message.content for a in part.text.annotations])
     return {
         "id": message.id,
         "type": "message",
         "role": "assistant",
         "status": status,
-        "content": [{"type": "output_text", "text": message.text, "annotations": [], "logprobs": []}],
+        "content": [{"type": "output_text", "text": message.text, "annotations": annotations, "logprobs": []}],
     }
+
+
+def output_annotations(annotations: list[Any]) -> list[dict[str, Any]]:
+    """A message's `file_citation` annotations (Assistants form, with the marker's span) in the
+    Responses form: the file, its name (the marker's `†name`) and where in the text it is cited."""
+    out = []
+    for a in annotations:
+        if not isinstance(a, dict) or a.get("type") != "file_citation":
+            continue
+        marker = str(a.get("text") or "")
+        filename = marker.split("†", 1)[1].rstrip("】") if "†" in marker else ""
+        out.append(
+            {
+                "type": "file_citation",
+                "file_id": (a.get("file_citation") or {}).get("file_id", ""),
+                "filename": filename,
+                "index": int(a.get("start_index") or 0),
+            }
+        )
+    return out
+
+
+def file_search_item(call: ToolCall, with_results: bool) -> dict[str, Any]:
+    """OpenAI's `file_search_call` item; `results` only under `include: ["file_search_call.results"]`."""
+    details = call.file_search or {}
+    results = None
+    if with_results and call.function.output is not None:
+        results = [
+            {
+                "file_id": r.get("file_id"),
+                "filename": r.get("file_name"),
+                "score": r.get("score"),
+                "attributes": r.get("attributes") or {},
+                "text": "".join(c.get("text", "") for c in r.get("content") or []),
+            }
+            for r in details.get("results") or []
+        ]
+    return {
+        "id": item_id("fs", call.id),
+        "type": "file_search_call",
+        "status": "completed" if call.function.output is not None else "searching",
+        "queries": list(details.get("queries") or []),
+        "results": results,
+    }
+
+
+def wants_results(record: ResponseRecord) -> bool:
+    return "file_search_call.results" in (record.request.get("include") or [])
 
 
 def function_call_item(call: ToolCall, status: str = "completed") -> dict[str, Any]:
@@ -99,6 +148,8 @@ def waiting_calls(run: Run | None) -> set[str]:
 
 
 def call_items(record: ResponseRecord, call: ToolCall, waiting: set[str]) -> list[dict[str, Any]]:
+    if call.type == "file_search":
+        return [file_search_item(call, wants_results(record))]
     if call.client or call.id in waiting:
         return [function_call_item(call)]
     label = record.mcp_labels.get(call.function.name, SERVER_LABEL)

@@ -17,8 +17,9 @@ from pydantic import Field, field_validator, model_validator
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import Metadata, Strict, Temperature, TopP, check_metadata
 
-HOSTED_LATER = {"file_search", "code_interpreter"}  # run by the files and sandbox capabilities
-KNOWN_TOOLS = {"function", "mcp", *HOSTED_LATER}
+HOSTED_LATER = {"code_interpreter"}  # run by the sandbox capability
+KNOWN_TOOLS = {"function", "mcp", "file_search", *HOSTED_LATER}
+FILE_SEARCH_RESULTS = "file_search_call.results"
 
 
 class TextFormat(Strict):
@@ -125,6 +126,8 @@ def check_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
             parameters = tool.get("parameters")
             if parameters is not None and not isinstance(parameters, dict):
                 raise ApiError(400, "`parameters` is a JSON Schema object", param=f"tools[{i}].parameters")
+        if kind == "file_search":
+            check_file_search(tool, f"tools[{i}]")
         if kind in HOSTED_LATER:
             raise ApiError(
                 400,
@@ -134,6 +137,25 @@ def check_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
             )
         out.append(tool)
     return out
+
+
+def check_file_search(tool: dict[str, Any], where: str) -> None:
+    """OpenAI's FileSearchTool: `vector_store_ids` (required), `max_num_results` 1..50, `filters`,
+    `ranking_options`; the stores themselves are checked against the caller's project at search."""
+    ids = tool.get("vector_store_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ApiError(400, "a file_search tool needs `vector_store_ids`", param=f"{where}.vector_store_ids")
+    if len(ids) > 2:
+        raise ApiError(400, "file_search searches at most 2 vector stores", param=f"{where}.vector_store_ids")
+    limit = tool.get("max_num_results")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50):
+        raise ApiError(400, "max_num_results is between 1 and 50", param=f"{where}.max_num_results")
+    for name in ("filters", "ranking_options"):
+        if tool.get(name) is not None and not isinstance(tool[name], dict):
+            raise ApiError(400, f"`{name}` is an object", param=f"{where}.{name}")
+    unknown = set(tool) - {"type", "vector_store_ids", "max_num_results", "filters", "ranking_options"}
+    if unknown:
+        raise ApiError(400, f"unknown file_search field {sorted(unknown)[0]!r}", param=f"{where}.{sorted(unknown)[0]}")
 
 
 @dataclass

@@ -22,8 +22,11 @@ from ossabus.contracts.openai_objects import ToolCall
 from ossabus.relay.responses.objects import (
     SERVER_LABEL,
     approval_request_item,
+    file_search_item,
     function_call_item,
     mcp_call_item,
+    output_annotations,
+    wants_results,
 )
 from ossabus.runtime.events import REASONING_DELTA
 from ossabus.store.responses import ResponseRecord
@@ -212,7 +215,8 @@ class ResponseEvents:
             self._open_text(message_id)  # (a replay that starts after its opening cannot happen: kept whole)
         index, parts = self.texts.pop(message_id)
         text = _text_of(message) or "".join(parts)
-        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        cited = [a for p in message.get("content") or [] for a in (p.get("text") or {}).get("annotations") or []]
+        part = {"type": "output_text", "text": text, "annotations": output_annotations(cited), "logprobs": []}
         status = "completed" if message.get("status") == "completed" else "incomplete"
         item = {"id": message_id, "type": "message", "role": "assistant", "status": status, "content": [part]}
         return [
@@ -245,6 +249,10 @@ class ResponseEvents:
     def _tool_deltas(self, data: dict) -> list[Event]:
         out: list[Event] = []
         for entry in ((data.get("delta") or {}).get("step_details") or {}).get("tool_calls") or []:
+            if entry.get("type") == "file_search":
+                if "results" in (entry.get("file_search") or {}) and entry.get("id"):
+                    out += self._show_file_search(entry)
+                continue
             seen = self._seen(data.get("id", ""), entry)
             output = (entry.get("function") or {}).get("output")
             if output is not None and seen["id"]:
@@ -262,6 +270,9 @@ class ResponseEvents:
         holds the client's answers, which belong to the response before)."""
         out: list[Event] = []
         for entry in (step.get("step_details") or {}).get("tool_calls") or []:
+            if entry.get("type") == "file_search":
+                out += self._show_file_search(entry)
+                continue
             call = ToolCall.model_validate(entry)
             if call.function.output is not None:
                 out += self._show_server_call(call)
@@ -321,6 +332,33 @@ class ResponseEvents:
                 item_id=ident,
                 output_index=index,
             ),
+            self._event("response.output_item.done", output_index=index, item=done),
+        ]
+
+    def _show_file_search(self, entry: dict) -> list[Event]:
+        """A search that ran: added (in progress), searching, completed, done."""
+        if entry["id"] in self.shown:
+            return []
+        self.shown.add(entry["id"])
+        call = ToolCall(
+            id=entry["id"],
+            type="file_search",
+            file_search=entry.get("file_search") or {},
+            function={"name": "file_search", "arguments": "", "output": ""},
+        )
+        done = file_search_item(call, wants_results(self.record))
+        index = self.items
+        self.items += 1
+        ident = done["id"]
+        return [
+            self._event(
+                "response.output_item.added",
+                output_index=index,
+                item={**done, "status": "in_progress", "results": None},
+            ),
+            self._event("response.file_search_call.in_progress", item_id=ident, output_index=index),
+            self._event("response.file_search_call.searching", item_id=ident, output_index=index),
+            self._event("response.file_search_call.completed", item_id=ident, output_index=index),
             self._event("response.output_item.done", output_index=index, item=done),
         ]
 
