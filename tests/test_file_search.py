@@ -224,3 +224,66 @@ def test_a_bad_file_search_tool_is_a_400_naming_the_field(client, tool, param):
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model="gpt-4o-mini", input="hi", tools=[tool])
     assert refused.value.body["param"] == param
+
+
+# --- files given to threads --------------------------------------------------------------------------
+
+
+def test_a_message_attachment_for_file_search_goes_into_the_threads_own_store(client, assistant):
+    memo = upload(client, "memo.txt", "Memo: the offsite moves to the Lisbon office in March.")
+    thread = client.beta.threads.create()
+    client.beta.threads.messages.create(
+        thread.id,
+        role="user",
+        content='Where is the offsite? [[call:file_search {"query": "offsite office"}]]',
+        attachments=[{"file_id": memo, "tools": [{"type": "file_search"}]}],
+    )
+    ids = client.beta.threads.retrieve(thread.id).tool_resources.file_search.vector_store_ids
+    assert len(ids) == 1
+    store = client.vector_stores.retrieve(ids[0])
+    assert store.name == f"thread {thread.id}"
+    assert store.expires_after.days == 7
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run.last_error
+    text = client.beta.threads.messages.list(thread.id).data[0].content[0].text
+    assert "Lisbon office" in text.value
+    assert memo in {a.file_citation.file_id for a in text.annotations}
+    # a second attachment joins the same store
+    client.beta.threads.messages.create(
+        thread.id, role="user", content="and this", attachments=[{"file_id": memo, "tools": [{"type": "file_search"}]}]
+    )
+    assert client.beta.threads.retrieve(thread.id).tool_resources.file_search.vector_store_ids == ids
+
+
+def test_tool_resources_may_make_a_store_from_file_ids(client):
+    guide = upload(client, "guide.txt", "Guide: the museum opens at ten and closes at six.")
+    thread = client.beta.threads.create(tool_resources={"file_search": {"vector_stores": [{"file_ids": [guide]}]}})
+    ids = thread.tool_resources.file_search.vector_store_ids
+    assert len(ids) == 1
+    assert [f.id for f in client.vector_stores.files.list(ids[0]).data] == [guide]
+
+
+def test_a_bad_attachment_is_refused_before_anything_is_made(client):
+    stores_before = len(client.vector_stores.list(limit=100).data)
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.beta.threads.create(
+            messages=[
+                {
+                    "role": "user",
+                    "content": "x",
+                    "attachments": [{"file_id": "file-doesnotexist", "tools": [{"type": "file_search"}]}],
+                }
+            ],
+            tool_resources={"file_search": {"vector_stores": [{"file_ids": []}]}},
+        )
+    assert "file" in missing.value.body["param"]
+    thread = client.beta.threads.create()
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.beta.threads.messages.create(
+            thread.id, role="user", content="x", attachments=[{"file_id": "file-x", "tools": [{"type": "browser"}]}]
+        )
+    assert bad.value.body["param"] == "attachments[0].tools"
+    with pytest.raises(openai.NotFoundError):
+        client.beta.threads.create(tool_resources={"file_search": {"vector_store_ids": ["vs_doesnotexist"]}})
+    assert len(client.vector_stores.list(limit=100).data) == stores_before
+    assert client.beta.threads.messages.list(thread.id).data == []

@@ -20,6 +20,7 @@ from ossabus.relay.auth import require_admin
 from ossabus.relay.context import assistant_json, assistant_record, bus, checked_id, manifests, now
 from ossabus.relay.openai_requests import AssistantCreate, AssistantUpdate
 from ossabus.relay.pagination import paginate
+from ossabus.relay.thread_files import resolve_resources
 from ossabus.runtime.bus import BusFailure
 
 router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
@@ -35,6 +36,8 @@ async def create_assistant(request: Request, body: AssistantCreate):
     require_admin(request, "create, change or delete assistants (they are agent manifests, shared by every project)")
     fields = body.model_dump(exclude_none=True, mode="json")
     fields.pop("reasoning_effort", None)
+    if "tool_resources" in fields:
+        fields["tool_resources"] = await resolve_resources(request, fields["tool_resources"])
     base = slug(body.name or "")[:50] or "assistant"
     for attempt in range(NAME_ATTEMPTS):
         name = base if attempt == 0 and body.name else f"{base}-{_suffix()}"
@@ -86,6 +89,8 @@ async def update_assistant(request: Request, assistant_id: str, body: AssistantU
     record = await assistant_record(request, checked_id(assistant_id, "assistant", "assistant_id"))
     changes = body.model_dump(exclude_unset=True, mode="json")
     changes.pop("reasoning_effort", None)
+    if changes.get("tool_resources") is not None:
+        changes["tool_resources"] = await resolve_resources(request, changes["tool_resources"])
     manifest = apply_assistant_update(record.manifest, changes)
     put = PutManifestRequest(
         content=yaml.safe_dump(manifest, sort_keys=False),

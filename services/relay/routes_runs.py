@@ -31,6 +31,7 @@ from ossabus.relay.openai_requests import (
 from ossabus.relay.pagination import paginate
 from ossabus.relay.routes_threads import create_thread_from, message_from, thread_or_404
 from ossabus.relay.run_stream import RunStream
+from ossabus.relay.thread_files import add_to_thread_store, check_attachments
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.work_queue import queue_run
 from ossabus.store import answers
@@ -56,6 +57,11 @@ async def start(
     if additional_instructions:
         params["additional_instructions"] = additional_instructions
     run = new_run(thread_id, record, params)
+    searched = [
+        f
+        for i, m in enumerate(additional_messages or [])
+        for f in await check_attachments(request, m.attachments, f"additional_messages[{i}].attachments")
+    ]
     holder = await state(request).claim_thread(thread_id, run.id)
     if holder is not None:
         raise ApiError(
@@ -63,6 +69,8 @@ async def start(
         )
     for message in additional_messages or []:
         await state(request).put_message(message_from(thread_id, message))
+    if searched:
+        await add_to_thread_store(request, await thread_or_404(request, thread_id), searched)
     await state(request).put_run(run)
     return await launch(
         request,

@@ -13,6 +13,7 @@ from ossabus.relay.context import checked_id, not_found, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
 from ossabus.relay.pagination import paginate
+from ossabus.relay.thread_files import add_to_thread_store, check_attachments, check_resources, resolve_resources
 from ossabus.store.messages import text_message
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
@@ -46,16 +47,22 @@ async def message_or_404(request: Request, thread_id: str, message_id: str) -> M
 
 
 async def create_thread_from(request: Request, body: ThreadCreate) -> Thread:
+    searched = [
+        await check_attachments(request, m.attachments, f"messages[{i}].attachments")
+        for i, m in enumerate(body.messages)
+    ]
+    await check_resources(request, body.tool_resources)  # all refusals come before any write
     thread = Thread(
         id=new_id("thread"),
         created_at=now(),
-        tool_resources=body.tool_resources,
+        tool_resources=await resolve_resources(request, body.tool_resources),
         metadata=body.metadata or {},
         project=caller(request).project,
     )
     for message in body.messages:
         await state(request).put_message(message_from(thread.id, message))
-    return await state(request).create_thread(thread)
+    thread = await state(request).create_thread(thread)
+    return await add_to_thread_store(request, thread, [f for ids in searched for f in ids])
 
 
 @router.post("")
@@ -72,6 +79,8 @@ async def get_thread(request: Request, thread_id: str):
 async def update_thread(request: Request, thread_id: str, body: ThreadUpdate):
     await thread_or_404(request, thread_id)
     changes = body.model_dump(exclude_unset=True)
+    if changes.get("tool_resources") is not None:
+        changes["tool_resources"] = await resolve_resources(request, changes["tool_resources"])
 
     def change(thread: Thread) -> Thread:
         return thread.model_copy(
@@ -90,7 +99,7 @@ async def delete_thread(request: Request, thread_id: str):
 
 @router.post("/{thread_id}/messages")
 async def create_message(request: Request, thread_id: str, body: MessageCreate):
-    await thread_or_404(request, thread_id)
+    thread = await thread_or_404(request, thread_id)
     active = await state(request).active_run(thread_id)
     if active is not None:
         raise ApiError(
@@ -99,7 +108,10 @@ async def create_message(request: Request, thread_id: str, body: MessageCreate):
             param="thread_id",
             code="run_active",
         )
-    return await state(request).put_message(message_from(thread_id, body))
+    searched = await check_attachments(request, body.attachments, "attachments")
+    message = await state(request).put_message(message_from(thread_id, body))
+    await add_to_thread_store(request, thread, searched)
+    return message
 
 
 @router.get("/{thread_id}/messages")

@@ -161,8 +161,8 @@ async def attach(
     return record
 
 
-@router.post("")
-async def create_store(request: Request, body: StoreCreate):
+async def make_store(request: Request, body: StoreCreate) -> VectorStore:
+    """A new store of the caller's project with its files queued; every file is checked first."""
     created = now()
     store = VectorStore(
         id=new_id("vs"),
@@ -181,7 +181,12 @@ async def create_store(request: Request, body: StoreCreate):
     await stores(request).create(store)
     for file_id in body.file_ids or []:
         await attach(request, store, file_id, None, None)
-    return await shown(request, store)
+    return store
+
+
+@router.post("")
+async def create_store(request: Request, body: StoreCreate):
+    return await shown(request, await make_store(request, body))
 
 
 @router.get("")
