@@ -2,13 +2,17 @@
 search (hybrid and dense, attribute filters, thresholds), failures per file, removal, and another
 project's store. Embeddings come from the fake upstream (lexical, so retrieval is meaningful)."""
 
+import asyncio
 import io
 import json
 import time
 
+import nats
 import openai
 import pytest
 from openai import OpenAI
+
+from ossabus.contracts import subjects
 
 from openapi_check import openapi_errors
 
@@ -219,3 +223,36 @@ def test_a_store_files_content_is_its_extracted_text(client, library):
     assert "Knead the dough" in "".join(texts)
     with pytest.raises(openai.NotFoundError):
         client.vector_stores.files.content("file-doesnotexist", vector_store_id=store.id)
+
+
+async def age_store(nats_url: str, store_id: str, seconds: int) -> None:
+    """Move a store's clock back by `seconds` (written behind the API's back: nobody waits a day)."""
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await nc.jetstream().key_value(subjects.VECTOR_STORES_BUCKET)
+        record = json.loads((await kv.get(store_id)).value)
+        for field in ("created_at", "last_active_at", "expires_at"):
+            record[field] -= seconds
+        await kv.put(store_id, json.dumps(record).encode())
+    finally:
+        await nc.close()
+
+
+def test_an_unused_store_expires_and_a_search_keeps_a_store_alive(client, nats_url):
+    day = {"anchor": "last_active_at", "days": 1}
+    idle = client.vector_stores.create(name="idle", expires_after=day)
+    assert idle.expires_at == idle.last_active_at + 86400
+    asyncio.run(age_store(nats_url, idle.id, 86400 + 60))
+    assert client.vector_stores.retrieve(idle.id).status == "expired"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.vector_stores.search(idle.id, query="anything")
+    assert "expired" in refused.value.message
+
+    used = client.vector_stores.create(name="used", expires_after=day)
+    asyncio.run(age_store(nats_url, used.id, 3600))
+    before = client.vector_stores.retrieve(used.id)
+    client.vector_stores.search(used.id, query="anything")
+    after = client.vector_stores.retrieve(used.id)
+    assert after.last_active_at >= before.last_active_at + 3600 - 5
+    assert after.expires_at == after.last_active_at + 86400
+    assert after.status == "completed"

@@ -313,6 +313,8 @@ async def remove_file(request: Request, store_id: str, file_id: str):
 @router.post("/{store_id}/search")
 async def search(request: Request, store_id: str, body: SearchBody):
     store = await store_or_404(request, store_id)
+    if store.expired:
+        raise ApiError(400, f"Vector store {store.id} has expired; make a new one.", param="vector_store_id")
     queries = [body.query] if isinstance(body.query, str) else body.query
     if not queries or any(not q.strip() for q in queries):
         raise ApiError(400, "query must be a non-empty string or list of strings", param="query")

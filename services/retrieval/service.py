@@ -46,13 +46,14 @@ from ossabus.runtime.bus import BusClient, BusFailure, endpoint
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
 from ossabus.store.files import Files
-from ossabus.store.vector_stores import VectorStores
+from ossabus.store.vector_stores import VectorStore, VectorStores
 
 log = logging.getLogger(__name__)
 NAME = "retrieval"
 MAX_DELIVER = 5
 KEEPALIVE_S = 10.0
 INDEXING_POLL_S = 0.25
+ACTIVITY_GRANULARITY_S = 60
 
 
 class RetrievalService(Service):
@@ -144,8 +145,9 @@ class RetrievalService(Service):
         deadline = time.monotonic() + request.wait_for_indexing_s
         for store_id in request.vector_store_ids:
             store = await self.stores.get(store_id)
-            if store is None or (store.project or "default") != request.project:
-                continue  # another project's store is as absent as a deleted one
+            if store is None or (store.project or "default") != request.project or store.expired:
+                continue  # another project's store is as absent as a deleted one; an expired one is unusable
+            await self._touch(store)
             files = await self.stores.files(store_id)
             while any(f.status == "in_progress" for f in files) and time.monotonic() < deadline:
                 await asyncio.sleep(INDEXING_POLL_S)
@@ -174,6 +176,17 @@ class RetrievalService(Service):
                     )
         ranked = sorted(hits.values(), key=lambda h: h.score, reverse=True)[: request.max_num_results]
         return SearchResults(data=ranked)
+
+    async def _touch(self, store: VectorStore) -> None:
+        """A search is activity: move `last_active_at` (at most once a minute: a write per search
+        would cost more than the precision is worth)."""
+        at = int(time.time())
+        if store.last_active_at is not None and at - store.last_active_at < ACTIVITY_GRANULARITY_S:
+            return
+        assert self.stores is not None
+        await self.stores.update(
+            store.id, lambda s: None if s.expired else s.active_now(max(at, s.last_active_at or 0))
+        )
 
     async def _embed_queries(self, model: str, request: SearchRequest) -> list[list[float]]:
         assert self.bus is not None

@@ -79,6 +79,13 @@ class VectorStore(BaseModel):
     def expired(self) -> bool:
         return self.expires_at is not None and time.time() >= self.expires_at
 
+    def active_now(self, at: int) -> VectorStore:
+        """Used at `at`: `last_active_at` moves, and with it the expiry an `expires_after` sets."""
+        expires_at = self.expires_at
+        if self.expires_after is not None:
+            expires_at = at + int(self.expires_after.get("days", 0)) * 86400
+        return self.model_copy(update={"last_active_at": at, "expires_at": expires_at})
+
     def shown(self, files: list[VectorStoreFile]) -> dict[str, Any]:
         """The store as the API answers: with `file_counts`, `usage_bytes` and `status` from its files."""
         counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
