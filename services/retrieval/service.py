@@ -75,7 +75,10 @@ class RetrievalService(Service):
             subjects.INGEST_ALL,
             stream=JStream(name=subjects.INGEST_STREAM, declare=False),
             durable=subjects.INGEST_CONSUMER,
-            config=ConsumerConfig(ack_policy=JsAckPolicy.EXPLICIT, ack_wait=30, max_deliver=MAX_DELIVER),
+            # the same lease as a run's (OSSABUS_ACK_WAIT_S): a worker that dies gives its file up that soon
+            config=ConsumerConfig(
+                ack_policy=JsAckPolicy.EXPLICIT, ack_wait=self.settings.ack_wait_s, max_deliver=MAX_DELIVER
+            ),
             pull_sub=PullSub(batch_size=1, timeout=5.0),
             ack_policy=AckPolicy.MANUAL,
         )
@@ -107,30 +110,30 @@ class RetrievalService(Service):
             await raw.term()
             return
         assert self.ingestor is not None
-        keepalive = asyncio.create_task(self._keep_alive(raw))
+        keepalive = asyncio.create_task(self._keep_alive(raw, min(KEEPALIVE_S, self.settings.ack_wait_s / 3)))
         try:
             last = raw.metadata.num_delivered >= MAX_DELIVER
             await self.ingestor.ingest(request, last_attempt=last)
             await raw.ack()
         except TryLater as later:
             log.warning("indexing %s into %s: %s; trying again", request.file_id, request.vector_store_id, later)
-            await raw.nak(delay=2.0 * raw.metadata.num_delivered)
+            await raw.nak(delay=2.0 * self.settings.redelivery_base_s * raw.metadata.num_delivered)
         except Exception:
             log.exception("indexing %s into %s failed", request.file_id, request.vector_store_id)
             if raw.metadata.num_delivered >= MAX_DELIVER:  # no more deliveries: the file must not stay in_progress
                 await self.ingestor.fail(request, "server_error", "the file could not be indexed")
                 await raw.ack()
             else:
-                await raw.nak(delay=2.0)
+                await raw.nak(delay=2.0 * self.settings.redelivery_base_s)
         finally:
             keepalive.cancel()
 
     @staticmethod
-    async def _keep_alive(raw) -> None:
+    async def _keep_alive(raw, every_s: float) -> None:
         """A big file takes longer than the ack wait: tell JetStream the work goes on."""
         with contextlib.suppress(Exception):
             while True:
-                await asyncio.sleep(KEEPALIVE_S)
+                await asyncio.sleep(every_s)
                 await raw.in_progress()
 
     async def search(self, request: SearchRequest) -> SearchResults:
