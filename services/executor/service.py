@@ -176,6 +176,13 @@ class ExecutorService(Service):
         assert self.runner is not None
         assert self.leases is not None
         raw = msg.raw_message
+        ended = await self.runner.state.get_run(request.thread_id, request.run_id)
+        if ended is not None and ended.terminal:
+            # Announcing an ending needs no lease (its message id makes it once): a delivery that only
+            # finds the run ended must not queue behind a lease and burn the message's last deliveries.
+            await self.runner.announce_ending(ended)
+            await msg.ack()
+            return True
         fence = await self.leases.acquire(request.run_id)
         if fence is None:
             # Alive elsewhere (or in this process, from an earlier delivery), or a dead executor's lease

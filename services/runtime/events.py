@@ -23,12 +23,13 @@ from pydantic import BaseModel
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import RunEvent
-from ossabus.store.leases import current_fence, fenced_write
+from ossabus.store.leases import TRANSIENT, current_fence, fenced_write
 
 REASONING_DELTA = "ossabus.reasoning.delta"  # not an Assistants event: the Assistants stream skips it
 FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta", REASONING_DELTA)
 # A run ends once; the message id makes JetStream drop a second copy of its ending (a publish tried
 # again after a lost acknowledgement), on top of the fence that stops a second carrier.
+ANNOUNCE_PATIENCE_S = 600  # an ending is retried through NATS outages this long (a redelivery announces it later)
 ONCE_PER_RUN = tuple(f"thread.run.{status}" for status in ("completed", "failed", "cancelled", "expired", "incomplete"))
 
 
@@ -49,6 +50,27 @@ class RunEvents:
             await self.nc.publish(subject, body.model_dump_json().encode())
             await asyncio.sleep(0)  # let nats-py's flusher write it now (see the module docstring)
             return
-        headers = {"Nats-Msg-Id": f"{self.run_id}.{event}"} if event in ONCE_PER_RUN else None
         data = body.model_dump_json().encode()
+        if event in ONCE_PER_RUN and fence is not None:
+            # The run's ending is stored already: it must be announced even if this carrier loses the
+            # lease now (a lost renewal acknowledgement, a cluster electing a leader), or nobody may:
+            # a redelivery that finds the run ended is not guaranteed (deliveries are bounded).
+            # The message id makes any second copy a no-op, so no fence is needed, and the publish
+            # is shielded from the carrier being stopped half-way.
+            await asyncio.shield(self._announce(subject, data, {"Nats-Msg-Id": f"{self.run_id}.{event}"}))
+            return
+        headers = {"Nats-Msg-Id": f"{self.run_id}.{event}"} if event in ONCE_PER_RUN else None
         await fenced_write(lambda: self.js.publish(subject, data, timeout=5, headers=headers))
+
+    async def _announce(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        delay = 0.1
+        deadline = asyncio.get_running_loop().time() + ANNOUNCE_PATIENCE_S
+        while True:
+            try:
+                await self.js.publish(subject, data, timeout=5, headers=headers)
+                return
+            except TRANSIENT:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
