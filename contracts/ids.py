@@ -53,3 +53,10 @@ def derived_id(prefix: str, seed: str) -> str:
     """The same id for the same seed (a task's message id, a web chat's id): a retry finds what the
     first attempt created instead of making a second one."""
     return f"{prefix}_" + hashlib.sha256(f"{prefix}:{seed}".encode()).hexdigest()[:24]
+
+
+def fixed_id(prefix: str, at_ms: int, seed: str) -> str:
+    """An id that sorts by `at_ms` (like `new_id`'s) and is the same for the same seed: what a
+    redelivered message writes again replaces what its first delivery wrote, in the same place."""
+    digest = int.from_bytes(hashlib.sha256(f"{prefix}:{seed}".encode()).digest()[:12], "big")
+    return f"{prefix}_" + _base62(at_ms, 7) + _base62(digest % (62 * 62), 2) + _base62(digest, 15)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from faststream import AckPolicy
 from faststream.nats import JStream, PullSub
@@ -57,6 +58,7 @@ from ossabus.store.state import State
 log = logging.getLogger(__name__)
 NAME = "executor"
 MAX_DELIVER = 5
+Settle = Callable[[], Awaitable[object]]
 DEFAULT_MAX_RUNS = 64
 
 
@@ -170,9 +172,12 @@ class ExecutorService(Service):
             task.cancel()
         await asyncio.gather(*self.inflight, return_exceptions=True)
 
-    async def _carry(self, msg: NatsMessage, request: RunRequest) -> bool:
+    async def _carry(self, msg: NatsMessage, request: RunRequest, before_ack: Settle | None = None) -> bool:
         """Carry a run for this delivery; ack when it is terminal or parked, nak (to be redelivered)
-        when something unexpected failed or another executor holds its lease. True when acked."""
+        when something unexpected failed or another executor holds its lease. True when acked.
+
+        `before_ack` runs first (a task's result is announced): should it fail, the message is not
+        acknowledged, so a redelivery announces it, instead of an acknowledged task that nobody hears of."""
         assert self.runner is not None
         assert self.leases is not None
         raw = msg.raw_message
@@ -181,7 +186,7 @@ class ExecutorService(Service):
             # Announcing an ending needs no lease (its message id makes it once): a delivery that only
             # finds the run ended must not queue behind a lease and burn the message's last deliveries.
             await self.runner.announce_ending(ended)
-            await msg.ack()
+            await self._settle(msg, before_ack)
             return True
         fence = await self.leases.acquire(request.run_id)
         if fence is None:
@@ -197,7 +202,7 @@ class ExecutorService(Service):
         try:
             with fenced(fence):
                 await self.runner.carry(request)
-            await msg.ack()
+            await self._settle(msg, before_ack)
             return True
         except LeaseLost:
             # Another carrier has the run: it acknowledges the message when it is done. Acking this
@@ -212,14 +217,14 @@ class ExecutorService(Service):
                 raise  # shutting down: not acked, so another executor takes the run over
             task.uncancel()
             await self.runner.cancelled(request)
-            await msg.ack()
+            await self._settle(msg, before_ack)
             return True
         except Exception:
             attempts = raw.metadata.num_delivered
             log.exception("run %s failed on delivery %d/%d", request.run_id, attempts, MAX_DELIVER)
             if attempts >= MAX_DELIVER:
                 await self.runner.fail(request, "the run failed repeatedly inside ossabus; see the executor log")
-                await msg.ack()
+                await self._settle(msg, before_ack)
                 return True
             await raw.nak(delay=min(self.settings.redelivery_base_s * 2 ** (attempts - 1), 30))
             return False
@@ -230,6 +235,12 @@ class ExecutorService(Service):
             self.running.pop(request.run_id, None)
             self.cancel_requested.discard(request.run_id)
             self.lease_lost.discard(request.run_id)
+
+    @staticmethod
+    async def _settle(msg: NatsMessage, before_ack: Settle | None) -> None:
+        if before_ack is not None:
+            await before_ack()
+        await msg.ack()
 
     async def _renew(self, fence: Fence, carrier: asyncio.Task) -> None:
         """Keep the run's lease while the carrier waits (on the model, on a tool); if another carrier
@@ -262,7 +273,8 @@ class ExecutorService(Service):
         try:
             task = TaskMessage.model_validate_json(msg.body)
             thread_id, run_id = task_ids(task, seed)
-            started = await self.tasks.start(agent, task, thread_id, run_id)
+            published_ms = int(raw.metadata.timestamp.timestamp() * 1000)  # the same for every delivery
+            started = await self.tasks.start(agent, task, thread_id, run_id, published_ms)
         except ValidationError as exc:
             error = validation_failure(exc).error
             await self.tasks.reject(
@@ -281,8 +293,7 @@ class ExecutorService(Service):
         request = RunRequest(
             run_id=run.id, thread_id=run.thread_id, agent=record.name, agent_version=record.version, principal="nats"
         )
-        if await self._carry(msg, request):
-            await self._announce(record, run)
+        await self._carry(msg, request, before_ack=lambda: self._announce(record, run))
 
     async def _announce(self, record, run) -> TaskResult | None:
         assert self.tasks is not None

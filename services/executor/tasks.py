@@ -11,6 +11,7 @@ either order; publish the next after the previous result when order matters.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -23,15 +24,17 @@ from nats.aio.client import Client
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord, RunEvent, TaskMessage, TaskResult
-from ossabus.contracts.ids import derived_id, new_id
+from ossabus.contracts.ids import derived_id, fixed_id, new_id
 from ossabus.contracts.openai_objects import Run, Thread
 from ossabus.executor.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
-from ossabus.store.kv import Conflict
+from ossabus.store.kv import TRANSIENT, Conflict
 from ossabus.store.messages import text_message
 from ossabus.store.runs import new_run
 from ossabus.store.state import State
+
+RESULT_ATTEMPTS = 20  # about 10 s of publishing a task's result before leaving it to a redelivery
 
 
 class TaskRejected(Exception):
@@ -67,7 +70,7 @@ class Tasks:
         self.nc, self.state, self.agents = nc, state, agents
 
     async def start(
-        self, agent: str, task: TaskMessage, thread_id: str, run_id: str
+        self, agent: str, task: TaskMessage, thread_id: str, run_id: str, published_ms: int | None = None
     ) -> tuple[Run, ManifestRecord] | None:
         """The run for this task (created now, or found from an earlier delivery); None while its
         thread is busy with another run."""
@@ -81,10 +84,16 @@ class Tasks:
                 await self.state.create_thread(Thread(id=thread_id, created_at=_now(), metadata=task.metadata))
         if await self.state.claim_thread(thread_id, run_id) is not None:
             return None
-        for role, text in messages:
-            await self.state.put_message(text_message(thread_id, role, text))
+        # A second delivery of the task may get here too (its first one stalled past the ack wait):
+        # ids fixed by the run make its messages replace the first one's, and the run is created once.
+        at_ms = published_ms or int(time.time() * 1000)
+        for n, (role, text) in enumerate(messages):
+            fixed = fixed_id("msg", at_ms + n, f"{run_id}:{n}")
+            await self.state.put_message(text_message(thread_id, role, text, message_id=fixed))
         run = new_run(thread_id, record, params, run_id=run_id)
-        await self.state.put_run(run)
+        stored = await self.state.create_run(run)
+        if stored is not run:
+            return stored, record  # the other delivery made it first (and may have carried it on)
         events = RunEvents(self.nc, thread_id, run_id)
         await events.emit("thread.run.created", run)
         await events.emit("thread.run.queued", run)
@@ -189,11 +198,19 @@ class Tasks:
             run_id=run.id,
             data=result.model_dump(mode="json"),
         )
-        await self.nc.jetstream().publish(
-            subjects.run_event(run.thread_id, run.id, subjects.TASK_RESULT_EVENT),
-            event.model_dump_json().encode(),
-            timeout=5,
-        )
+        # an ended run's result is announced once (a redelivery that announces it again is dropped);
+        # a parked run's (requires_action) each time it parks
+        headers = {"Nats-Msg-Id": f"{run.id}.{subjects.TASK_RESULT_EVENT}"} if run.terminal else None
+        subject = subjects.run_event(run.thread_id, run.id, subjects.TASK_RESULT_EVENT)
+        data = event.model_dump_json().encode()
+        for attempt in range(RESULT_ATTEMPTS):  # NATS may still be settling after an outage
+            try:
+                await self.nc.jetstream().publish(subject, data, timeout=5, headers=headers)
+                break
+            except TRANSIENT:
+                if attempt == RESULT_ATTEMPTS - 1:
+                    raise  # not acknowledged: the task's redelivery announces it
+                await asyncio.sleep(0.5)
         return result
 
     async def reject(self, thread_id: str, run_id: str, error: TaskRejected, task_subject: str) -> None:

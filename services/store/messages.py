@@ -16,11 +16,13 @@ def text_message(
     *,
     metadata: dict[str, str] | None = None,
     attachments: list[dict[str, Any]] | None = None,
+    message_id: str | None = None,
 ) -> Message:
-    """A completed message, as a client or another system wrote it."""
+    """A completed message, as a client or another system wrote it (`message_id` fixed by a caller
+    that may write it twice, so the second write replaces the first)."""
     now = int(time.time())
     return Message(
-        id=new_id("msg"),
+        id=message_id or new_id("msg"),
         created_at=now,
         completed_at=now,
         thread_id=thread_id,

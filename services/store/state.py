@@ -103,6 +103,17 @@ class State:
         await fenced_write(lambda: kvs.put(self.runs_kv, subjects.run_key(run.thread_id, run.id), run))
         return run
 
+    async def create_run(self, run: Run) -> Run:
+        """Store a new run, or return the one already stored under its id (made by a concurrent
+        delivery of the same task: the first one wins, nothing is overwritten)."""
+        try:
+            await kvs.create(self.runs_kv, subjects.run_key(run.thread_id, run.id), run)
+            return run
+        except Conflict:
+            existing = await self.get_run(run.thread_id, run.id)
+            assert existing is not None, "a run's record is never deleted while its thread exists"
+            return existing
+
     async def get_run(self, thread_id: str, run_id: str) -> Run | None:
         found = await kvs.read(self.runs_kv, subjects.run_key(thread_id, run_id), Run)
         return found[0] if found else None
