@@ -245,10 +245,16 @@ def test_file_search_never_reads_another_projects_store(secure, fake_llm):
     )
     assert "closes friday" not in stolen.output_text
     assert "No passages matched" in stolen.output_text
-    thread = b.beta.threads.create(
-        messages=[{"role": "user", "content": ask}], tool_resources={"file_search": {"vector_store_ids": [store.id]}}
+    with pytest.raises(openai.NotFoundError):  # naming a's store on b's thread is refused outright
+        b.beta.threads.create(tool_resources={"file_search": {"vector_store_ids": [store.id]}})
+    # assistants are shared by every project: one of a's, with a's store, run in b's thread finds nothing
+    assistant = a.beta.assistants.create(
+        model="gpt-4o-mini",
+        name="team-a-helper",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
     )
-    assistant = b.beta.assistants.create(model="gpt-4o-mini", name="thief", tools=[{"type": "file_search"}])
+    thread = b.beta.threads.create(messages=[{"role": "user", "content": ask}])
     run = b.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
     assert run.status == "completed", run.last_error
     assert "closes friday" not in b.beta.threads.messages.list(thread.id).data[0].content[0].text.value
