@@ -74,7 +74,7 @@ def test_every_python_and_shell_block_of_the_quickstart_is_run_here():
     runnable = [lang for lang in fences if lang in ("python", "bash", "sh")]
     assert len(marked) == len(runnable), "a quickstart block is not marked `<!-- readme-test: NAME -->`"
     tested = {name for name in BLOCKS}
-    assert tested == {"curl", "cli", "nats-client", "openai-sdk", "approvals", "curl-chat", "responses"}
+    assert tested == {"curl", "cli", "nats-client", "openai-sdk", "approvals", "curl-chat", "responses", "file-search"}
 
 
 def test_the_curl_quickstart(readme_stack):
@@ -157,4 +157,12 @@ def test_the_responses_quickstart(readme_stack):
         "user Hello from Assistants",
         "user Hello from Responses",
         "assistant Echo: Hello from Responses",
+    ]
+
+
+def test_the_file_search_quickstart(readme_stack):
+    lines = run_block("file-search", readme_stack).splitlines()
+    assert lines == [
+        "manual.txt The Falcon drill warranty lasts 24 months.",
+        "Echo: How long is the Falcon drill warranty?",
     ]
