@@ -222,6 +222,15 @@ def test_another_projects_files_do_not_exist(secure):
             attempt()
 
 
+def test_rewrite_query_without_a_configured_model_is_a_clear_400(secure):
+    a = sdk(secure, "a_admin")
+    store = a.vector_stores.create(name="no rewriting here")
+    with pytest.raises(openai.BadRequestError) as refused:
+        a.vector_stores.search(store.id, query="anything", rewrite_query=True)
+    assert refused.value.body["param"] == "rewrite_query"
+    assert "OSSABUS_REWRITE_MODEL" in refused.value.message
+
+
 def test_file_search_never_reads_another_projects_store(secure, fake_llm):
     """A run of team b that names team a's vector store (on a Responses tool, or in a thread's
     tool_resources) searches nothing: a's words never reach the model."""

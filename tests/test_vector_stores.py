@@ -256,3 +256,15 @@ def test_an_unused_store_expires_and_a_search_keeps_a_store_alive(client, nats_u
     assert after.last_active_at >= before.last_active_at + 3600 - 5
     assert after.expires_at == after.last_active_at + 86400
     assert after.status == "completed"
+
+
+def test_rewrite_query_asks_the_model_for_the_search_query(client, library, fake_llm):
+    store, ids = library
+    found = client.vector_stores.search(store.id, query="umm so what about solar panels?", rewrite_query=True)
+    # the fake model answers "Echo: <the user's text>": that answer is what was searched
+    assert found.search_query == ["Echo: umm so what about solar panels?"]
+    assert found.data[0].file_id == ids["solar.txt"]
+    asked = next(r for r in reversed(fake_llm.requests()) if "messages" in r)
+    assert asked["model"] == "gpt-4o-mini"
+    assert asked["messages"][0]["role"] == "system"
+    assert "search query" in asked["messages"][0]["content"]

@@ -76,11 +76,12 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
     subject = subjects.chat(agent.name if agent else subjects.PLAIN_LLM_AGENT)
     nc = request.app.state.broker.connection
     if not body.stream:
-        return restore_completion(await _complete(nc, subject, chat), shapes)
+        return restore_completion(await complete(nc, subject, chat), shapes)
     return await _stream(nc, subject, chat, shapes)
 
 
-async def _complete(nc, subject: str, chat: ChatRequest) -> dict:
+async def complete(nc, subject: str, chat: ChatRequest) -> dict:
+    """A non-streamed chat completion from an executor (also used by other routes, e.g. query rewriting)."""
     try:
         reply = await nc.request(
             subject, chat.model_dump_json().encode(), timeout=CHAT_TIMEOUT_S, headers=headers_with_context()

@@ -22,7 +22,7 @@ from ossabus.relay.context import bus, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import Strict
 from ossabus.relay.responses.requests import ConversationRef, check_tools, read_input, require_model
-from ossabus.relay.routes_chat import _complete, resolve_target
+from ossabus.relay.routes_chat import complete, resolve_target
 from ossabus.relay.routes_responses import record_or_404
 from ossabus.relay.routes_threads import thread_or_404
 
@@ -112,7 +112,7 @@ async def compact(request: Request, body: HistoryQuery):
         project=caller(request).project,
     )
     subject = subjects.chat(target.name if target else subjects.PLAIN_LLM_AGENT)
-    result = await _complete(request.app.state.broker.connection, subject, chat)
+    result = await complete(request.app.state.broker.connection, subject, chat)
     summary = ((result.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
     usage = result.get("usage") or {}
     prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))

@@ -28,6 +28,7 @@ from ossabus.relay.context import bus, checked_id, now
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import Metadata, Strict, check_metadata
 from ossabus.relay.pagination import paginate
+from ossabus.relay.query_rewrite import rewritten
 from ossabus.relay.routes_files import file_or_404, project
 from ossabus.store.vector_stores import VectorStore, VectorStoreFile, VectorStores
 
@@ -318,6 +319,8 @@ async def search(request: Request, store_id: str, body: SearchBody):
     queries = [body.query] if isinstance(body.query, str) else body.query
     if not queries or any(not q.strip() for q in queries):
         raise ApiError(400, "query must be a non-empty string or list of strings", param="query")
+    if body.rewrite_query:
+        queries = [await rewritten(request, q) for q in queries]
     ranking = body.ranking_options or RankingOptions()
     query = SearchRequest(
         vector_store_ids=[store.id],

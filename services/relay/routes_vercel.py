@@ -34,7 +34,7 @@ from ossabus.relay.auth import DEFAULT_PROJECT, caller, principal
 from ossabus.relay.context import assistant_id, now, state
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import RunOptions
-from ossabus.relay.routes_chat import _complete, open_chat_stream
+from ossabus.relay.routes_chat import complete, open_chat_stream
 from ossabus.relay.run_stream import RunStream
 from ossabus.relay.vercel.chat_requests import (
     ChatBody,
@@ -326,7 +326,7 @@ async def generate_object(request: Request, body: GenerateObjectBody):
         raise ApiError(400, "Give `prompt` or `messages`.", param="prompt")
     response_format = {"type": "json_schema", "json_schema": {"name": "object", "schema": body.schema_}}
     chat = await _chat_request(request, item, messages, {"response_format": response_format})
-    result = await _complete(request.app.state.broker.connection, subjects.chat(item.name), chat)
+    result = await complete(request.app.state.broker.connection, subjects.chat(item.name), chat)
     text = (result.get("choices") or [{}])[0].get("message", {}).get("content") or ""
     try:
         value = json.loads(text)
