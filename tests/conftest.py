@@ -8,6 +8,8 @@ is never mocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -28,7 +30,6 @@ from nats.js.errors import NotFoundError, ServerError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import contextlib
 
 from ossabus.runtime.nats_server import EmbeddedNats, find_nats_server
 from ossabus.runtime.provision import Topology, buckets, provision, streams
@@ -340,7 +341,11 @@ def api_stack(
         ["up", "--nats-url", nats_url, "--manifests", str(rendered_agents(fake_llm.base_url))],
         log,
         free_port(),
-        env={**llm_env(fake_llm), "OSSABUS_MCP_CONFIG": str(mcp_servers.config)},
+        env={
+            **llm_env(fake_llm),
+            "OSSABUS_MCP_CONFIG": str(mcp_servers.config),
+            "OSSABUS_REWRITE_MODEL": "openai/gpt-4o-mini",  # for rewrite_query (other stacks have none)
+        },
     )
     yield running
     code = running.stop()
@@ -365,10 +370,12 @@ def node_clients() -> Path:
         missing("Node.js and npm are not installed: the clients in other languages cannot run")
     installed = NODE_CLIENTS / "node_modules" / ".package-lock.json"
     lock = NODE_CLIENTS / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENTS, check=True, capture_output=True, timeout=300
-        )
+    with (NODE_CLIENTS / ".npm-ci.lock").open("w") as guard:  # one installer at a time across xdist workers
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENTS, check=True, capture_output=True, timeout=300
+            )
     return NODE_CLIENTS
 
 
