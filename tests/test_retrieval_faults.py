@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from conftest import free_port, llm_env, reset_jetstream, start_stack
+from conftest import eventually, free_port, llm_env, reset_jetstream, start_stack
 
 ACK_WAIT_S = 3
 
@@ -71,7 +71,11 @@ def test_a_file_whose_indexing_process_is_killed_is_finished_by_the_next_one_onc
     assert done.status == "completed", done.last_error
     hits = client.vector_stores.search(store.id, query="kestrels hunting voles", max_num_results=50).data
     assert [h.file_id for h in hits] == [file_id]  # one chunk, indexed once
-    assert "indexed" in second.logs()
+
+    def logged() -> None:  # logged just after the file's record says completed
+        assert f"indexed {file_id} into {store.id}" in second.logs()
+
+    eventually(logged, timeout=10)
 
     # the index and the records outlive a restart
     assert second.stop() == 0, second.logs()
