@@ -131,12 +131,14 @@ class Index:
         store_id: str,
         query: str,
         vector: list[float],
-        file_ids: list[str],
+        file_ids: list[str] | None,
         attributes: dict[str, Any] | None,
         limit: int,
         hybrid: bool,
     ) -> list[Hit]:
-        if not file_ids or not await self.client.collection_exists(store_id):
+        """`file_ids` limits the search to those files; None searches every chunk of the store (a
+        filter costs: Qdrant's local mode checks it point by point, 40x slower at 10k chunks)."""
+        if file_ids == [] or not await self.client.collection_exists(store_id):
             return []
         where = qdrant_filter(file_ids, attributes)
         if hybrid:

@@ -98,3 +98,6 @@ class Ingestor:
             return current.model_copy(update={"status": "failed", "last_error": {"code": code, "message": message}})
 
         await self.stores.update_file(record.vector_store_id, record.id, failed)
+        # A file may fail after its chunks were written (its completion could not be stored): a failed
+        # file leaves nothing in the index, so searches need no filter for it.
+        await self.index.forget(record.vector_store_id, record.id)

@@ -155,17 +155,22 @@ class RetrievalService(Service):
             while any(f.status == "in_progress" for f in files) and time.monotonic() < deadline:
                 await asyncio.sleep(INDEXING_POLL_S)
                 files = await self.stores.files(store_id)
-            ready = [f.id for f in files if f.status == "completed"]
+            ready = {f.id for f in files if f.status == "completed"}
             if not ready:
                 continue  # only files indexed to the end are searched: nothing half-visible
+            # Only a file still being indexed can have chunks in the index that must not be seen (a
+            # failed, cancelled or removed file's chunks are dropped), so without one no filter is needed.
+            searched = sorted(ready) if any(f.status == "in_progress" for f in files) else None
             model = store.embedding_model or self.default_model
             if model not in embedded:
                 embedded[model] = await self._embed_queries(model, request)
             for text, vector in zip(request.queries, embedded[model], strict=True):
                 found = await self.index.search(
-                    store_id, text, vector, ready, request.filters, request.max_num_results, request.hybrid
+                    store_id, text, vector, searched, request.filters, request.max_num_results, request.hybrid
                 )
                 for hit in found:
+                    if hit.payload["file_id"] not in ready:
+                        continue  # left behind by a removal whose clean-up failed: never shown
                     key = (hit.payload["file_id"], int(hit.payload.get("chunk", 0)))
                     if hit.score < request.score_threshold or (key in hits and hits[key].score >= hit.score):
                         continue

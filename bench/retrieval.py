@@ -1,0 +1,211 @@
+"""Retrieval: ingestion throughput, search latency in the embedded engine, and what file_search
+adds to a run, each next to what a user would do instead.
+
+  1. engine: chunks put straight into Qdrant's local mode (what a script using qdrant-client would
+     do) against the same chunks through ossabus' Index (dense + sparse vectors); search p50/p99 at
+     10k and 100k chunks: a bare dense query against ossabus' hybrid (dense + BM25-style, RRF) one;
+  2. ingestion through a running ossabus (upload, work queue, extraction, chunking, embedding through
+     the executor, indexing) against the same files chunked, embedded with litellm and indexed in
+     one process;
+  3. a Responses run that calls file_search against the same run without tools, and a search
+     through the HTTP API.
+
+Embeddings come from the fake upstream in tests/fake_llm.py (lexical, 256 dimensions, instant), so
+these are ossabus' and Qdrant's costs. Everything shares this machine's cores.
+
+    python bench/retrieval.py [--chunks 10000 100000] [--files 40] [--words 2000] [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from common import start_fake, start_ossabus, stop
+from fake_llm import embed  # the fake upstream's lexical embedding, computed here for the engine part
+
+from ossabus.retrieval.chunking import chunks
+from ossabus.retrieval.index import DENSE, Index, sparse_vector
+
+WORDS = [f"w{i}" for i in range(5000)]
+
+
+def text_of(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(values: list[float]) -> str:
+    return f"p50 {statistics.median(values) * 1000:.2f} ms, p99 {pct(values, 0.99) * 1000:.2f} ms"
+
+
+# --- 1. the embedded engine ----------------------------------------------------------------------------
+
+
+async def engine(total: int, queries: int = 200) -> None:
+    rng = random.Random(total)
+    per_file = 100
+    folder = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    index = Index.open(folder, None)
+    texts = [text_of(rng, 60) for _ in range(total)]
+    vectors = [embed(t, 256) for t in texts]
+    started = time.perf_counter()
+    for f in range(0, total, per_file):
+        file_id = f"file-{f // per_file}"
+        await index.replace_file("vs_bench", file_id, texts[f : f + per_file], vectors[f : f + per_file], {})
+    ours = time.perf_counter() - started
+
+    from qdrant_client import AsyncQdrantClient, models
+
+    raw = AsyncQdrantClient(path=str(folder / "raw"))
+    await raw.create_collection("raw", vectors_config=models.VectorParams(size=256, distance=models.Distance.COSINE))
+    started = time.perf_counter()
+    for f in range(0, total, per_file):
+        points = [
+            models.PointStruct(id=f + i, vector=vectors[f + i], payload={"text": texts[f + i]})
+            for i in range(min(per_file, total - f))
+        ]
+        await raw.upsert("raw", points=points, wait=True)
+    bare = time.perf_counter() - started
+
+    files = [f"file-{i}" for i in range(total // per_file)]
+    asked = [text_of(rng, 6) for _ in range(queries)]
+    hybrid, dense, direct = [], [], []
+    for q in asked:
+        vector = embed(q, 256)
+        t = time.perf_counter()
+        await index.search("vs_bench", q, vector, files, None, 20, hybrid=True)
+        hybrid.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await index.search("vs_bench", q, vector, files, None, 20, hybrid=False)
+        dense.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await raw.query_points("raw", query=vector, limit=20, with_payload=True)
+        direct.append(time.perf_counter() - t)
+    await raw.close()
+    await index.close()
+    print(f"\n## embedded engine, {total:,} chunks ({per_file} per file)")
+    print("| | qdrant-client direct (dense only) | ossabus Index |")
+    print("|---|---|---|")
+    print(f"| indexing | {total / bare:,.0f} chunks/s | {total / ours:,.0f} chunks/s (dense + sparse) |")
+    print(f"| search, dense | {ms(direct)} | {ms(dense)} (file filter) |")
+    print(f"| search, hybrid (RRF) | - | {ms(hybrid)} |")
+    _ = sparse_vector, DENSE  # the vectors ossabus adds per chunk
+
+
+# --- 2. ingestion through ossabus --------------------------------------------------------------------
+
+
+async def ingestion(base: str, fake_url: str, files: int, words: int) -> None:
+    import litellm
+
+    rng = random.Random(7)
+    bodies = [text_of(rng, words) for _ in range(files)]
+    strategy = {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}
+    total = sum(len(chunks(b, strategy)) for b in bodies)
+
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
+    started = time.perf_counter()
+    ids = [
+        (await client.files.create(file=(f"doc{i}.txt", io.BytesIO(b.encode())), purpose="assistants")).id
+        for i, b in enumerate(bodies)
+    ]
+    uploaded = time.perf_counter()
+    store = await client.vector_stores.create(name="bench", file_ids=ids)
+    while True:  # polled, as users poll (upload_and_poll)
+        if (await client.vector_stores.retrieve(store.id)).status != "in_progress":
+            break
+        await asyncio.sleep(0.05)
+    through = time.perf_counter() - uploaded
+    upload_s = uploaded - started
+    done = await client.vector_stores.retrieve(store.id)
+    assert done.file_counts.completed == files, done.file_counts
+
+    index = Index.open(Path(tempfile.mkdtemp(prefix="bench-direct-")), None)
+    started = time.perf_counter()
+    for i, body in enumerate(bodies):
+        pieces = [p.text for p in chunks(body, strategy)]
+        answer = await litellm.aembedding(
+            model="openai/text-embedding-3-small", input=pieces, api_base=f"{fake_url}/v1", api_key="fake"
+        )
+        vectors = [d["embedding"] for d in answer.data]
+        await index.replace_file("vs_direct", f"file-{i}", pieces, vectors, {})
+    direct = time.perf_counter() - started
+    await index.close()
+    print(f"\n## ingestion: {files} files of {words} words = {total:,} chunks (auto chunking)")
+    print("| | one process: chunk, litellm embed, index | through ossabus (queue, executor, retrieval) |")
+    print("|---|---|---|")
+    print(f"| chunks/s | {total / direct:,.0f} | {total / through:,.0f} (upload took {upload_s:.2f} s more) |")
+    print(f"| ratio | 1.00 | {direct / through:.2f}x |")
+    return store.id
+
+
+# --- 3. file_search in a run -----------------------------------------------------------------------------
+
+
+async def in_runs(base: str, store_id: str, runs: int) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+
+        async def respond(body: dict) -> float:
+            t = time.perf_counter()
+            answer = await http.post("/v1/responses", json=body)
+            answer.raise_for_status()
+            assert answer.json()["status"] == "completed", answer.text
+            return time.perf_counter() - t
+
+        plain, searched, search_api = [], [], []
+        tool = [{"type": "file_search", "vector_store_ids": [store_id]}]
+        for i in range(runs):  # alternating, so drift hits both alike
+            plain.append(await respond({"model": "openai/fake-model", "input": f"hello {i}"}))
+            ask = f'q{i} [[call:file_search {{"query": "w1 w2 w3 w{i}"}}]]'
+            searched.append(await respond({"model": "openai/fake-model", "input": ask, "tools": tool}))
+            t = time.perf_counter()
+            (await http.post(f"/v1/vector_stores/{store_id}/search", json={"query": f"w{i} w7"})).raise_for_status()
+            search_api.append(time.perf_counter() - t)
+    print(f"\n## file_search in a Responses run (medians of {runs}, instant upstream)")
+    print("| no tools (1 model call) | file_search (2 model calls + a search) | a search through the API |")
+    print("|---|---|---|")
+    print(f"| {statistics.median(plain) * 1000:.1f} ms | {statistics.median(searched) * 1000:.1f} ms "
+          f"(+{(statistics.median(searched) - statistics.median(plain)) * 1000:.1f} ms) "
+          f"| {statistics.median(search_api) * 1000:.1f} ms |")  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--files", type=int, default=40)
+    parser.add_argument("--words", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    for total in args.chunks:
+        await engine(total)
+    fake, fake_url = start_fake()
+    data = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
+    env = {"OPENAI_BASE_URL": f"{fake_url}/v1", "OPENAI_API_KEY": "fake"}
+    procs, base, _ = start_ossabus(env, data, executors=0)
+    try:
+        store_id = await ingestion(base, fake_url, args.files, args.words)
+        await in_runs(base, store_id, args.runs)
+    finally:
+        stop([*procs, fake])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
