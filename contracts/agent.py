@@ -221,6 +221,11 @@ class AgentDefinition(BaseModel):
     handoffs: list[Any] = Field(default_factory=list)
     delegation: dict[str, Any] | None = None
     knowledge_sources: list[Any] = Field(default_factory=list)
+    data_sources: list[Any] = Field(
+        default_factory=list,
+        description="Every retrieval source declared (`data_sources`, `knowledge_sources`); the ossabus vector "
+        "stores among them are in `tool_resources.file_search`.",
+    )
     protocols: Any = Field(None, description="`protocols` (mcp, a2a, rest, ...), as declared.")
     token_efficiency: dict[str, Any] | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)

@@ -11,6 +11,7 @@ import io
 import json
 import time
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -287,3 +288,50 @@ def test_a_bad_attachment_is_refused_before_anything_is_made(client):
         client.beta.threads.create(tool_resources={"file_search": {"vector_store_ids": ["vs_doesnotexist"]}})
     assert len(client.vector_stores.list(limit=100).data) == stores_before
     assert client.beta.threads.messages.list(thread.id).data == []
+
+
+AGENT_WITH_SOURCES = """\
+apiVersion: ossa/v0.5
+kind: Agent
+metadata:
+  name: docs-from-sources
+  version: 1.0.0
+spec:
+  instructions: Answer from the product documentation.
+  model: {provider: openai, model: fake-model}
+  knowledge_sources:
+    - {name: product-docs, type: vector_store, vector_store_id: STORE}
+    - {name: papers, type: vector_store, provider: qdrant, config: {collection: papers, endpoint: "http://127.0.0.1:9"}}
+"""
+
+
+def test_a_manifests_knowledge_sources_are_searched_in_its_runs(client, docs, api_stack):
+    """A vector store named by the manifest is searched in the agent's runs (Assistants and Responses); a
+    Qdrant collection of its own is kept with a warning, never reached."""
+    store, ids = docs
+    manifest = AGENT_WITH_SOURCES.replace("STORE", store.id)
+    yaml = {"content-type": "application/yaml"}
+    checked = httpx.post(f"{api_stack.base_url}/v1/ossa/validate", content=manifest, headers=yaml, timeout=30).json()
+    assert checked["valid"] is True, checked
+    codes = {d["code"]: d["path"] for d in checked["warnings"]}
+    assert codes["data_source.external"] == "$.spec.knowledge_sources[1]", checked
+    reply = httpx.put(
+        f"{api_stack.base_url}/v1/ossa/manifests/docs-from-sources", content=manifest, headers=yaml, timeout=30
+    )
+    assert reply.status_code in (200, 201), reply.text
+
+    assistant = client.beta.assistants.retrieve("asst_docsXfromXsources")
+    assert [t.type for t in assistant.tools] == ["file_search"]
+    assert assistant.tool_resources.file_search.vector_store_ids == [store.id]
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": ASK}]}
+    )
+    assert run.status == "completed", run.last_error
+    text = client.beta.threads.messages.list(run.thread_id).data[0].content[0].text
+    assert "24 months" in text.value
+    assert text.annotations[0].file_citation.file_id == ids["manual.txt"], (text, ids)
+
+    response = client.responses.create(model="docs-from-sources", input=ASK, include=["file_search_call.results"])
+    call = next(item for item in response.output if item.type == "file_search_call")
+    assert call.results[0].file_id == ids["manual.txt"]
+    assert "24 months" in response.output_text

@@ -24,6 +24,7 @@ from ossabus.contracts.agent import (
     WorkflowSettings,
     WorkflowStepRef,
 )
+from ossabus.registry.data_sources import read_data_sources
 from ossabus.registry.normalize_security import apply_security, security_settings
 from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider, litellm_model, litellm_provider
 from ossabus.registry.tools import ToolCollector, as_json_schema, check_json_schema
@@ -68,6 +69,9 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         if mcp.get("servers") is not None:
             tools.protocol_mcp_servers(mcp["servers"], [*where, "mcp", "servers"])
     tools.vercel_tools(_dict(va.get("tool_calling")).get("tools"), ["extensions", "vercel_ai", "tool_calling", "tools"])
+    sources = read_data_sources(spec, ext, f)
+    if sources.vector_store_ids:
+        tools.builtin("file_search", sources.first_store_path)
 
     definition = AgentDefinition(
         name=metadata["name"],
@@ -84,7 +88,8 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         tools=_in_openai_order(list(tools.tools.values()), oa.get("tools")),
         capabilities=tools.capabilities,
         mcp_servers=tools.mcp_servers,
-        tool_resources=_dict(oa.get("tool_resources")),
+        tool_resources=_with_stores(_dict(oa.get("tool_resources")), sources.vector_store_ids),
+        data_sources=sources.declared,
         limits=_limits(spec, oa, va, f),
         run_defaults=_run_defaults(oa, va),
         observability=_observability(spec, oa),
@@ -285,6 +290,15 @@ def _number(value: Any, f: Findings, path: list[str | int], cast: type = float) 
             pass
     f.warning("value.not_a_number", f"expected a number, got {value!r}; ignored", path)
     return None
+
+
+def _with_stores(resources: dict, store_ids: list[str]) -> dict:
+    """The manifest's own vector stores join the assistant's `file_search` resources, where runs look."""
+    if not store_ids:
+        return resources
+    search = _dict(resources.get("file_search"))
+    named = [i for i in _list(search.get("vector_store_ids")) if isinstance(i, str)]
+    return {**resources, "file_search": {**search, "vector_store_ids": list(dict.fromkeys(named + store_ids))}}
 
 
 def _list(value: Any) -> list[Any]:

@@ -148,7 +148,7 @@ class ToolCollector:
             path = [*base, i]
             kind = item.get("type") if isinstance(item, dict) else None
             if kind in ("code_interpreter", "file_search"):
-                self._builtin(kind, path)
+                self.builtin(kind, path)
             elif kind == "function" and isinstance(item.get("function"), dict):
                 fn = item["function"]
                 self._add(
@@ -229,9 +229,9 @@ class ToolCollector:
         if name not in self.capabilities:
             self.capabilities.append(name)
         if name in BUILTIN_BY_CAPABILITY:
-            self._builtin(BUILTIN_BY_CAPABILITY[name], None)
+            self.builtin(BUILTIN_BY_CAPABILITY[name], None)
 
-    def _builtin(self, kind: str, path: list[str | int] | None) -> None:
+    def builtin(self, kind: str, path: list[str | int] | None) -> None:
         capability = {v: k for k, v in BUILTIN_BY_CAPABILITY.items()}[kind]
         if capability not in self.capabilities:
             self.capabilities.append(capability)
