@@ -1,9 +1,10 @@
 """Retrieval: ingestion throughput, search latency in the embedded engine, and what file_search
 adds to a run, each next to what a user would do instead.
 
-  1. engine: chunks put straight into Qdrant's local mode (what a script using qdrant-client would
-     do) against the same chunks through ossabus' Index (dense + sparse vectors); search p50/p99 at
-     10k and 100k chunks: a bare dense query against ossabus' hybrid (dense + BM25-style, RRF) one;
+  1. engine: chunks put straight into the two embedded Qdrants a script would use (qdrant-client's
+     local mode, Qdrant Edge) against the same chunks in ossabus' index (dense + sparse vectors);
+     search p50/p99 at 10k and 100k chunks: bare dense queries against ossabus' dense, filtered and
+     hybrid (dense + BM25-style, RRF) ones;
   2. ingestion through a running ossabus (upload, work queue, extraction, chunking, embedding through
      the executor, indexing) against the same files chunked, embedded with litellm and indexed in
      one process;
@@ -32,13 +33,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import qdrant_edge as qe
 from common import start_fake, start_ossabus, stop
 from fake_llm import embed  # the fake upstream's lexical embedding, computed here for the engine part
 
 from ossabus.retrieval.chunking import chunks
-from ossabus.retrieval.index import DENSE, Index, sparse_vector
+from ossabus.retrieval.index import DENSE, open_index
 
 WORDS = [f"w{i}" for i in range(5000)]
+RESULTS_IN_RUNS = 3
 
 
 def text_of(rng: random.Random, n: int) -> str:
@@ -57,55 +60,85 @@ def ms(values: list[float]) -> str:
 # --- 1. the embedded engine ----------------------------------------------------------------------------
 
 
-async def engine(total: int, queries: int = 200) -> None:
+async def engine(total: int, queries: int = 200, local_limit: int = 20_000) -> None:
+    """The same chunks three ways: bare dense points in the client's local mode and in Qdrant Edge
+    (what a script would do), and ossabus' index (Edge, dense + sparse, file index, fusion)."""
+    from qdrant_client import AsyncQdrantClient, models
+
     rng = random.Random(total)
     per_file = 100
     folder = Path(tempfile.mkdtemp(prefix="bench-index-"))
-    index = Index.open(folder, None)
     texts = [text_of(rng, 60) for _ in range(total)]
     vectors = [embed(t, 256) for t in texts]
-    started = time.perf_counter()
-    for f in range(0, total, per_file):
-        file_id = f"file-{f // per_file}"
-        await index.replace_file("vs_bench", file_id, texts[f : f + per_file], vectors[f : f + per_file], {})
-    ours = time.perf_counter() - started
-
-    from qdrant_client import AsyncQdrantClient, models
-
-    raw = AsyncQdrantClient(path=str(folder / "raw"))
-    await raw.create_collection("raw", vectors_config=models.VectorParams(size=256, distance=models.Distance.COSINE))
-    started = time.perf_counter()
-    for f in range(0, total, per_file):
-        points = [
-            models.PointStruct(id=f + i, vector=vectors[f + i], payload={"text": texts[f + i]})
-            for i in range(min(per_file, total - f))
-        ]
-        await raw.upsert("raw", points=points, wait=True)
-    bare = time.perf_counter() - started
-
     files = [f"file-{i}" for i in range(total // per_file)]
     asked = [text_of(rng, 6) for _ in range(queries)]
-    hybrid, dense, direct = [], [], []
-    for q in asked:
+
+    index = await open_index(folder, None)
+    started = time.perf_counter()
+    for f in range(0, total, per_file):
+        await index.replace_file(
+            "vs_bench", files[f // per_file], texts[f : f + per_file], vectors[f : f + per_file], {}
+        )
+    ours = time.perf_counter() - started
+
+    edge = qe.EdgeShard.create(
+        str(folder / "edge"), qe.EdgeConfig(vectors={DENSE: qe.EdgeVectorParams(size=256, distance=qe.Distance.Cosine)})
+    )
+    started = time.perf_counter()
+    for f in range(0, total, per_file):
+        batch = [
+            qe.Point(id=f + i, vector={DENSE: vectors[f + i]}, payload={"text": texts[f + i]}) for i in range(per_file)
+        ]
+        edge.update(qe.UpdateOperation.upsert_points(batch))
+    edge_s = time.perf_counter() - started
+
+    local = local_s = None
+    if total <= local_limit:  # local mode keeps every point in Python objects: slow to fill beyond this
+        local = AsyncQdrantClient(path=str(folder / "local"))
+        await local.create_collection(
+            "raw", vectors_config=models.VectorParams(size=256, distance=models.Distance.COSINE)
+        )
+        started = time.perf_counter()
+        for f in range(0, total, per_file):
+            batch = [
+                models.PointStruct(id=f + i, vector=vectors[f + i], payload={"text": texts[f + i]})
+                for i in range(per_file)
+            ]
+            await local.upsert("raw", points=batch, wait=True)
+        local_s = time.perf_counter() - started
+
+    timings: dict[str, list[float]] = {k: [] for k in ("local", "edge", "dense", "filtered", "hybrid")}
+    for q in asked:  # interleaved, so drift hits every column alike
         vector = embed(q, 256)
-        t = time.perf_counter()
-        await index.search("vs_bench", q, vector, files, None, 20, hybrid=True)
-        hybrid.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        await index.search("vs_bench", q, vector, files, None, 20, hybrid=False)
-        dense.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        await raw.query_points("raw", query=vector, limit=20, with_payload=True)
-        direct.append(time.perf_counter() - t)
-    await raw.close()
+        nearest = qe.QueryRequest(limit=20, query=qe.Query.Nearest(vector, using=DENSE), with_payload=True)
+        calls = [
+            ("edge", asyncio.to_thread(edge.query, nearest)),
+            ("dense", index.search("vs_bench", q, vector, None, None, 20, hybrid=False)),
+            ("filtered", index.search("vs_bench", q, vector, files, None, 20, hybrid=False)),
+            ("hybrid", index.search("vs_bench", q, vector, None, None, 20, hybrid=True)),
+        ]
+        if local is not None:
+            calls.append(("local", local.query_points("raw", query=vector, limit=20, with_payload=True)))
+        for key, call in calls:  # each coroutine starts when awaited: one at a time
+            t = time.perf_counter()
+            await call
+            timings[key].append(time.perf_counter() - t)
+    edge.close()
+    if local is not None:
+        await local.close()
     await index.close()
-    print(f"\n## embedded engine, {total:,} chunks ({per_file} per file)")
-    print("| | qdrant-client direct (dense only) | ossabus Index |")
-    print("|---|---|---|")
-    print(f"| indexing | {total / bare:,.0f} chunks/s | {total / ours:,.0f} chunks/s (dense + sparse) |")
-    print(f"| search, dense | {ms(direct)} | {ms(dense)} (file filter) |")
-    print(f"| search, hybrid (RRF) | - | {ms(hybrid)} |")
-    _ = sparse_vector, DENSE  # the vectors ossabus adds per chunk
+    skipped = f"(not filled beyond {local_limit:,} chunks)"
+    print(f"\n## embedded engine, {total:,} chunks ({per_file} per file, 256 dimensions)")
+    print("| | qdrant-client local mode (dense) | Qdrant Edge direct (dense) | ossabus index (Edge) |")
+    print("|---|---|---|---|")
+    print(
+        f"| indexing | {f'{total / local_s:,.0f} chunks/s' if local_s else skipped} | {total / edge_s:,.0f} chunks/s "
+        f"| {total / ours:,.0f} chunks/s (dense + sparse, flushed per file) |"
+    )
+    bare = ms(timings["local"]) if local else skipped
+    print(f"| search, dense | {bare} | {ms(timings['edge'])} | {ms(timings['dense'])} |")
+    print(f"| search, dense, filtered to the ready files | | | {ms(timings['filtered'])} |")
+    print(f"| search, hybrid (dense + terms, RRF) | | | {ms(timings['hybrid'])} |")
 
 
 # --- 2. ingestion through ossabus --------------------------------------------------------------------
@@ -138,7 +171,7 @@ async def ingestion(base: str, fake_url: str, files: int, words: int) -> None:
     done = await client.vector_stores.retrieve(store.id)
     assert done.file_counts.completed == files, done.file_counts
 
-    index = Index.open(Path(tempfile.mkdtemp(prefix="bench-direct-")), None)
+    index = await open_index(Path(tempfile.mkdtemp(prefix="bench-direct-")), None)
     started = time.perf_counter()
     for i, body in enumerate(bodies):
         pieces = [p.text for p in chunks(body, strategy)]
@@ -161,26 +194,34 @@ async def ingestion(base: str, fake_url: str, files: int, words: int) -> None:
 
 
 async def in_runs(base: str, store_id: str, runs: int) -> None:
+    """A run that searches (the fake model asks file_search, then answers by repeating the passages)
+    against a run whose answer is as long without a search, so the difference is the search and the
+    second model call, not the length of the answer."""
     async with httpx.AsyncClient(base_url=base, timeout=120) as http:
 
-        async def respond(body: dict) -> float:
+        async def respond(body: dict) -> tuple[float, str]:
             t = time.perf_counter()
             answer = await http.post("/v1/responses", json=body)
             answer.raise_for_status()
             assert answer.json()["status"] == "completed", answer.text
-            return time.perf_counter() - t
+            text = next(i for i in answer.json()["output"] if i["type"] == "message")["content"][0]["text"]
+            return time.perf_counter() - t, text
 
-        plain, searched, search_api = [], [], []
-        tool = [{"type": "file_search", "vector_store_ids": [store_id]}]
+        plain, searched, search_api, lengths = [], [], [], []
+        tool = [{"type": "file_search", "vector_store_ids": [store_id], "max_num_results": RESULTS_IN_RUNS}]
         for i in range(runs):  # alternating, so drift hits both alike
-            plain.append(await respond({"model": "openai/fake-model", "input": f"hello {i}"}))
             ask = f'q{i} [[call:file_search {{"query": "w1 w2 w3 w{i}"}}]]'
-            searched.append(await respond({"model": "openai/fake-model", "input": ask, "tools": tool}))
+            took, text = await respond({"model": "openai/fake-model", "input": ask, "tools": tool})
+            searched.append(took)
+            lengths.append(len(text.split(" ")))
+            plain.append((await respond({"model": "openai/fake-model", "input": f"[[long:{lengths[-1]}]]"}))[0])
             t = time.perf_counter()
             (await http.post(f"/v1/vector_stores/{store_id}/search", json={"query": f"w{i} w7"})).raise_for_status()
             search_api.append(time.perf_counter() - t)
-    print(f"\n## file_search in a Responses run (medians of {runs}, instant upstream)")
-    print("| no tools (1 model call) | file_search (2 model calls + a search) | a search through the API |")
+    words_ = statistics.median(lengths)
+    print(f"\n## file_search in a Responses run (medians of {runs}, instant upstream, {RESULTS_IN_RUNS} results)")
+    plain_head = f"no tools, an answer as long ({words_:.0f} words)"
+    print(f"| {plain_head} | file_search (2 model calls + a search) | a search through the API |")
     print("|---|---|---|")
     print(f"| {statistics.median(plain) * 1000:.1f} ms | {statistics.median(searched) * 1000:.1f} ms "
           f"(+{(statistics.median(searched) - statistics.median(plain)) * 1000:.1f} ms) "

@@ -39,8 +39,9 @@ from ossabus.contracts.retrieval import (
     SearchRequest,
     SearchResults,
 )
+from ossabus.retrieval.chunking import encoding
 from ossabus.retrieval.extract import Unreadable, extract_text
-from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index, qdrant_filter
+from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index, open_index, qdrant_filter
 from ossabus.retrieval.ingest import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_ENV, Ingestor, TryLater
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint
 from ossabus.runtime.resilient_fetch import keep_fetching
@@ -54,6 +55,9 @@ MAX_DELIVER = 5
 KEEPALIVE_S = 10.0
 INDEXING_POLL_S = 0.25
 ACTIVITY_GRANULARITY_S = 60
+INGEST_CONCURRENCY_ENV = "OSSABUS_INGEST_CONCURRENCY"
+DEFAULT_INGEST_CONCURRENCY = 4  # files one process indexes at once
+DRAIN_S = 10.0
 
 
 class RetrievalService(Service):
@@ -67,6 +71,10 @@ class RetrievalService(Service):
         self.files: Files | None = None
         self.bus: BusClient | None = None
         self.work_queue = None
+        self._warming: asyncio.Task | None = None
+        self.slots = asyncio.Semaphore(int(os.environ.get(INGEST_CONCURRENCY_ENV, DEFAULT_INGEST_CONCURRENCY)))
+        self.indexing: set[asyncio.Task] = set()
+        self.ready = asyncio.Event()
         self.default_model = os.environ.get(EMBEDDING_MODEL_ENV) or DEFAULT_EMBEDDING_MODEL
 
     def register(self) -> None:
@@ -90,18 +98,52 @@ class RetrievalService(Service):
     async def started(self) -> None:
         js = self.broker.connection.jetstream()
         self.bus = BusClient(self.broker, self.settings.request_timeout_s)
-        self.index = Index.open(self.settings.data_dir, os.environ.get(QDRANT_URL_ENV))
+        self.index = await open_index(self.settings.data_dir, os.environ.get(QDRANT_URL_ENV))
         self.stores = await VectorStores.open(js)
         files = await Files.open(js)
         self.files = files
         self.ingestor = Ingestor(self.bus, files, self.stores, self.index, self.default_model)
         keep_fetching(self.work_queue, "the ingestion queue")
+        # the tokenizer (chunks, term vectors) takes seconds to load: not on the first file's or search's time
+        self._warming = asyncio.create_task(asyncio.to_thread(encoding))
+        self.ready.set()
 
     async def stopping(self) -> None:
+        # files being indexed get a moment to finish; the rest go back to the queue unacknowledged,
+        # and another process (or this one, restarted) indexes them again from the start
+        if self.indexing:
+            _, unfinished = await asyncio.wait(set(self.indexing), timeout=DRAIN_S)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
         if self.index is not None:
             await self.index.close()
 
     async def on_ingest(self, msg: NatsMessage) -> None:
+        """Admit one file: wait for a free slot (telling JetStream the message is being held), then
+        index it in its own task, so a process indexes several files at once (their embedding calls
+        overlap) while the queue still hands out one message at a time."""
+        raw = msg.raw_message
+        await self.ready.wait()  # the queue may deliver before started() has opened the index
+        while True:
+            try:
+                await asyncio.wait_for(self.slots.acquire(), timeout=self.settings.ack_wait_s / 3)
+                break
+            except TimeoutError:
+                await raw.in_progress()
+        task = asyncio.create_task(self._index_one(msg))
+        self.indexing.add(task)
+        task.add_done_callback(self.indexing.discard)
+
+    async def _index_one(self, msg: NatsMessage) -> None:
+        try:
+            await self._carry(msg)
+        except Exception:  # an ack or nak that met a bus outage: the message comes back after its ack wait
+            log.exception("an ingestion message could not be settled")
+        finally:
+            self.slots.release()
+
+    async def _carry(self, msg: NatsMessage) -> None:
         raw = msg.raw_message
         try:
             request = IngestRequest.model_validate_json(msg.body)
@@ -137,6 +179,7 @@ class RetrievalService(Service):
                 await raw.in_progress()
 
     async def search(self, request: SearchRequest) -> SearchResults:
+        await self.ready.wait()
         assert self.index is not None
         assert self.stores is not None
         try:
@@ -202,12 +245,14 @@ class RetrievalService(Service):
         return (await self.bus.call(subjects.EMBEDDINGS, query, Embeddings, wait_s=60)).vectors
 
     async def forget(self, request: ForgetRequest) -> Forgotten:
+        await self.ready.wait()
         assert self.index is not None
         await self.index.forget(request.vector_store_id, request.file_id)
         return Forgotten()
 
     async def content(self, request: ContentRequest) -> FileText:
         """The text of a file of a store, extracted as indexing does (the relay checked the caller's project)."""
+        await self.ready.wait()
         assert self.files is not None
         assert self.stores is not None
         record = await self.stores.get_file(request.vector_store_id, request.file_id)
