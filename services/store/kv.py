@@ -110,6 +110,10 @@ async def update(
 
 DIRECT_BATCH = 1024  # the most subjects nats-server matches in one multi_last direct get
 DIRECT_WAIT_S = 10.0
+FETCH_WAIT_S = 2.0
+FIRST_LOOK_S = 0.05
+MAX_FETCH_ROUNDS = 10_000  # a fetch that finds fewer messages than counted: they were replaced meanwhile
+SNAPSHOT_ATTEMPTS = 8  # listings retried while keys are being written, then read through a consumer
 
 
 class DirectGetUnavailable(Exception):
@@ -131,9 +135,11 @@ async def leader_reads(js, kv: KeyValue) -> KeyValue:
     return kv
 
 
-async def _direct_get(kv: KeyValue, request: dict) -> list[tuple[str, str | None, bytes, int]]:
+async def _direct_get(
+    kv: KeyValue, request: dict, ending: dict | None = None
+) -> list[tuple[str, str | None, bytes, int]]:
     """One batched direct get (`$JS.API.DIRECT.GET`, nats-server >= 2.11): (key, operation, value,
-    sequence) of each message, until the server's end-of-batch marker."""
+    sequence) of each message, until the server's end-of-batch marker (whose headers go into `ending`)."""
     bucket = kv._name
     prefix = f"$KV.{bucket}."
     nc = kv._js._nc
@@ -147,6 +153,8 @@ async def _direct_get(kv: KeyValue, request: dict) -> list[tuple[str, str | None
             headers = msg.headers or {}
             status = headers.get("Status")
             if status == "204":  # end of batch
+                if ending is not None:
+                    ending.update(headers)
                 return out
             if status == "404":  # nothing matches
                 return out
@@ -167,12 +175,38 @@ async def _last_per_key(kv: KeyValue, pattern: str) -> list[tuple[str, str | Non
     `DIRECT_BATCH` keys, or a stream without direct access, falls back to a consumer, deleted after use.
     """
     if not kv._direct:  # replicated: a consumer on the stream, not whichever replica answers first
-        return await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT)
+        return await _scan_stream(kv, pattern)
+    subject = f"$KV.{kv._name}.{pattern}"
     try:
-        found = await _direct_get(kv, {"multi_last": [f"$KV.{kv._name}.{pattern}"], "batch": DIRECT_BATCH})
+        ending: dict = {}
+        found = await _direct_get(kv, {"multi_last": [subject], "batch": DIRECT_BATCH}, ending)
+        if int(ending.get("Nats-Num-Pending") or 0):
+            return await _scan_stream(kv, pattern)  # more keys than one batch holds
+        # The server answers as of a sequence it picks at the start. A key written after it has no
+        # message up to that sequence any more (a bucket keeping one revision drops the old one), so it
+        # would be missing: what was written after that sequence is read too, newest last, until a
+        # read finds nothing newer (seen: 1 listing in 12 of four keys being rewritten came back short).
+        upto = int(ending.get("Nats-UpTo-Sequence") or 0)
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            ending = {}
+            later = await _direct_get(kv, {"seq": upto + 1, "next_by_subj": subject, "batch": DIRECT_BATCH}, ending)
+            if not later:
+                break
+            found += later
+            upto = max(upto, int(ending.get("Nats-UpTo-Sequence") or 0), later[-1][3])
+        return [(key, op, data) for key, op, data, _ in sorted(found, key=lambda m: m[3])]
     except DirectGetUnavailable:
-        return await _fetch_all(kv, pattern, DeliverPolicy.LAST_PER_SUBJECT)
-    return [(key, op, data) for key, op, data, _ in sorted(found, key=lambda m: m[3])]
+        pass
+    return await _scan_stream(kv, pattern)  # keys written without pause
+
+
+async def _scan_stream(kv: KeyValue, pattern: str) -> list[tuple[str, str | None, bytes]]:
+    """Every stored message of the matching keys, in stream order, so the last of each key wins.
+
+    Not a last-per-subject consumer: its starting set is fixed when it is made, and a key rewritten
+    meanwhile (its old message dropped) could be missing altogether (seen: 3% of listings of four
+    keys being rewritten). Read from the start, a key's current message is always still ahead."""
+    return await _fetch_all(kv, pattern, DeliverPolicy.ALL)
 
 
 async def _every_message(kv: KeyValue, key: str) -> list[tuple[str, str | None, bytes]]:
@@ -200,7 +234,7 @@ async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[
     Not `kv.watch()` / `kv.history()`: they decide they have seen everything from a pending count
     and a delivered counter that race with the server pushing entries, and under load return an
     empty listing (seen: a thread's messages missing from the prompt). An ephemeral pull consumer's
-    `num_pending`, read before anything is fetched, is exactly the number of messages; fetch that many.
+    `num_pending`, asked again after each fetch, says when every message has been delivered.
     """
     bucket = kv._name  # nats-py keeps the bucket name only here
     prefix = f"$KV.{bucket}."
@@ -212,19 +246,36 @@ async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[
         ),
     )
     out: list[tuple[str, str | None, bytes]] = []
-    info = None
+    name = None
     try:
         info = await sub.consumer_info()
-        pending = info.num_pending
-        while pending > 0:
-            for msg in await sub.fetch(min(pending, 256), timeout=10):
-                pending -= 1
-                out.append((msg.subject[len(prefix) :], (msg.headers or {}).get("KV-Operation"), msg.data))
+        name = info.name
+        # Keys written while we read: a bucket keeping one revision deletes a key's old message when
+        # its new one arrives, so a count taken once goes stale (a listing came back one key short, or
+        # waited for a message gone). Ask the server how many are left until it says none: the newer
+        # message of such a key comes after the start, so it is delivered before that.
+        # A consumer just made may count nothing yet while the stream is busy (seen: empty listings
+        # of four keys being rewritten): one short look says whether anything is there after all.
+        # Each delivered message says how many were left behind it: none means caught up.
+        looked = False
+        for _ in range(MAX_FETCH_ROUNDS):
+            if info.num_pending == 0 and looked:
+                break
+            looked = True
+            caught_up = False
+            with contextlib.suppress(TimeoutError, nats_errors.TimeoutError):
+                wait = FETCH_WAIT_S if info.num_pending else FIRST_LOOK_S
+                for msg in await sub.fetch(max(1, min(info.num_pending, 256)), timeout=wait):
+                    out.append((msg.subject[len(prefix) :], (msg.headers or {}).get("KV-Operation"), msg.data))
+                    caught_up = msg.metadata.num_pending == 0
+            if caught_up:
+                break
+            info = await sub.consumer_info()
     finally:
         await sub.unsubscribe()
-        if info is not None:  # or it would count against the stream's consumer limit for 30 s
+        if name is not None:  # or it would count against the stream's consumer limit for 30 s
             with contextlib.suppress(Exception):
-                await kv._js.delete_consumer(f"KV_{bucket}", info.name)
+                await kv._js.delete_consumer(f"KV_{bucket}", name)
     return out
 
 
