@@ -8,11 +8,18 @@ it), so chunking works offline and never downloads anything behind the operator'
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+# Imported here, on the importing thread: `encoding()` may first run on a worker thread (the
+# retrieval service warms it up there), and importing litellm or tiktoken's plugins from two threads
+# at once left litellm half-initialised ("module 'litellm' has no attribute 'acompletion'").
+import tiktoken
+import tiktoken_ext.openai_public  # noqa: F401  (registers cl100k_base)
 
 from ossabus.contracts.retrieval import ChunkingRefused, chunking_strategy
 
@@ -30,11 +37,10 @@ class Chunk:
 @cache
 def encoding():
     if not os.environ.get("TIKTOKEN_CACHE_DIR"):
-        import litellm.litellm_core_utils.tokenizers as bundled
-
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(bundled.__file__).parent)
-    import tiktoken
-
+        found = importlib.util.find_spec("litellm")  # its folder, without importing it
+        assert found is not None
+        assert found.origin is not None
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(found.origin).parent / "litellm_core_utils" / "tokenizers")
     return tiktoken.get_encoding("cl100k_base")
 
 

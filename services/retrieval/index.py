@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import re
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
-
-from ossabus.retrieval.chunking import encoding
 
 DENSE, SPARSE = "dense", "terms"
 NAMESPACE = uuid.UUID("6f1f8b0e-3c1a-4d5e-9b7a-0a6c2f4e8d11")
@@ -34,13 +33,10 @@ PREFETCH_FACTOR = 4  # each of the fused searches looks this many times deeper t
 
 
 def term_counts(text: str) -> tuple[list[int], list[float]]:
-    """Term frequencies over the tokenizer's ids (a vocabulary that needs no training or download).
-
-    Words are lowercased and each given a leading space first: the tokenizer spells a word at the
-    start of a text or after punctuation differently ("pancakes" vs " pancakes"), which would make
-    the same word two unrelated terms."""
-    words = " " + " ".join(WORD.findall(text.lower()))
-    counts = Counter(encoding().encode(words, disallowed_special=()))
+    """Word frequencies, each word (lowercased) named by its CRC-32: a vocabulary that needs no
+    training, no download and no tokenizer (words, not subword pieces, are what keyword search
+    matches; four billion names leave collisions to chance)."""
+    counts = Counter(zlib.crc32(word.encode()) for word in WORD.findall(text.lower()))
     indices = sorted(counts)
     return indices, [float(counts[i]) for i in indices]
 

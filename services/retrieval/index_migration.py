@@ -1,6 +1,7 @@
 """Indexes written by the client's local mode (`<data>/qdrant`, ossabus before Qdrant Edge became the
 embedded engine) are carried into Edge once, at start, so an upgrade loses no indexed file: every
-point with its vectors and payload, under the same id. The old folder is then renamed, not deleted,
+point with its dense vector and payload, under the same id (its term vector is made again from its
+text: the terms are named differently now). The old folder is then renamed, not deleted,
 so an operator can still go back."""
 
 from __future__ import annotations
@@ -8,9 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qdrant_client import AsyncQdrantClient
-
-from ossabus.retrieval.index import DENSE, SPARSE
+from ossabus.retrieval.index import DENSE, term_counts
 from ossabus.retrieval.index_edge import EdgeIndex
 
 log = logging.getLogger(__name__)
@@ -24,6 +23,8 @@ async def carry_local_mode_into(edge: EdgeIndex, data_dir: Path) -> int:
     legacy = data_dir / LEGACY_FOLDER
     if not (legacy / "collection").is_dir():
         return 0
+    from qdrant_client import AsyncQdrantClient  # seconds to import: only when there is something to carry
+
     client = AsyncQdrantClient(path=str(legacy))
     carried = 0
     try:
@@ -36,9 +37,9 @@ async def carry_local_mode_into(edge: EdgeIndex, data_dir: Path) -> int:
                 batch = []
                 for point in points:
                     vectors = point.vector if isinstance(point.vector, dict) else {}
-                    dense, terms = vectors.get(DENSE), vectors.get(SPARSE)
-                    if dense is not None and terms is not None:
-                        batch.append((str(point.id), dense, (list(terms.indices), list(terms.values)), point.payload))
+                    dense, text = vectors.get(DENSE), (point.payload or {}).get("text")
+                    if dense is not None and isinstance(text, str):  # term vectors are made anew: their ids changed
+                        batch.append((str(point.id), dense, term_counts(text), point.payload))
                 if batch:
                     await edge.put_points(collection.name, batch)
                     carried += len(batch)
