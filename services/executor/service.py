@@ -38,7 +38,7 @@ from ossabus.contracts.bus import (
 )
 from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import ToolAnnouncement
-from ossabus.executor import llm
+from ossabus.executor import llm, local_embeddings
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.answers import answer_run
 from ossabus.executor.chat import ChatCompletions, bus_error
@@ -119,6 +119,7 @@ class ExecutorService(Service):
         await nc.publish(subjects.TOOL_ROLL_CALL, b"")  # workers answer with their tools
         self.leases = Leases(self.runner.state.runs_kv, self.settings.ack_wait_s)
         self.credentials_check = asyncio.create_task(warn_missing_credentials(self.agents.bus))
+        self.model_preload = asyncio.create_task(local_embeddings.preload_if_chosen())
 
     # --- runs ------------------------------------------------------------------------------------------
 

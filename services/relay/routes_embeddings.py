@@ -52,6 +52,9 @@ def encoded(vector: list[float], encoding: str) -> list[float] | str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
+EMBEDDING_WAIT_S = 120.0
+
+
 @router.post("/embeddings")
 async def create_embeddings(request: Request, body: EmbeddingCreate):
     target = await resolve_target(request, body.model)
@@ -66,7 +69,8 @@ async def create_embeddings(request: Request, body: EmbeddingCreate):
         principal=principal(request),
         project=caller(request).project,
     )
-    result = await bus(request).call(subjects.EMBEDDINGS, query, Embeddings)
+    # a provider's retries, or a local model's first load, take longer than a bus request usually may
+    result = await bus(request).call(subjects.EMBEDDINGS, query, Embeddings, wait_s=EMBEDDING_WAIT_S)
     return {
         "object": "list",
         "data": [

@@ -72,6 +72,9 @@ class StoreCreate(Strict):
     expires_after: ExpiresAfter | None = None
     chunking_strategy: dict[str, Any] | None = None
     metadata: Metadata
+    # ossabus' own field (the SDK's extra_body): the model that embeds this store's files and queries,
+    # e.g. `local/all-MiniLM-L6-v2`; without it, OSSABUS_EMBEDDING_MODEL as it is when the first file is indexed
+    embedding_model: str | None = Field(None, min_length=1, max_length=200)
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -176,6 +179,7 @@ async def make_store(request: Request, body: StoreCreate) -> VectorStore:
         last_active_at=created,
         project=project(request),
         chunking_strategy=chunking(body.chunking_strategy),
+        embedding_model=body.embedding_model,
     )
     for file_id in body.file_ids or []:
         await file_or_404(request, file_id)

@@ -17,7 +17,7 @@ from ossabus.retrieval.extract import Unreadable, extract_text
 from ossabus.retrieval.index import Index
 from ossabus.runtime.bus import BusClient, BusFailure
 from ossabus.store.files import Files
-from ossabus.store.vector_stores import VectorStoreFile, VectorStores
+from ossabus.store.vector_stores import VectorStore, VectorStoreFile, VectorStores
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 64
@@ -49,7 +49,8 @@ class Ingestor:
         try:
             text = extract_text(file.filename, await self.files.content(file.id))
             pieces = chunks(text, record.chunking_strategy)
-            vectors = await self._embed([p.text for p in pieces], store.embedding_model or self.default_model, request)
+            model = await self._model_of(store)
+            vectors = await self._embed([p.text for p in pieces], model, request)
         except Unreadable as unreadable:
             await self._fail(record, unreadable.code, unreadable.message)
             return
@@ -73,6 +74,17 @@ class Ingestor:
             await self.index.forget(store.id, file.id)
             return
         log.info("indexed %s into %s: %d chunks", file.id, store.id, len(pieces))
+
+    async def _model_of(self, store: VectorStore) -> str:
+        """The store's embedding model, fixed when its first file is indexed: queries must be embedded
+        as its files were, even if OSSABUS_EMBEDDING_MODEL changes later."""
+        if store.embedding_model:
+            return store.embedding_model
+        chosen = self.default_model
+        stored = await self.stores.update(
+            store.id, lambda s: None if s.embedding_model else s.model_copy(update={"embedding_model": chosen})
+        )
+        return (stored.embedding_model if stored is not None else None) or chosen
 
     async def _embed(self, texts: list[str], model: str, request: IngestRequest) -> list[list[float]]:
         vectors: list[list[float]] = []
