@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import free_port, llm_env, reset_jetstream, start_stack
 
 CHECKS = ",".join(
@@ -26,6 +28,7 @@ CHECKS = ",".join(
 BUDGET_S = 100
 
 
+@pytest.mark.timeout(BUDGET_S + 150)  # fuzzing runs for BUDGET_S by design; the stack's start comes on top
 def test_the_api_survives_fuzzing_of_its_openapi_document(nats_url, fake_llm, tmp_path):
     asyncio.run(reset_jetstream(nats_url))
     stack = start_stack(["up", "--nats-url", nats_url], tmp_path / "ossabus.log", free_port(), env=llm_env(fake_llm))
