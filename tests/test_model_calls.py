@@ -89,7 +89,7 @@ def test_a_chat_completion_against_a_provider_that_never_answers_ends_in_a_504(h
     assert f"did not answer within {IDLE_S:g} s" in info.value.body["message"]
     # three attempts (the default retry policy), each bounded by the idle timeout, plus the backoff between
     assert len(hung.connections) - before == 3
-    assert took < 3 * IDLE_S + 1.5 + 5, took
+    assert took < 3 * IDLE_S + 1.5 + 20, took  # ends well before the client's own 60 s (CPU-starved CI took 9.6 s)
 
 
 def test_a_run_against_a_provider_that_never_answers_fails_with_a_clear_last_error(hung_stack):
