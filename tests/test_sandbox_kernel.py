@@ -20,7 +20,7 @@ try:
 except ImportError:  # the sandbox option (jupyter_client, ipykernel) is not installed
     Session = None
 
-from conftest import missing
+from conftest import REPO, missing
 
 SECRET = "sk-test-must-never-be-seen"
 
@@ -77,7 +77,7 @@ async def test_nothing_of_the_host_can_be_read(session):
         "import os\n"
         "print(sorted(k for k in os.environ if 'KEY' in k or 'NATS' in k or 'OSSABUS' in k))\n"
         f"print({SECRET!r} in str(os.environ))\n"
-        "for path in ('/etc/shadow', '/etc/passwd', '/root/.bashrc', '/work/main/pyproject.toml'):\n"
+        f"for path in ('/etc/shadow', '/etc/passwd', '/root/.bashrc', {str(REPO / 'pyproject.toml')!r}):\n"
         "    try:\n"
         "        open(path).read(); print(path, 'READ')\n"
         "    except Exception as e:\n"

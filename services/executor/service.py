@@ -48,6 +48,7 @@ from ossabus.executor.embeddings import embed
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
+from ossabus.runtime.admission import admit
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
@@ -124,23 +125,9 @@ class ExecutorService(Service):
     # --- runs ------------------------------------------------------------------------------------------
 
     async def on_task(self, msg: NatsMessage) -> None:
-        """Admit one work-queue message: wait for a free run slot, then carry it in its own task.
-
-        Messages are fetched one at a time and only when a slot is free, so none waits unsignalled in
-        a buffer: FastStream's concurrent pull subscriber buffers fetched messages without sending
-        `in_progress`, which let the server redeliver them to another executor while they waited and
-        two executors carried one run.
-        """
-        raw = msg.raw_message
-        while True:
-            try:
-                await asyncio.wait_for(self.slots.acquire(), timeout=self.settings.ack_wait_s / 3)
-                break
-            except TimeoutError:
-                await raw.in_progress()
-        task = asyncio.create_task(self._handle(msg))
-        self.inflight.add(task)
-        task.add_done_callback(self.inflight.discard)
+        """Admit one work-queue message: wait for a free run slot (runtime/admission.py), then carry
+        it in its own task. Messages are fetched one at a time and only when a slot is free."""
+        await admit(self.slots, msg.raw_message, self.settings.ack_wait_s, lambda: self._handle(msg), self.inflight)
 
     async def _handle(self, msg: NatsMessage) -> None:
         """A run the relay queued, or a task message from another system."""
@@ -163,7 +150,6 @@ class ExecutorService(Service):
                 await msg.raw_message.nak(delay=self.settings.redelivery_base_s)
         finally:
             keepalive.cancel()
-            self.slots.release()
 
     async def stopping(self) -> None:
         """Runs still in flight are abandoned unacknowledged: the work queue gives them to another executor."""

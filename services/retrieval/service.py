@@ -43,6 +43,7 @@ from ossabus.retrieval.chunking import encoding
 from ossabus.retrieval.extract import Unreadable, extract_text
 from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index, open_index, qdrant_filter
 from ossabus.retrieval.ingest import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_ENV, Ingestor, TryLater
+from ossabus.runtime.admission import admit
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
@@ -123,25 +124,14 @@ class RetrievalService(Service):
         """Admit one file: wait for a free slot (telling JetStream the message is being held), then
         index it in its own task, so a process indexes several files at once (their embedding calls
         overlap) while the queue still hands out one message at a time."""
-        raw = msg.raw_message
         await self.ready.wait()  # the queue may deliver before started() has opened the index
-        while True:
-            try:
-                await asyncio.wait_for(self.slots.acquire(), timeout=self.settings.ack_wait_s / 3)
-                break
-            except TimeoutError:
-                await raw.in_progress()
-        task = asyncio.create_task(self._index_one(msg))
-        self.indexing.add(task)
-        task.add_done_callback(self.indexing.discard)
+        await admit(self.slots, msg.raw_message, self.settings.ack_wait_s, lambda: self._index_one(msg), self.indexing)
 
     async def _index_one(self, msg: NatsMessage) -> None:
         try:
             await self._carry(msg)
         except Exception:  # an ack or nak that met a bus outage: the message comes back after its ack wait
             log.exception("an ingestion message could not be settled")
-        finally:
-            self.slots.release()
 
     async def _carry(self, msg: NatsMessage) -> None:
         raw = msg.raw_message

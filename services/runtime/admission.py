@@ -1,0 +1,40 @@
+"""Admitting work-queue messages to a bounded number of slots, shared by the executor (runs) and the
+retrieval service (files).
+
+A message waits for a free slot before its own task starts, and tells JetStream meanwhile that it is
+held (`in_progress` every third of the ack wait): FastStream's concurrent pull subscriber buffers
+fetched messages without saying so, which let the server redeliver them to another process while
+they waited, and two processes carried one piece of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+async def admit(
+    slots: asyncio.Semaphore,
+    raw,
+    ack_wait_s: float,
+    carry: Callable[[], Awaitable[None]],
+    running: set[asyncio.Task],
+) -> None:
+    """Wait for a slot (keeping `raw` held), then run `carry()` in a task of `running` that gives
+    the slot back when it ends."""
+    while True:
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=ack_wait_s / 3)
+            break
+        except TimeoutError:
+            await raw.in_progress()
+
+    async def carried() -> None:
+        try:
+            await carry()
+        finally:
+            slots.release()
+
+    task = asyncio.create_task(carried())
+    running.add(task)
+    task.add_done_callback(running.discard)
