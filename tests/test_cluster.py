@@ -130,8 +130,7 @@ def test_a_three_node_cluster_loses_its_stream_leader_mid_run_and_every_run_comp
     try:
         wait_for_jetstream(cluster)
         running = Cluster(cluster.url(), env, tmp_path, edge_args=["--replicas", str(NODES)])
-        running.add_executor(max_runs=16)
-        running.add_executor(max_runs=16)
+        running.add_executors(2, max_runs=16)
         base = running.edge.base_url
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=30)
         words = 30

@@ -263,3 +263,25 @@ def test_up_warns_once_per_provider_whose_credentials_are_missing(tmp_path):
         assert "sk-ant-present" not in stack.logs()
     finally:
         assert stack.stop() == 0
+
+
+def test_a_stack_asked_to_stop_during_a_nats_outage_stops_at_once_and_plainly(tmp_path):
+    """A drain needs the server: with NATS away, each service says so in a line and closes; no
+    traceback, no process left waiting for a connection that is not coming back."""
+    from ossabus.runtime.nats_server import EmbeddedNats
+
+    server = EmbeddedNats(tmp_path / "nats", port=free_port())
+    url = server.start()
+    stack = start_stack(["up", "--nats-url", url], tmp_path / "o.log", free_port())
+    server.stop()
+    deadline = time.monotonic() + 15
+    while "Connection broken" not in stack.logs():
+        assert time.monotonic() < deadline, stack.logs()
+        time.sleep(0.1)
+    started = time.monotonic()
+    assert stack.stop() == 0, stack.logs()
+    assert time.monotonic() - started < 20
+    logs = stack.logs()
+    assert "Traceback" not in logs, logs
+    assert "did not stop cleanly" not in logs, logs
+    assert "executor: NATS is unreachable, stopped without draining" in logs

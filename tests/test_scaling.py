@@ -32,20 +32,29 @@ class Cluster:
         )
 
     def add_executor(self, max_runs: int) -> subprocess.Popen:
-        log = self.tmp / f"executor-{len(self.executors)}.log"
-        process = subprocess.Popen(
-            ossabus_command("serve", "executor", "--nats-url", self.nats_url, "--max-runs", str(max_runs)),
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            env=process_env(self.env),
-        )
-        deadline = time.monotonic() + 30
-        while "executor service started" not in log.read_text():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        self.executors.append((process, log))
-        return process
+        return self.add_executors(1, max_runs)[0]
+
+    def add_executors(self, count: int, max_runs: int) -> list[subprocess.Popen]:
+        """`count` executor processes, started side by side (each import costs seconds on a loaded
+        machine) and returned once every one says it has started."""
+        started = []
+        for _ in range(count):
+            log = self.tmp / f"executor-{len(self.executors)}.log"
+            process = subprocess.Popen(
+                ossabus_command("serve", "executor", "--nats-url", self.nats_url, "--max-runs", str(max_runs)),
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+                env=process_env(self.env),
+            )
+            self.executors.append((process, log))
+            started.append((process, log))
+        deadline = time.monotonic() + 30 + 10 * count
+        for process, log in started:
+            while "executor service started" not in log.read_text():
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        return [process for process, _ in started]
 
     def completed_by(self) -> list[int]:
         """How many runs each executor finished, from its log."""
@@ -80,8 +89,7 @@ async def submit_all(nats_url: str, texts: list[str]):
 def test_two_executor_processes_share_three_hundred_tasks_exactly_once(cluster, nats_url):
     # at the executors' default concurrency and a 200 ms upstream: each run lists its thread and steps
     # several times, and listings that each created a consumer hit the stream's consumer limit here
-    cluster.add_executor(max_runs=64)
-    cluster.add_executor(max_runs=64)
+    cluster.add_executors(2, max_runs=64)
     texts = [f"task number {i} [[slow:0.2]]" for i in range(300)]
     tasks, results = asyncio.run(submit_all(nats_url, texts))
     wrong = [
@@ -105,8 +113,7 @@ def test_two_executor_processes_share_three_hundred_tasks_exactly_once(cluster, 
 
 
 def test_kill_9_of_an_executor_loses_no_run_and_writes_no_message_twice(cluster, nats_url):
-    victim = cluster.add_executor(max_runs=4)
-    cluster.add_executor(max_runs=4)
+    victim, _ = cluster.add_executors(2, max_runs=4)
     texts = [f"slow {i} [[long:40]] [[delay:50]]" for i in range(10)]  # 40 words, ~2 s of streaming each
 
     async def scenario():
@@ -142,8 +149,7 @@ def test_background_responses_survive_the_kill_9_of_their_executor(cluster):
     answer written once, and polling shows them complete."""
     from openai import OpenAI
 
-    victim = cluster.add_executor(max_runs=4)
-    cluster.add_executor(max_runs=4)
+    victim, _ = cluster.add_executors(2, max_runs=4)
     client = OpenAI(base_url=f"{cluster.edge.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
     started = [
         client.responses.create(model="echo-agent", input=f"bg {i} [[long:40]] [[delay:50]]", background=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
+import threading
 
 from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition
@@ -75,5 +77,33 @@ async def warn_missing_credentials(bus: BusClient) -> None:
             return
         await asyncio.sleep(1)
     definitions = [m.definition for m in listing.data if m.definition is not None and m.kind == "Agent"]
-    for line in await asyncio.to_thread(summarize, definitions):
+    for line in await off_the_loop(summarize, definitions):
         log.warning(line)
+
+
+async def off_the_loop(function, *args):
+    """`function(*args)` on a daemon thread: the check may import litellm (seconds, more on a loaded
+    machine), and a process asked to stop must not wait for that on the way out, as it would for a
+    thread of the loop's default executor."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def work() -> None:
+        try:
+            outcome, failure = function(*args), None
+        except Exception as exc:
+            outcome, failure = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits for the answer
+            loop.call_soon_threadsafe(_settle, done, outcome, failure)
+
+    threading.Thread(target=work, name="ossabus-credentials-check", daemon=True).start()
+    return await done
+
+
+def _settle(future: asyncio.Future, outcome, failure: Exception | None) -> None:
+    if future.done():  # the waiting task was cancelled (the executor stopped)
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(outcome)

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,17 +35,22 @@ CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S = "OSSABUS_LLM_CONNECT_TIMEOUT_S"
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|api[_-]?key[=:]\s*\S+)", re.I)
 
 
+_LITELLM_IMPORT = threading.Lock()
+
+
 @functools.cache
 def _litellm():
     """litellm, imported and configured once, on first use: the import costs ~3 s, which no command but
-    a running executor should pay."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    a running executor should pay. One thread imports it while any other waits: two threads inside
+    litellm's import at once can see it half-initialised ("module 'litellm' has no attribute ...")."""
+    with _LITELLM_IMPORT:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
 
-    litellm.suppress_debug_info = True
-    litellm.telemetry = False
-    litellm.drop_params = True  # providers that lack a parameter (seed, parallel_tool_calls) still answer
-    return litellm
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.drop_params = True  # providers that lack a parameter (seed, parallel_tool_calls) still answer
+        return litellm
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import ClassVar
 
 from faststream.nats import NatsBroker
+from nats.errors import ConnectionReconnectingError
 from opentelemetry import trace
 
 from ossabus.runtime import tracing
@@ -67,5 +69,14 @@ class Service:
         try:
             await self.stopping()
         finally:
-            await self.broker.stop()
+            connection = self.broker._connection
+            try:
+                await self.broker.stop()
+            except ConnectionReconnectingError:
+                # Stopped during a NATS outage: a drain needs the server. What was not acknowledged is
+                # redelivered to whoever carries on; the connection is closed so nothing waits for it.
+                log.warning("%s: NATS is unreachable, stopped without draining", self.name)
+                with contextlib.suppress(Exception):  # its socket is gone: closing only ends its tasks
+                    await connection.close()
+                self.broker._connection = None
         log.info("%s service stopped", self.name)

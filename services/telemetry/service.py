@@ -60,6 +60,10 @@ class TelemetryService(Service):
         self.started_at: OrderedDict[str, float] = OrderedDict()  # run id -> its creation (stream time)
         self.loops: list[asyncio.Task] = []
         self.pulls: list = []  # the pull subscriptions, unsubscribed before the connection drains
+        # The loops end on this flag, not on cancellation alone: nats-py turns a cancellation that
+        # lands in a fetch on a closed connection into ConnectionClosedError, which a loop that
+        # retries on errors would swallow, and a process whose last task never ends never exits.
+        self.stopped = False
 
     def register(self) -> None:
         sub = self.broker.subscriber
@@ -89,6 +93,7 @@ class TelemetryService(Service):
         ]
 
     async def stopping(self) -> None:
+        self.stopped = True
         for loop in self.loops:
             loop.cancel()
         # Bounded: a pull request in flight may not honour the cancellation at once (seen: a stop
@@ -112,12 +117,14 @@ class TelemetryService(Service):
         await js.add_consumer(stream, config)
         psub = await js.pull_subscribe_bind(config.durable_name, stream=stream)
         self.pulls.append(psub)
-        while True:
+        while not self.stopped:
             try:
                 messages = await psub.fetch(500, timeout=1)
             except (NatsTimeout, TimeoutError):
                 continue
             except Exception:
+                if self.stopped:
+                    return
                 log.exception("telemetry: fetching from %s failed", stream)
                 await asyncio.sleep(1)
                 continue
