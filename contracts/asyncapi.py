@@ -15,9 +15,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ossabus import __version__
-from ossabus.contracts import bus, retrieval, subjects, telemetry, tools
+from ossabus.contracts import bus, retrieval, sandbox, subjects, telemetry, tools
 from ossabus.contracts.openai_objects import Run
 
+DOC_WORKER = "WORKER"  # stands for a sandbox worker's id in the document: its subject carries one
 # subscribed subject -> (message it takes, reply it sends or None)
 SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.REGISTRY_LIST: (bus.ListManifestsRequest, bus.Reply[bus.ManifestList]),
@@ -45,6 +46,9 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.TELEMETRY_USAGE: (telemetry.UsageQuery, bus.Reply[telemetry.UsageReport]),
     subjects.TELEMETRY_METRICS: (bus.AnyRequest, bus.Reply[telemetry.MetricsText]),
     subjects.TELEMETRY_TOOLS: (telemetry.ToolReport, None),
+    subjects.SANDBOX_EXECUTE: (sandbox.ExecuteRequest, bus.Reply[sandbox.ExecuteResult]),
+    subjects.sandbox_worker(DOC_WORKER): (sandbox.ExecuteRequest, bus.Reply[sandbox.ExecuteResult]),
+    subjects.sandbox_ping(DOC_WORKER): (bus.AnyRequest, bus.Reply[sandbox.Pong]),
 }
 # published subject (with AsyncAPI parameters) -> (message, description)
 PUBLISHED: dict[str, tuple[type[BaseModel], str]] = {
@@ -90,6 +94,8 @@ def build() -> dict[str, Any]:
     brokers = []
     for service_class in SERVICES.values():
         service = service_class(settings)
+        if hasattr(service, "worker"):
+            service.worker = DOC_WORKER  # a sandbox worker's id is random: the document names none
         service.register()
         brokers.append(service.broker)
     published = NatsBroker("nats://127.0.0.1:4222")

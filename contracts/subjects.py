@@ -109,6 +109,22 @@ def ingest(vector_store_id: str) -> str:
 
 FILES_OBJECT_STORE = "ossa_files"
 
+# --- sandbox: code-interpreter sessions, served by workers (contracts/sandbox.py) ---------------------
+SANDBOX_EXECUTE = f"{PREFIX}.sandbox.execute"  # request/reply, queue group: a session no worker holds yet
+SANDBOX_QUEUE = "ossa-sandbox"
+SANDBOX_SESSIONS_BUCKET = "ossa_sandbox_sessions"  # session -> the worker that holds its kernel
+
+
+def sandbox_worker(worker: str) -> str:
+    """Request/reply subject of one worker: the calls of the sessions it holds."""
+    return f"{PREFIX}.sandbox.worker.{token(worker)}.execute"
+
+
+def sandbox_ping(worker: str) -> str:
+    """Request/reply: answered while the worker lives (an executor waiting on a call checks it)."""
+    return f"{PREFIX}.sandbox.worker.{token(worker)}.ping"
+
+
 # A subject token may not contain separators, wildcards or whitespace.
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
 

@@ -128,6 +128,7 @@ def buckets(t: Topology) -> list[KeyValueConfig]:
         kv(subjects.USAGE_BUCKET, 1, "Usage and cost counters."),
         kv(subjects.RESPONSES_BUCKET, 1, "Responses API records: each points at the run that carries it."),
         kv(subjects.VECTOR_STORES_BUCKET, 1, "Vector stores and the files in them."),
+        kv(subjects.SANDBOX_SESSIONS_BUCKET, 1, "Code-interpreter sessions: the worker holding each kernel."),
         kv(
             subjects.FILE_RECORDS_BUCKET, 1, "Uploaded files' records (project, name, purpose); contents in ossa_files."
         ),

@@ -23,6 +23,7 @@ from ossabus.runtime.provision import ClusterNotReady, provision_when_cluster_re
 from ossabus.runtime.service import Service
 from ossabus.runtime.settings import Settings
 from ossabus.runtime.supervisor import install_stop_signals, run_until_stopped
+from ossabus.sandbox.service import SandboxService, unavailable_reason
 from ossabus.telemetry.service import TelemetryService
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ SERVICES: dict[str, type[Service]] = {
     "dispatcher": DispatcherService,
     "telemetry": TelemetryService,
     "retrieval": RetrievalService,
+    "sandbox": SandboxService,
     "relay": RelayService,
 }
 MIN_RECOMMENDED_PAYLOAD = 4 * 1024 * 1024
@@ -113,6 +115,11 @@ async def run(settings: Settings, names: list[str], *, embedded: bool) -> None:
     """Start NATS (when embedded), provision, run the named services until a stop signal."""
     if "relay" in names:
         check_exposure(settings)
+    if "sandbox" in names and (reason := unavailable_reason()) is not None:
+        if not embedded:  # `serve sandbox` was asked for by name: no quiet fallback
+            raise StartupError(f"the sandbox cannot start: {reason}")
+        log.warning("code_interpreter is off (runs that use it get a tool error): %s", reason)
+        names = [n for n in names if n != "sandbox"]
     server: EmbeddedNats | None = None
     supervision: asyncio.Task | None = None
     stop = asyncio.Event()

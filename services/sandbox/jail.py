@@ -27,6 +27,7 @@ from pathlib import Path
 
 UNSAFE_ENV = "OSSABUS_SANDBOX_UNSAFE_NO_ISOLATION"  # named so that nobody sets it by accident
 BWRAP_ENV = "OSSABUS_BWRAP"
+DATA_DIR = "/mnt/data"  # the working directory as the kernel sees it
 FIRST_UID = 62000  # a root worker runs session `slot` as FIRST_UID + slot
 
 
@@ -162,14 +163,15 @@ class Jail:
         mounts += _traversable(pythons, skip={"/"})  # a kernel that gave up root must reach its Python
         for folder in pythons:
             mounts += ["--ro-bind", folder, folder]
-        for folder in ("/usr", "/lib", "/lib64", "/bin", "/etc/fonts"):
-            if Path(folder).exists():
-                mounts += ["--ro-bind", folder, folder]
+        system = [folder for folder in ("/usr", "/lib", "/lib64", "/bin", "/etc/fonts") if Path(folder).exists()]
+        mounts += _traversable(system, skip={"/", *pythons})  # /etc, for /etc/fonts (matplotlib's fc-list)
+        for folder in system:
+            mounts += ["--ro-bind", folder, folder]
         environment = {
-            "HOME": str(self.work),
+            "HOME": DATA_DIR,
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",  # figures come back as PNG
-            "MPLCONFIGDIR": str(self.work / ".matplotlib"),
+            "MPLCONFIGDIR": f"{DATA_DIR}/.matplotlib",
             "PYTHONDONTWRITEBYTECODE": "1",
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
@@ -198,15 +200,18 @@ class Jail:
             "--dev",
             "/dev",
             *mounts,
-            *_traversable([str(self.work), str(self.shared)], skip={"/", "/tmp"}),
+            *_traversable([str(self.shared)], skip={"/", "/tmp"}),
+            # the working directory is /mnt/data inside, where OpenAI's interpreter kept files and
+            # where models trained on it write theirs; the host's path of it is never shown
+            *_traversable([DATA_DIR], skip={"/"}),  # /mnt
             "--bind",
             str(self.work),
-            str(self.work),
+            DATA_DIR,
             "--bind",
             str(self.shared),
             str(self.shared),
             "--chdir",
-            str(self.work),
+            DATA_DIR,
             "--",
         ]
         return [*jail, *inner, *argv]
@@ -223,10 +228,10 @@ def _processes_of_this_user() -> int:
     return processes_of(os.getuid())
 
 
-def processes_of(real_uid: int) -> int:
-    """Tasks (threads count, as the kernel counts them for RLIMIT_NPROC) of this real uid."""
+def statuses_of(real_uid: int) -> list[dict[str, str]]:
+    """`/proc/<pid>/status` fields of every process whose real uid is `real_uid` (one jailed kernel's)."""
     uid = str(real_uid)
-    count = 0
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -236,8 +241,13 @@ def processes_of(real_uid: int) -> int:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         if fields.get("Uid", "").split()[:1] == [uid]:
-            count += int(fields.get("Threads", "1").strip() or 1)
-    return count
+            found.append(fields)
+    return found
+
+
+def processes_of(real_uid: int) -> int:
+    """Tasks (threads count, as the kernel counts them for RLIMIT_NPROC) of this real uid."""
+    return sum(int(fields.get("Threads", "1").strip() or 1) for fields in statuses_of(real_uid))
 
 
 def _python_folders() -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 
-from ossabus.sandbox.jail import UNSAFE_ENV, Jail, Limits, Slot, processes_of
+from ossabus.sandbox.jail import DATA_DIR, UNSAFE_ENV, Jail, Limits, Slot, processes_of
 
 log = logging.getLogger(__name__)
 MAX_KEPT_OUTPUT = 20_000  # characters of logs a call returns
@@ -128,6 +128,7 @@ class Session:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            cwd=self.work,  # unconfined; a jail changes to /mnt/data itself
         )
         client = AsyncKernelClient(connection_file=str(connection))
         client.load_connection_file()
@@ -149,8 +150,17 @@ class Session:
                 while True:
                     reply = await client.get_shell_msg(timeout=1)
                     if reply["msg_type"] == "kernel_info_reply":
-                        return
+                        break
             except Exception:  # queue.Empty: not yet
+                continue
+            # The kernel answers on shell before our iopub subscription may have reached it (ZeroMQ's
+            # subscriptions travel on their own): a call's output, and the `idle` that ends it, would
+            # be lost, and the call would wait out its time bound. Ready means iopub delivers too:
+            # each kernel_info request is followed there by its `busy`/`idle` status.
+            try:
+                await client.get_iopub_msg(timeout=1)
+                return
+            except Exception:  # queue.Empty: not subscribed yet; ask again
                 continue
         raise SessionDied(f"the kernel did not start within {START_S:g} s")
 
@@ -163,6 +173,11 @@ class Session:
         if self.process.returncode is None:
             return ""
         return (await self.process.stderr.read()).decode(errors="replace").strip()[-2000:]
+
+    @property
+    def data_dir(self) -> str:
+        """Where the code finds its files: /mnt/data in the jail; the folder itself when unconfined."""
+        return str(self.work) if os.environ.get(UNSAFE_ENV) == "1" else DATA_DIR
 
     @property
     def alive(self) -> bool:
