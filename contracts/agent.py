@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ossabus.contracts.sandbox import SandboxLimits as KernelLimits
+
 Kind = Literal["Agent", "Task", "Workflow", "Flow"]
 ToolKind = Literal["function", "http", "mcp", "code_interpreter", "file_search"]
 
@@ -229,6 +231,11 @@ class AgentDefinition(BaseModel):
     protocols: Any = Field(None, description="`protocols` (mcp, a2a, rest, ...), as declared.")
     token_efficiency: dict[str, Any] | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    sandbox: KernelLimits | None = Field(
+        None,
+        description="What the code interpreter's kernel may use, from `security.sandboxing` and "
+        "`spec.runtime.resources` (the operator's maximum still caps it).",
+    )
     governance: dict[str, Any] | None = Field(None, description="`governance`, as declared (stored, not enforced).")
     env_refs: list[str] = Field(default_factory=list, description="`${VAR}` names the manifest reads.")
     openai_assistant_id: str | None = None

@@ -5,7 +5,7 @@ Fields keep OpenAI's names and nullability so the unmodified `openai` SDK parses
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer, model_serializer
 
@@ -33,6 +33,7 @@ class CodeInterpreterTool(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["code_interpreter"] = "code_interpreter"
+    container: dict[str, Any] | None = None  # Responses' {type, file_ids}
 
 
 class FileSearchTool(BaseModel):
@@ -94,6 +95,16 @@ class MessageContentText(BaseModel):
     text: TextContent
 
 
+class MessageContentImageFile(BaseModel):
+    """A figure the code interpreter made, stored as a File (`purpose: assistants_output`)."""
+
+    type: Literal["image_file"] = "image_file"
+    image_file: dict[str, Any]  # {file_id, detail?}
+
+
+MessageContent = Annotated[MessageContentText | MessageContentImageFile, Field(discriminator="type")]
+
+
 class IncompleteDetails(BaseModel):
     reason: str
 
@@ -132,7 +143,7 @@ class Message(BaseModel):
     completed_at: int | None = None
     incomplete_at: int | None = None
     role: Literal["user", "assistant"]
-    content: list[MessageContentText] = Field(default_factory=list)
+    content: list[MessageContent] = Field(default_factory=list)
     assistant_id: str | None = None
     run_id: str | None = None
     attachments: list[dict[str, Any]] | None = None
@@ -147,7 +158,7 @@ class Message(BaseModel):
 
     @property
     def text(self) -> str:
-        return "".join(part.text.value for part in self.content)
+        return "".join(part.text.value for part in self.content if isinstance(part, MessageContentText))
 
 
 class FunctionCall(BaseModel):
@@ -176,9 +187,10 @@ class ToolCall(BaseModel):
     the run's later turns show the model what it saw."""
 
     id: str
-    type: Literal["function", "file_search"] = "function"
+    type: Literal["function", "file_search", "code_interpreter"] = "function"
     function: FunctionCall
     file_search: dict[str, Any] | None = Field(None, exclude_if=_absent)
+    code_interpreter: dict[str, Any] | None = Field(None, exclude_if=_absent)  # {input, outputs}
     approval: ToolApproval | None = Field(
         None, exclude_if=_absent, description="ossabus extension, only on calls that need approval."
     )
@@ -190,6 +202,11 @@ class ToolCall(BaseModel):
         if self.type == "file_search" and not (info.context or {}).get("store"):
             data.pop("function", None)
             data.setdefault("file_search", {})
+        if self.type == "code_interpreter" and not (info.context or {}).get("store"):
+            data.pop("function", None)
+            shown = dict(data.get("code_interpreter") or {})
+            shown.pop("files", None)  # stored only: the Files the call wrote, for the message's content
+            data["code_interpreter"] = {"input": shown.get("input", ""), "outputs": shown.get("outputs", [])}
         return data
 
 

@@ -292,3 +292,48 @@ def test_v0_5_protocols_mcp_servers_become_mcp_tools_bound_by_server_name():
     assert {"scan_repository", "generate_report", "check_policy"} <= set(offered)
     assert offered["scan_repository"].mcp.server == "compliance-tools"
     assert definition.protocols["a2a"]["version"] == "0.2.0"  # kept as declared
+
+
+def test_the_code_interpreters_limits_come_from_sandboxing_and_the_runtimes_resources():
+    batch = validate_text(
+        textwrap.dedent(
+            """
+            apiVersion: ossa/v0.5.0
+            kind: Agent
+            metadata: {name: analyst}
+            spec:
+              role: You analyse.
+              llm: {provider: openai, model: gpt-4o-mini}
+              runtime:
+                resources: {cpu: 2000m, memory: 512Mi}
+                security: {allowNetworkAccess: true}
+              security:
+                sandboxing: {max_memory_mb: 1024, max_execution_seconds: 30, max_disk_mb: 64}
+            extensions:
+              openai_assistants:
+                tools: [{type: code_interpreter}]
+            """
+        ),
+        source="m.yaml",
+    )
+    assert batch.ok, [d.render() for d in batch.diagnostics]
+    limits = batch.entries[0].definition.sandbox
+    # the smaller memory of the two, the call bound and the largest file from sandboxing
+    assert (limits.memory_bytes, limits.call_seconds, limits.file_bytes) == (512 << 20, 30.0, 64 << 20)
+    warnings = {d.code for d in batch.diagnostics if d.severity == "warning"}
+    assert {"runtime.cpu", "runtime.network"} <= warnings
+
+
+def test_an_agent_without_the_code_interpreter_asks_for_no_kernel_limits():
+    assert seed("data-analyst.ossa.yaml").sandbox is None  # its `code_interpreter` is a function of its own
+
+
+def test_the_operators_maximum_caps_what_a_manifest_asks():
+    from ossabus.contracts.sandbox import SandboxLimits
+    from ossabus.sandbox.jail import Limits
+    from ossabus.sandbox.sessions import limits_for
+
+    ceiling = Limits(memory_bytes=1 << 30, call_seconds=20.0)
+    given = limits_for(SandboxLimits(memory_bytes=8 << 30, call_seconds=5.0), ceiling)
+    assert (given.memory_bytes, given.call_seconds) == (1 << 30, 5.0)
+    assert limits_for(None, ceiling) == ceiling

@@ -17,7 +17,7 @@ from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition, McpBinding, ToolDefinition
 from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import McpToolList, McpToolsRequest
-from ossabus.executor import file_search, prompt
+from ossabus.executor import code_interpreter, file_search, prompt
 from ossabus.runtime.bus import BusClient, BusFailure
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ async def offered_tools(run: Run, definition: AgentDefinition, listings: McpList
     offered = OfferedTools()
     if file_search.offered(run):
         offered.by_name[file_search.NAME] = (model_form(file_search.TOOL), file_search.TOOL)
+    if code_interpreter.offered(run):
+        offered.by_name[code_interpreter.NAME] = (model_form(code_interpreter.TOOL), code_interpreter.TOOL)
     for schema in prompt.tools_for_model(run):
         name = schema["function"]["name"]
         if name not in offered:  # a function may not take the name of a built-in the run has

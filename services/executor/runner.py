@@ -26,6 +26,7 @@ from ossabus.contracts.openai_objects import (
     IncompleteDetails,
     LastError,
     Message,
+    MessageContentImageFile,
     MessageContentText,
     MessageCreationDetails,
     RequiredAction,
@@ -42,7 +43,7 @@ from ossabus.contracts.openai_objects import (
     Usage,
 )
 from ossabus.contracts.tools import DispatchRequest, DispatchResult, tool_error
-from ossabus.executor import file_search, llm, prompt
+from ossabus.executor import code_interpreter, file_search, llm, prompt
 from ossabus.executor import usage as usage_reports
 from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.offered_tools import McpListings, OfferedTools, offered_tools
@@ -50,6 +51,7 @@ from ossabus.runtime import genai, tracing
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import REASONING_DELTA, RunEvents
 from ossabus.runtime.tool_directory import ToolDirectory
+from ossabus.store import kv as kvs
 from ossabus.store.runs import plain_model_record
 from ossabus.store.slots import Slots
 from ossabus.store.state import State
@@ -137,6 +139,7 @@ class Runner:
         self.mcp_listings = McpListings(agents.bus)
         self.slots = Slots(state.runs_kv)
         self.slotted: set[str] = set()  # runs this process holds a concurrency slot for
+        self._sandbox_places = None  # ossa_sandbox_sessions, opened on the first code_interpreter call
 
     # --- entry ---------------------------------------------------------------------------------------
 
@@ -469,10 +472,19 @@ class Runner:
             slot["id"] = slot["id"] or delta.id or ""
             slot["name"] = slot["name"] or delta.name or ""
             slot["arguments"] += delta.arguments
-            if self.call_type(run, slot["name"]) == "file_search":
+            kind = self.call_type(run, slot["name"])
+            if kind == "file_search":
                 if not delta.name:
                     continue  # OpenAI's streams show a file_search call once, without its query
                 entry: dict[str, Any] = {"index": delta.index, "type": "file_search", "file_search": {}}
+            elif kind == "code_interpreter":  # the code streams as it is written, as OpenAI's input deltas
+                code = code_interpreter.partial_code(slot["arguments"])
+                added, slot["shown"] = code[len(slot.get("shown", "")) :], code
+                if not added and not delta.name:
+                    continue
+                entry = {"index": delta.index, "type": "code_interpreter", "code_interpreter": {"input": added}}
+                if delta.name:
+                    entry["code_interpreter"]["outputs"] = []
             else:
                 fn: dict[str, Any] = {"arguments": delta.arguments, "output": None}
                 if delta.name:
@@ -495,7 +507,11 @@ class Runner:
 
     @staticmethod
     def call_type(run: Run, name: str) -> str:
-        return "file_search" if name == file_search.NAME and file_search.offered(run) else "function"
+        if name == file_search.NAME and file_search.offered(run):
+            return "file_search"
+        if name == code_interpreter.NAME and code_interpreter.offered(run):
+            return "code_interpreter"
+        return "function"
 
     async def open_message(self, run: Run, events: RunEvents, ids: TurnIds) -> tuple[RunStep, Message]:
         message = Message(
@@ -520,7 +536,14 @@ class Runner:
         annotations = []
         if file_search.offered(run) and "】" in text:
             annotations = file_search.citations(text, await self.state.list_steps(run.thread_id, run.id))
-        message.content = [MessageContentText(text=TextContent(value=text, annotations=annotations))]
+        content: list = []
+        if code_interpreter.offered(run):
+            made = code_interpreter.files_since_last_message(
+                await self.state.list_steps(run.thread_id, run.id), step.id
+            )
+            content += [MessageContentImageFile(image_file={"file_id": f["file_id"]}) for f in made if f.get("image")]
+            annotations += code_interpreter.file_paths(text, made)
+        message.content = [*content, MessageContentText(text=TextContent(value=text, annotations=annotations))]
         if finish == "length" and run.max_completion_tokens is not None:
             message.status, message.incomplete_at = "incomplete", now()
             message.incomplete_details = IncompleteDetails(reason="max_tokens")
@@ -590,7 +613,9 @@ class Runner:
                 call.function.output = tool_error("unknown_tool", f"no tool named {name!r}")
                 continue
             bound = offered.definition(name)
-            server_side = bound is not None and (bound.http is not None or bound.kind in ("mcp", "file_search"))
+            server_side = bound is not None and (
+                bound.http is not None or bound.kind in ("mcp", "file_search", "code_interpreter")
+            )
             if not (self.tools.serves(name) or server_side):
                 for_client.append(call)
                 continue
@@ -660,16 +685,20 @@ class Runner:
                 "delta": {
                     "step_details": {
                         "type": "tool_calls",
-                        "tool_calls": [
-                            {"index": i, "id": c.id, "type": "file_search", "file_search": c.file_search or {}}
-                            if c.type == "file_search"
-                            else {"index": i, "id": c.id, "type": "function", "function": {"output": c.function.output}}
-                            for i, c in answered
-                        ],
+                        "tool_calls": [self.output_delta(i, c) for i, c in answered],
                     }
                 },
             },
         )
+
+    @staticmethod
+    def output_delta(index: int, call: ToolCall) -> dict[str, Any]:
+        if call.type == "file_search":
+            return {"index": index, "id": call.id, "type": "file_search", "file_search": call.file_search or {}}
+        if call.type == "code_interpreter":
+            outputs = (call.code_interpreter or {}).get("outputs", [])
+            return {"index": index, "id": call.id, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
+        return {"index": index, "id": call.id, "type": "function", "function": {"output": call.function.output}}
 
     async def pick_up(self, run: Run, definition: AgentDefinition, events: RunEvents) -> bool:
         """Continue from what earlier attempts stored (one listing of the run's steps). A turn cut off
@@ -713,6 +742,8 @@ class Runner:
     async def run_tool(
         self, run: Run, definition: AgentDefinition, call: ToolCall, tool: ToolDefinition
     ) -> DispatchResult:
+        if tool.kind == "code_interpreter":
+            return await self.interpret(run, definition, call)
         if tool.kind != "file_search":
             return await self.dispatch(run, call, tool)
         steps = await self.state.list_steps(run.thread_id, run.id)
@@ -723,6 +754,38 @@ class Runner:
         project = (thread.project if thread else None) or "default"
         await file_search.search(self.agents.bus, call, number, scope, project)
         return DispatchResult(output=call.function.output or "")
+
+    async def interpret(self, run: Run, definition: AgentDefinition, call: ToolCall) -> DispatchResult:
+        """The call's code, run in the thread's sandbox session; the call shows its input and outputs."""
+        thread = await self.state.get_thread(run.thread_id)
+        messages = await self.state.list_messages(run.thread_id)
+        project = (thread.project if thread else None) or "default"
+        result = await code_interpreter.execute(
+            self.agents.bus,
+            await self.sandbox_places(),
+            call,
+            session=run.thread_id,
+            project=project,
+            file_ids=code_interpreter.files_of(run, definition, thread, messages),
+            limits=definition.sandbox,
+        )
+        call.type = "code_interpreter"
+        code = code_interpreter.code_of(call)
+        if isinstance(result, str):  # a tool error: the model reads it, the step shows it as logs
+            call.code_interpreter = {"input": code, "outputs": [{"type": "logs", "logs": result}]}
+            return DispatchResult(output=result)
+        call.code_interpreter = {
+            "input": code,
+            "outputs": code_interpreter.step_outputs(result),
+            "files": [f.model_dump(mode="json") for f in result.files],
+        }
+        return DispatchResult(output=code_interpreter.model_output(result))
+
+    async def sandbox_places(self):
+        if self._sandbox_places is None:
+            js = self.nc.jetstream()
+            self._sandbox_places = await kvs.leader_reads(js, await js.key_value(subjects.SANDBOX_SESSIONS_BUCKET))
+        return self._sandbox_places
 
     async def dispatch(self, run: Run, call: ToolCall, tool: ToolDefinition) -> DispatchResult:
         request = DispatchRequest(

@@ -24,6 +24,7 @@ from ossabus.contracts.agent import (
     WorkflowSettings,
     WorkflowStepRef,
 )
+from ossabus.contracts.sandbox import SandboxLimits as KernelLimits
 from ossabus.registry.data_sources import read_data_sources
 from ossabus.registry.normalize_security import apply_security, security_settings
 from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider, litellm_model, litellm_provider
@@ -112,12 +113,79 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
     )
     definition.governance = _dict(spec.get("governance") or data.get("governance")) or None
     apply_security(definition, f)
+    definition.sandbox = sandbox_request(definition, _dict(spec.get("runtime")), f)
     if kind == "Task":
         definition.task = _task(spec, va, f)
     if kind == "Workflow":
         definition.workflow = _workflow(spec)
         _check_step_references(spec, _step_ids(spec), f)
     return definition
+
+
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T|k)?\s*$")
+_QUANTITY_UNITS = {
+    None: 1,
+    "Ki": 1 << 10,
+    "Mi": 1 << 20,
+    "Gi": 1 << 30,
+    "Ti": 1 << 40,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+}
+
+
+def memory_quantity(value: object) -> int | None:
+    """A Kubernetes memory quantity (`2Gi`, `512Mi`, `1000000`) in bytes; None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value) if value > 0 else None
+    match = _QUANTITY.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    return int(float(match.group(1)) * _QUANTITY_UNITS[match.group(2)]) or None
+
+
+def sandbox_request(definition: AgentDefinition, runtime: dict, f: Findings) -> KernelLimits | None:
+    """The code interpreter's limits an agent asks for: `security.sandboxing` (v0.5) and seed 000's
+    `spec.runtime` (`resources.memory`, `security.allowNetworkAccess`). A kernel never has network,
+    whatever the manifest says; a CPU rate (`cpu: 2000m`) needs cgroups, which the jail does not
+    use: the kernel has CPU-time and wall-clock bounds instead."""
+    if not any(t.kind == "code_interpreter" for t in definition.tools):
+        return None  # the limits are the code interpreter's: without it they say nothing
+    asked = KernelLimits()
+    box = definition.security.sandboxing
+    if box is not None:
+        asked.memory_bytes = box.max_memory_mb * (1 << 20) if box.max_memory_mb else None
+        asked.call_seconds = float(box.max_execution_seconds) if box.max_execution_seconds else None
+        asked.file_bytes = box.max_disk_mb * (1 << 20) if box.max_disk_mb else None
+    resources = _dict(runtime.get("resources"))
+    if "memory" in resources:
+        memory = memory_quantity(resources["memory"])
+        if memory is None:
+            f.warning(
+                "runtime.memory",
+                "resources.memory is a quantity such as 2Gi; ignored",
+                ["spec", "runtime", "resources", "memory"],
+            )
+        else:
+            asked.memory_bytes = min(asked.memory_bytes or memory, memory)
+    if "cpu" in resources:
+        f.warning(
+            "runtime.cpu",
+            "a CPU rate is not enforced; the code interpreter bounds CPU time and each call's wall clock",
+            ["spec", "runtime", "resources", "cpu"],
+        )
+    if _dict(runtime.get("security")).get("allowNetworkAccess") is True:
+        f.warning(
+            "runtime.network",
+            "the code interpreter never has network access, whatever a manifest asks",
+            ["spec", "runtime", "security", "allowNetworkAccess"],
+        )
+    return asked if asked.model_dump(exclude_none=True) else None
 
 
 _EXPRESSION_BODY = re.compile(r"\$\{\{(.*?)\}\}|\$\{([^{}]*)\}", re.S)
