@@ -25,7 +25,7 @@ from fastapi.sse import EventSourceResponse, format_sse_event
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.ids import new_id
-from ossabus.contracts.openai_objects import FileSearchTool, Message, Run, Thread, ToolCallsDetails
+from ossabus.contracts.openai_objects import CodeInterpreterTool, FileSearchTool, Message, Run, Thread, ToolCallsDetails
 from ossabus.registry.convert_openai import to_assistant
 from ossabus.relay import budgets, routes_runs
 from ossabus.relay.auth import DEFAULT_PROJECT, caller
@@ -37,6 +37,7 @@ from ossabus.relay.responses.objects import response_object
 from ossabus.relay.responses.requests import ReadInput, ResponseCreate, check_tools, read_input, require_model
 from ossabus.relay.responses.stream import ResponseEvents
 from ossabus.relay.routes_chat import resolve_target
+from ossabus.relay.routes_files import file_or_404
 from ossabus.relay.routes_runs import Follow
 from ossabus.relay.routes_threads import thread_or_404
 from ossabus.relay.run_stream import RunStream
@@ -338,6 +339,16 @@ async def start_response(
     if searched is not None:
         run.tools = [*(t for t in run.tools if t.type != "file_search"), FileSearchTool()]
         run.file_search_scope = {k: v for k, v in searched.items() if k != "type"}
+    interpreted = next((t for t in tools if t.get("type") == "code_interpreter"), None)
+    if interpreted is not None:
+        container = dict(interpreted.get("container") or {"type": "auto"})
+        for i, file_id in enumerate(container.get("file_ids") or []):
+            try:
+                await file_or_404(request, file_id)
+            except ApiError as missing:
+                missing.param = f"tools.container.file_ids[{i}]"
+                raise
+        run.tools = [*(t for t in run.tools if t.type != "code_interpreter"), CodeInterpreterTool(container=container)]
     if record is None:
         run.direct_model = body.model
         run.model = body.model or run.model

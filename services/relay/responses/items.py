@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from ossabus.contracts.openai_objects import Message, RunStep, ToolCallsDetails
-from ossabus.relay.responses.objects import SERVER_LABEL, file_search_item, item_id, mcp_call_item, output_annotations
+from ossabus.relay.responses.objects import (
+    SERVER_LABEL,
+    code_interpreter_item,
+    file_search_item,
+    item_id,
+    mcp_call_item,
+    output_annotations,
+)
 from ossabus.store.state import State
 
 
@@ -84,6 +91,9 @@ def step_items(step: RunStep) -> list[dict[str, Any]]:
     for call in step.step_details.tool_calls:
         if call.type == "file_search":
             out.append(file_search_item(call, with_results=False))
+            continue
+        if call.type == "code_interpreter":
+            out.append(code_interpreter_item(call, step.thread_id, with_outputs=True))
             continue
         if not call.client and call.function.output is not None:
             out.append(mcp_call_item(call, SERVER_LABEL))

@@ -40,7 +40,9 @@ def item_id(prefix: str, call_id: str) -> str:
 
 def message_item(message: Message) -> dict[str, Any]:
     status = "in_progress" if message.status == "in_progress" else message.status
-    annotations = output_annotations([a for part in message.content for a in part.text.annotations])
+    annotations = output_annotations(
+        [a for part in message.content if part.type == "text" for a in part.text.annotations]
+    )
     return {
         "id": message.id,
         "type": "message",
@@ -92,6 +94,38 @@ def file_search_item(call: ToolCall, with_results: bool) -> dict[str, Any]:
         "queries": list(details.get("queries") or []),
         "results": results,
     }
+
+
+def container_id(thread_id: str) -> str:
+    """The session a conversation's code runs in, named as OpenAI names containers."""
+    return "cntr_" + thread_id.removeprefix("thread_")
+
+
+def code_interpreter_item(call: ToolCall, thread_id: str, with_outputs: bool) -> dict[str, Any]:
+    """OpenAI's `code_interpreter_call` item; `outputs` only under `include:
+    ["code_interpreter_call.outputs"]` (null otherwise, as OpenAI answers). An image output's `url`
+    is the File's content on this server."""
+    details = call.code_interpreter or {}
+    outputs = None
+    if with_outputs and call.function.output is not None:
+        outputs = [
+            {"type": "logs", "logs": o.get("logs", "")}
+            if o.get("type") == "logs"
+            else {"type": "image", "url": f"/v1/files/{(o.get('image') or {}).get('file_id', '')}/content"}
+            for o in details.get("outputs") or []
+        ]
+    return {
+        "id": item_id("ci", call.id),
+        "type": "code_interpreter_call",
+        "status": "completed" if call.function.output is not None else "in_progress",
+        "container_id": container_id(thread_id),
+        "code": details.get("input") or None,
+        "outputs": outputs,
+    }
+
+
+def wants_outputs(record: ResponseRecord) -> bool:
+    return "code_interpreter_call.outputs" in (record.request.get("include") or [])
 
 
 def wants_results(record: ResponseRecord) -> bool:
@@ -150,6 +184,8 @@ def waiting_calls(run: Run | None) -> set[str]:
 def call_items(record: ResponseRecord, call: ToolCall, waiting: set[str]) -> list[dict[str, Any]]:
     if call.type == "file_search":
         return [file_search_item(call, wants_results(record))]
+    if call.type == "code_interpreter":
+        return [code_interpreter_item(call, record.thread_id, wants_outputs(record))]
     if call.client or call.id in waiting:
         return [function_call_item(call)]
     label = record.mcp_labels.get(call.function.name, SERVER_LABEL)

@@ -17,8 +17,8 @@ from pydantic import Field, field_validator, model_validator
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import Metadata, Strict, Temperature, TopP, check_metadata
 
-HOSTED_LATER = {"code_interpreter"}  # run by the sandbox capability
-KNOWN_TOOLS = {"function", "mcp", "file_search", *HOSTED_LATER}
+KNOWN_TOOLS = {"function", "mcp", "file_search", "code_interpreter"}
+MEMORY_LIMITS = {"1g", "4g", "16g", "64g"}  # OpenAI's container sizes
 FILE_SEARCH_RESULTS = "file_search_call.results"
 
 
@@ -128,15 +128,42 @@ def check_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
                 raise ApiError(400, "`parameters` is a JSON Schema object", param=f"tools[{i}].parameters")
         if kind == "file_search":
             check_file_search(tool, f"tools[{i}]")
-        if kind in HOSTED_LATER:
-            raise ApiError(
-                400,
-                f"the hosted tool {kind!r} is not available on this server yet",
-                param=f"tools[{i}].type",
-                code="unsupported_tool",
-            )
+        if kind == "code_interpreter":
+            check_code_interpreter(tool, f"tools[{i}]")
         out.append(tool)
     return out
+
+
+def check_code_interpreter(tool: dict[str, Any], where: str) -> None:
+    """OpenAI's CodeInterpreterTool: `container` is `{type: "auto", file_ids?, memory_limit?}` (a
+    session per conversation, started on first use); containers by id (the Containers API) are not
+    served here."""
+    container = tool.get("container", {"type": "auto"})
+    if isinstance(container, str):
+        raise ApiError(
+            400,
+            'containers by id are not supported here; give `container: {"type": "auto"}` (each '
+            "conversation gets its own)",
+            param=f"{where}.container",
+            code="unsupported_value",
+        )
+    if not isinstance(container, dict) or container.get("type") != "auto":
+        raise ApiError(400, '`container` is {"type": "auto", "file_ids": [...]}', param=f"{where}.container")
+    unknown = set(container) - {"type", "file_ids", "memory_limit", "network_policy"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ApiError(400, f"unknown container field {name!r}", param=f"{where}.container.{name}")
+    file_ids = container.get("file_ids", [])
+    if not isinstance(file_ids, list) or not all(isinstance(i, str) and i for i in file_ids) or len(file_ids) > 50:
+        raise ApiError(400, "`file_ids` is a list of at most 50 file ids", param=f"{where}.container.file_ids")
+    memory = container.get("memory_limit")
+    if memory is not None and memory not in MEMORY_LIMITS:
+        raise ApiError(
+            400, f"`memory_limit` is one of {sorted(MEMORY_LIMITS)}", param=f"{where}.container.memory_limit"
+        )
+    policy = container.get("network_policy")
+    if policy is not None and (not isinstance(policy, dict) or policy.get("type") != "disabled"):
+        raise ApiError(400, "the code interpreter never has network access", param=f"{where}.container.network_policy")
 
 
 def check_file_search(tool: dict[str, Any], where: str) -> None:

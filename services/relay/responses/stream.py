@@ -22,10 +22,14 @@ from ossabus.contracts.openai_objects import ToolCall
 from ossabus.relay.responses.objects import (
     SERVER_LABEL,
     approval_request_item,
+    code_interpreter_item,
+    container_id,
     file_search_item,
     function_call_item,
+    item_id,
     mcp_call_item,
     output_annotations,
+    wants_outputs,
     wants_results,
 )
 from ossabus.runtime.events import REASONING_DELTA
@@ -63,6 +67,8 @@ class ResponseEvents:
     shown: set[str] = field(default_factory=set)  # call ids already shown whole (or by an earlier response)
     in_progress_sent: bool = False
     reasoning: tuple[str, int, list[str]] | None = None  # the open reasoning item: id, index, text so far
+    # code_interpreter calls being streamed: (step, index) -> {"id", "index" (output), "code"}
+    interpreting: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     def _event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -253,6 +259,9 @@ class ResponseEvents:
                 if "results" in (entry.get("file_search") or {}) and entry.get("id"):
                     out += self._show_file_search(entry)
                 continue
+            if entry.get("type") == "code_interpreter":
+                out += self._code_delta(data.get("id", ""), entry)
+                continue
             seen = self._seen(data.get("id", ""), entry)
             output = (entry.get("function") or {}).get("output")
             if output is not None and seen["id"]:
@@ -269,9 +278,20 @@ class ResponseEvents:
         """A finished tool step: its server-side calls not shown yet (a continuation's step also
         holds the client's answers, which belong to the response before)."""
         out: list[Event] = []
-        for entry in (step.get("step_details") or {}).get("tool_calls") or []:
+        for n, entry in enumerate((step.get("step_details") or {}).get("tool_calls") or []):
             if entry.get("type") == "file_search":
                 out += self._show_file_search(entry)
+                continue
+            if entry.get("type") == "code_interpreter":
+                details = entry.get("code_interpreter") or {}
+                position = (step.get("id", ""), n)
+                streamed = position in self.interpreting
+                head = {"index": n, "id": entry.get("id"), "type": "code_interpreter"}
+                code = "" if streamed else details.get("input") or ""
+                out += self._code_delta(position[0], {**head, "code_interpreter": {"input": code}})
+                out += self._code_delta(
+                    position[0], {**head, "code_interpreter": {"outputs": details.get("outputs") or []}}
+                )
                 continue
             call = ToolCall.model_validate(entry)
             if call.function.output is not None:
@@ -334,6 +354,71 @@ class ResponseEvents:
             ),
             self._event("response.output_item.done", output_index=index, item=done),
         ]
+
+    def _code_delta(self, step_id: str, entry: dict) -> list[Event]:
+        """A code_interpreter call as it streams: added and in progress when it starts, the code as the
+        model writes it, then (with its outputs) code done, interpreting, completed, done."""
+        position = (step_id, int(entry.get("index", 0)))
+        details = entry.get("code_interpreter") or {}
+        seen = self.interpreting.get(position)
+        out: list[Event] = []
+        if seen is None:
+            if not entry.get("id") or entry["id"] in self.shown:
+                return []
+            seen = {"id": entry["id"], "index": self.items, "code": "", "done": False}
+            self.items += 1
+            self.interpreting[position] = seen
+            self.shown.add(entry["id"])
+            started = {
+                "id": item_id("ci", seen["id"]),
+                "type": "code_interpreter_call",
+                "status": "in_progress",
+                "container_id": container_id(self.record.thread_id),
+                "code": "",
+                "outputs": None,
+            }
+            out += [
+                self._event("response.output_item.added", output_index=seen["index"], item=started),
+                self._event(
+                    "response.code_interpreter_call.in_progress", item_id=started["id"], output_index=seen["index"]
+                ),
+            ]
+        if seen["done"]:
+            return out
+        ident = item_id("ci", seen["id"])
+        if details.get("input"):
+            seen["code"] += details["input"]
+            out.append(
+                self._event(
+                    "response.code_interpreter_call_code.delta",
+                    item_id=ident,
+                    output_index=seen["index"],
+                    delta=details["input"],
+                )
+            )
+        if "outputs" in details and details["outputs"] is not None and entry.get("id"):
+            if not details["outputs"] and "input" in details:
+                return out  # the first delta of a call carries an empty list: not its result yet
+            seen["done"] = True
+            call = ToolCall(
+                id=seen["id"],
+                type="code_interpreter",
+                function={"name": "python", "arguments": "", "output": ""},
+                code_interpreter={"input": seen["code"], "outputs": details["outputs"]},
+            )
+            done = code_interpreter_item(call, self.record.thread_id, wants_outputs(self.record))
+            out += [
+                self._event(
+                    "response.code_interpreter_call_code.done",
+                    item_id=ident,
+                    output_index=seen["index"],
+                    code=seen["code"],
+                ),
+                self._event("response.code_interpreter_call.interpreting", item_id=ident, output_index=seen["index"]),
+                self._event("response.code_interpreter_call.completed", item_id=ident, output_index=seen["index"]),
+                self._event("response.output_item.done", output_index=seen["index"], item=done),
+            ]
+        return out
 
     def _show_file_search(self, entry: dict) -> list[Event]:
         """A search that ran: added (in progress), searching, completed, done."""
