@@ -290,3 +290,47 @@ def test_a_manifests_sandboxing_bounds_its_calls(client, api_stack):
     assert run.status == "completed", run.last_error
     [call] = code_calls(client, run.thread_id, run.id)
     assert "TimeoutError: the call ran longer than 2 s" in call.code_interpreter.outputs[0].logs
+
+
+def test_a_file_the_code_wrote_is_cited_from_its_container(client, api_stack):
+    response = client.responses.create(
+        model="gpt-4o-mini",
+        tools=[CODE_TOOL],
+        input=ask("open('report.txt', 'w').write('all good')\nprint('written')"),
+    )
+    assert response.status == "completed", response.error
+    body = conforms(response)
+    message = next(item for item in body["output"] if item["type"] == "message")
+    [citation] = message["content"][0]["annotations"]
+    assert citation["type"] == "container_file_citation"
+    assert citation["filename"] == "report.txt"
+    call = next(item for item in body["output"] if item["type"] == "code_interpreter_call")
+    assert citation["container_id"] == call["container_id"]
+    text = message["content"][0]["text"]
+    assert text[citation["start_index"] : citation["end_index"]].endswith("/mnt/data/report.txt")
+    assert client.files.content(citation["file_id"]).read() == b"all good"
+
+
+def test_the_bundled_code_assistant_runs_code_though_its_example_files_do_not_exist(client, api_stack):
+    """Seed 002's first example: an assistant with the interpreter whose tool_resources name example
+    files (file-abc123): its code runs, and the model is told those files are not there."""
+    from conftest import REPO
+
+    manifest = (REPO / "manifests" / "code-assistant.ossa.yaml").read_text()
+    put = httpx.put(
+        f"{api_stack.base_url}/v1/ossa/manifests/code-assistant",
+        content=manifest,
+        headers={"content-type": "application/yaml"},
+        timeout=30,
+    )
+    assert put.status_code in (200, 201), put.text
+
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id="asst_abc123xyz",  # the id its extensions.openai_assistants declares
+        thread={"messages": [{"role": "user", "content": ask("print(sum(range(10)))")}]},
+    )
+    assert run.status == "completed", run.last_error
+    [call] = code_calls(client, run.thread_id, run.id)
+    assert call.code_interpreter.outputs[0].logs == "45\n"
+    answer = client.beta.threads.messages.list(run.thread_id).data[0].content[0].text.value
+    assert "file file-abc123 is not available" in answer

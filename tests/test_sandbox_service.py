@@ -122,9 +122,13 @@ async def test_files_of_the_project_are_placed_and_another_projects_are_refused(
             "import pandas as pd\nprint(pd.read_csv('/mnt/data/sales.csv')['amount'].sum())", file_ids=["file-ours"]
         )
         assert read.logs == "42\n", read
-        refused = await bench.run("print('never')", file_ids=["file-theirs"])
-        assert isinstance(refused, str)
-        assert "no file 'file-theirs' in this project" in refused
+        # another project's file is not placed; the code still runs, and the model is told
+        without = await bench.run(
+            "import os\nprint(sorted(f for f in os.listdir('.') if f[0] != '.'))", file_ids=["file-ours", "file-theirs"]
+        )
+        assert without.logs == "['sales.csv']\n"
+        assert without.notes == ["file file-theirs is not available (no such file in this project)"]
+        assert "[note: file file-theirs is not available" in code_interpreter.model_output(without)
         # a session is its project's: a call naming it from another project never reaches its kernel
         other = await bench.run("print(open('/mnt/data/sales.csv').read())", project="p2")
         assert isinstance(other, str)
@@ -247,3 +251,17 @@ async def test_a_worker_killed_mid_call_is_noticed_in_seconds_and_the_next_call_
         if victim.returncode is None:
             victim.kill()
         await asyncio.wait_for(victim.wait(), 10)
+
+
+async def test_a_kernel_that_crashes_is_reported_and_the_worker_keeps_serving(clean_bus, jail_or_fail):
+    async with Bench(clean_bus) as bench:
+        worker = await bench.add_worker()
+        assert (await bench.run("x = 1")).error is None
+        crashed = await bench.run("import os\nos.kill(os.getpid(), 9)")
+        assert crashed.kernel_died is True
+        assert "the kernel died" in code_interpreter.model_output(crashed)
+        assert "thread_a" not in worker.sessions.held
+        after = await bench.run("print('x' in dir())")  # a new kernel, on the same worker
+        assert after.logs == "False\n"
+        assert after.recreated is True
+        assert after.worker == worker.worker

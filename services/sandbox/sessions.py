@@ -156,8 +156,9 @@ class Sessions:
             if wanted.file_id in held.placed:
                 continue
             found = await self.read_file(held.project, wanted.file_id)
-            if found is None:
-                raise SessionRefused("invalid_request", f"no file {wanted.file_id!r} in this project")
+            if found is None:  # deleted, expired, another project's, or a manifest's placeholder id
+                result.notes.append(f"file {wanted.file_id} is not available (no such file in this project)")
+                continue
             name, data = found
             target = work / safe_name(wanted.filename or name)
             target.write_bytes(data)

@@ -33,7 +33,8 @@ def message_items(message: Message) -> list[dict[str, Any]]:
     kind = "input_text" if message.role == "user" else "output_text"
     part: dict[str, Any] = {"type": kind, "text": message.text}
     if kind == "output_text":
-        annotations = output_annotations([a for p in message.content for a in p.text.annotations])
+        cited = [a for p in message.content if p.type == "text" for a in p.text.annotations]
+        annotations = output_annotations(cited, message.thread_id)
         part |= {"annotations": annotations, "logprobs": []}
     status = "completed" if message.status == "completed" else message.status
     return [{"id": message.id, "type": "message", "role": message.role, "status": status, "content": [part]}]

@@ -41,7 +41,7 @@ def item_id(prefix: str, call_id: str) -> str:
 def message_item(message: Message) -> dict[str, Any]:
     status = "in_progress" if message.status == "in_progress" else message.status
     annotations = output_annotations(
-        [a for part in message.content if part.type == "text" for a in part.text.annotations]
+        [a for part in message.content if part.type == "text" for a in part.text.annotations], message.thread_id
     )
     return {
         "id": message.id,
@@ -52,11 +52,25 @@ def message_item(message: Message) -> dict[str, Any]:
     }
 
 
-def output_annotations(annotations: list[Any]) -> list[dict[str, Any]]:
+def output_annotations(annotations: list[Any], thread_id: str | None = None) -> list[dict[str, Any]]:
     """A message's `file_citation` annotations (Assistants form, with the marker's span) in the
-    Responses form: the file, its name (the marker's `†name`) and where in the text it is cited."""
+    Responses form: the file, its name (the marker's `†name`) and where in the text it is cited;
+    `file_path` ones (files the code wrote) as `container_file_citation` of the thread's session."""
     out = []
     for a in annotations:
+        if isinstance(a, dict) and a.get("type") == "file_path" and thread_id is not None:
+            # a file the code interpreter wrote, named in the answer: OpenAI cites it from its container
+            out.append(
+                {
+                    "type": "container_file_citation",
+                    "container_id": container_id(thread_id),
+                    "file_id": (a.get("file_path") or {}).get("file_id", ""),
+                    "filename": str(a.get("text") or "").rsplit("/", 1)[-1],
+                    "start_index": int(a.get("start_index") or 0),
+                    "end_index": int(a.get("end_index") or 0),
+                }
+            )
+            continue
         if not isinstance(a, dict) or a.get("type") != "file_citation":
             continue
         marker = str(a.get("text") or "")

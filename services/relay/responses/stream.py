@@ -222,7 +222,12 @@ class ResponseEvents:
         index, parts = self.texts.pop(message_id)
         text = _text_of(message) or "".join(parts)
         cited = [a for p in message.get("content") or [] for a in (p.get("text") or {}).get("annotations") or []]
-        part = {"type": "output_text", "text": text, "annotations": output_annotations(cited), "logprobs": []}
+        part = {
+            "type": "output_text",
+            "text": text,
+            "annotations": output_annotations(cited, self.record.thread_id),
+            "logprobs": [],
+        }
         status = "completed" if message.get("status") == "completed" else "incomplete"
         item = {"id": message_id, "type": "message", "role": "assistant", "status": status, "content": [part]}
         return [
