@@ -413,3 +413,25 @@ def eventually(check, timeout: float = 15):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+# Modules that take longest, run first: xdist (--dist loadfile --no-loadscope-reorder) hands out
+# files in collection order, and a long module left for last runs alone on one worker while the other
+# waits (by default xdist puts the files with the most tests first, which left these for the end).
+SLOW_MODULES_FIRST = (
+    "test_fuzz_openapi.py",
+    "test_outages.py",
+    "test_retrieval_faults.py",
+    "test_cluster.py",
+    "test_scaling.py",
+    "test_local_embeddings.py",
+    "test_code_interpreter.py",
+    "test_sandbox_kernel.py",
+    "test_processes.py",
+    "test_convert_v04.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
