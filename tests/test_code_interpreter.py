@@ -232,6 +232,16 @@ def test_a_streamed_response_shows_the_code_interpreter_events_in_order(api_stac
     assert [i["type"] for i in final["output"]] == ["code_interpreter_call", "message"]
 
 
+def test_a_containers_memory_limit_bounds_its_kernel(client):
+    """1.2 GB fits the operator's default 2 GiB; `memory_limit: 1g` makes it a MemoryError."""
+    code = "b = bytearray(1200 * 2**20)\nprint(len(b) >> 20)"
+    roomy = client.responses.create(model="gpt-4o-mini", tools=[CODE_TOOL], input=ask(code))
+    assert roomy.output_text == "Tool results: 1200"
+    small = {"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "1g"}}
+    tight = client.responses.create(model="gpt-4o-mini", tools=[small], input=ask(code))
+    assert "MemoryError" in tight.output_text
+
+
 def test_a_containers_files_are_in_the_working_directory(client):
     uploaded = client.files.create(file=("scores.csv", io.BytesIO(b"s\n7\n9\n")), purpose="user_data")
     response = client.responses.create(

@@ -51,6 +51,22 @@ def offered(run: Run) -> bool:
     return any(t.type == "code_interpreter" for t in run.tools)
 
 
+CONTAINER_MEMORY = {"1g": 1 << 30, "4g": 4 << 30, "16g": 16 << 30, "64g": 64 << 30}
+
+
+def limits_of(run: Run, definition: AgentDefinition) -> SandboxLimits | None:
+    """What the agent's manifest asks for, narrowed by a Responses container's `memory_limit`; the
+    worker still caps both at its operator's maximum."""
+    asked = definition.sandbox.model_copy() if definition.sandbox else None
+    tool = next((t for t in run.tools if t.type == "code_interpreter"), None)
+    container = getattr(tool, "container", None) if tool is not None else None
+    memory = CONTAINER_MEMORY.get((container or {}).get("memory_limit") or "") if isinstance(container, dict) else None
+    if memory is not None:
+        asked = asked or SandboxLimits()
+        asked.memory_bytes = min(asked.memory_bytes or memory, memory)
+    return asked
+
+
 def code_of(call: ToolCall) -> str:
     """The code the model sent; a model that sent plain code instead of JSON is taken at its word."""
     try:

@@ -767,7 +767,7 @@ class Runner:
             session=run.thread_id,
             project=project,
             file_ids=code_interpreter.files_of(run, definition, thread, messages),
-            limits=definition.sandbox,
+            limits=code_interpreter.limits_of(run, definition),
         )
         call.type = "code_interpreter"
         code = code_interpreter.code_of(call)
