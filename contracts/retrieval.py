@@ -7,6 +7,19 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 AUTO = {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}
+# `auto` for an offline model (`local/...`): its window is 256 of its own tokens, about 200 of the
+# cl100k tokens chunks are counted in; an 800-token chunk would be embedded by its first third only.
+LOCAL_MODEL_PREFIX = "local/"
+LOCAL_AUTO = {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 100}
+
+
+def fitted_to(model: str, strategy: dict[str, Any]) -> dict[str, Any]:
+    """`strategy` (as stored) for files embedded by `model`: `auto` fits a local model's window."""
+    if model.startswith(LOCAL_MODEL_PREFIX) and strategy == {"type": "static", "static": AUTO}:
+        return {"type": "static", "static": dict(LOCAL_AUTO)}
+    return strategy
+
+
 MIN_CHUNK, MAX_CHUNK = 100, 4096
 
 

@@ -87,3 +87,6 @@ def test_a_vector_store_embedded_locally_finds_a_passage_by_meaning(client):
     ).data
     assert found[0].filename == "cats.txt", found
     assert found[0].score > found[1].score
+    # `auto` chunks fit the model's 256-token window instead of OpenAI's 800 (of which it would see a third)
+    [fitted] = {f.chunking_strategy.static.max_chunk_size_tokens for f in client.vector_stores.files.list(store.id)}
+    assert fitted == 200

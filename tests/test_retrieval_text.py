@@ -131,3 +131,16 @@ def test_static_chunking_and_its_limits():
         assert refused.value.param.endswith(param)
     with pytest.raises(ChunkingRefused):
         strategy({"type": "fancy"})
+
+
+def test_auto_chunks_fit_a_local_models_window_and_a_chosen_size_is_kept():
+    from ossabus.contracts.retrieval import LOCAL_AUTO, chunking_strategy, fitted_to
+
+    auto = chunking_strategy(None)
+    assert fitted_to("local/all-MiniLM-L6-v2", auto) == {"type": "static", "static": LOCAL_AUTO}
+    assert fitted_to("openai/text-embedding-3-small", auto) == auto
+    chosen = chunking_strategy({"type": "static", "static": {"max_chunk_size_tokens": 400, "chunk_overlap_tokens": 0}})
+    assert fitted_to("local/all-MiniLM-L6-v2", chosen) == chosen
+    text = " ".join(f"word{i}" for i in range(600))
+    pieces = chunks(text, fitted_to("local/all-MiniLM-L6-v2", auto))
+    assert max(p.tokens for p in pieces) == 200

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PREFIX = "local/"
+from ossabus.contracts.retrieval import LOCAL_MODEL_PREFIX
+
+PREFIX = LOCAL_MODEL_PREFIX
 log = logging.getLogger(__name__)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import EmbeddingRequest, Embeddings
 from ossabus.contracts.ids import new_id
-from ossabus.contracts.retrieval import IngestRequest
+from ossabus.contracts.retrieval import IngestRequest, fitted_to
 from ossabus.retrieval.chunking import chunks
 from ossabus.retrieval.extract import Unreadable, extract_text
 from ossabus.retrieval.index import Index
@@ -48,8 +48,9 @@ class Ingestor:
             return
         try:
             text = extract_text(file.filename, await self.files.content(file.id))
-            pieces = chunks(text, record.chunking_strategy)
             model = await self._model_of(store)
+            strategy = fitted_to(model, record.chunking_strategy)
+            pieces = chunks(text, strategy)
             vectors = await self._embed([p.text for p in pieces], model, request)
         except Unreadable as unreadable:
             await self._fail(record, unreadable.code, unreadable.message)
@@ -66,7 +67,12 @@ class Ingestor:
             if current.status != "in_progress":
                 return None
             return current.model_copy(
-                update={"status": "completed", "usage_bytes": len(text.encode()), "last_error": None}
+                update={
+                    "status": "completed",
+                    "usage_bytes": len(text.encode()),
+                    "last_error": None,
+                    "chunking_strategy": strategy,  # what was used (auto fitted to a local model)
+                }
             )
 
         stored = await self.stores.update_file(store.id, file.id, done)
