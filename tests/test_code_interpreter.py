@@ -13,9 +13,10 @@ import json
 import httpx
 import pytest
 from openai import AssistantEventHandler, OpenAI
-from test_responses import EVENT_SCHEMAS, conforms, events_of
+from test_responses import conforms, events_of
 from test_sandbox_kernel import needs_a_jail
 
+from conftest import REPO, register_manifest
 from openapi_check import openapi_errors
 
 
@@ -173,15 +174,6 @@ def test_an_error_in_the_code_is_the_models_to_read_and_the_run_goes_on(client, 
 # --- Responses ----------------------------------------------------------------------------------------
 
 CODE_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
-EVENT_SCHEMAS.update(
-    {
-        "response.code_interpreter_call.in_progress": "ResponseCodeInterpreterCallInProgressEvent",
-        "response.code_interpreter_call_code.delta": "ResponseCodeInterpreterCallCodeDeltaEvent",
-        "response.code_interpreter_call_code.done": "ResponseCodeInterpreterCallCodeDoneEvent",
-        "response.code_interpreter_call.interpreting": "ResponseCodeInterpreterCallInterpretingEvent",
-        "response.code_interpreter_call.completed": "ResponseCodeInterpreterCallCompletedEvent",
-    }
-)
 
 
 def test_a_response_runs_code_and_a_chained_response_keeps_its_variables(client):
@@ -286,13 +278,7 @@ def test_a_manifests_sandboxing_bounds_its_calls(client, api_stack):
         "  security:\n    sandboxing: {max_execution_seconds: 2}\n"
         "extensions:\n  openai_assistants:\n    tools: [{type: code_interpreter}]\n"
     )
-    put = httpx.put(
-        f"{api_stack.base_url}/v1/ossa/manifests/hasty-analyst",
-        content=manifest,
-        headers={"content-type": "application/yaml"},
-        timeout=30,
-    )
-    assert put.status_code in (200, 201), put.text
+    register_manifest(api_stack.base_url, manifest)
     run = client.beta.threads.create_and_run_poll(
         assistant_id=assistant_id_for("hasty-analyst"),
         thread={"messages": [{"role": "user", "content": ask("import time\ntime.sleep(10)\nprint('late')")}]},
@@ -324,16 +310,8 @@ def test_a_file_the_code_wrote_is_cited_from_its_container(client, api_stack):
 def test_the_bundled_code_assistant_runs_code_though_its_example_files_do_not_exist(client, api_stack):
     """Seed 002's first example: an assistant with the interpreter whose tool_resources name example
     files (file-abc123): its code runs, and the model is told those files are not there."""
-    from conftest import REPO
-
     manifest = (REPO / "manifests" / "code-assistant.ossa.yaml").read_text()
-    put = httpx.put(
-        f"{api_stack.base_url}/v1/ossa/manifests/code-assistant",
-        content=manifest,
-        headers={"content-type": "application/yaml"},
-        timeout=30,
-    )
-    assert put.status_code in (200, 201), put.text
+    register_manifest(api_stack.base_url, manifest)
 
     run = client.beta.threads.create_and_run_poll(
         assistant_id="asst_abc123xyz",  # the id its extensions.openai_assistants declares

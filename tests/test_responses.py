@@ -45,6 +45,11 @@ EVENT_SCHEMAS = {
     "response.reasoning_summary_part.done": "ResponseReasoningSummaryPartDoneEvent",
     "response.reasoning_summary_text.delta": "ResponseReasoningSummaryTextDeltaEvent",
     "response.reasoning_summary_text.done": "ResponseReasoningSummaryTextDoneEvent",
+    "response.code_interpreter_call.in_progress": "ResponseCodeInterpreterCallInProgressEvent",
+    "response.code_interpreter_call_code.delta": "ResponseCodeInterpreterCallCodeDeltaEvent",
+    "response.code_interpreter_call_code.done": "ResponseCodeInterpreterCallCodeDoneEvent",
+    "response.code_interpreter_call.interpreting": "ResponseCodeInterpreterCallInterpretingEvent",
+    "response.code_interpreter_call.completed": "ResponseCodeInterpreterCallCompletedEvent",
     "error": "ResponseErrorEvent",
 }
 

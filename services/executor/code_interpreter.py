@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+import jiter
+
 from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition, ToolDefinition
 from ossabus.contracts.bus import AnyRequest
@@ -51,6 +53,13 @@ def offered(run: Run) -> bool:
     return any(t.type == "code_interpreter" for t in run.tools)
 
 
+def _container(run: Run) -> dict[str, Any]:
+    """The Responses request's `container` (`{type: auto, file_ids, memory_limit}`), else {}."""
+    tool = next((t for t in run.tools if t.type == "code_interpreter"), None)
+    container = getattr(tool, "container", None)
+    return container if isinstance(container, dict) else {}
+
+
 CONTAINER_MEMORY = {"1g": 1 << 30, "4g": 4 << 30, "16g": 16 << 30, "64g": 64 << 30}
 
 
@@ -58,9 +67,7 @@ def limits_of(run: Run, definition: AgentDefinition) -> SandboxLimits | None:
     """What the agent's manifest asks for, narrowed by a Responses container's `memory_limit`; the
     worker still caps both at its operator's maximum."""
     asked = definition.sandbox.model_copy() if definition.sandbox else None
-    tool = next((t for t in run.tools if t.type == "code_interpreter"), None)
-    container = getattr(tool, "container", None) if tool is not None else None
-    memory = CONTAINER_MEMORY.get((container or {}).get("memory_limit") or "") if isinstance(container, dict) else None
+    memory = CONTAINER_MEMORY.get(_container(run).get("memory_limit") or "")
     if memory is not None:
         asked = asked or SandboxLimits()
         asked.memory_bytes = min(asked.memory_bytes or memory, memory)
@@ -92,10 +99,7 @@ def files_of(run: Run, definition: AgentDefinition, thread: Thread | None, messa
             tools = [t.get("type") for t in attachment.get("tools") or [] if isinstance(t, dict)]
             if "code_interpreter" in tools and isinstance(attachment.get("file_id"), str):
                 ids.append(attachment["file_id"])
-    tool = next((t for t in run.tools if t.type == "code_interpreter"), None)
-    container = getattr(tool, "container", None) if tool is not None else None
-    if isinstance(container, dict):
-        ids += [i for i in container.get("file_ids") or [] if isinstance(i, str)]
+    ids += [i for i in _container(run).get("file_ids") or [] if isinstance(i, str)]
     return list(dict.fromkeys(ids))
 
 
@@ -126,13 +130,13 @@ async def execute(
             try:
                 return await _watched(bus, places, subjects.sandbox_worker(found[0].worker), request, call_s)
             except BusFailure as failure:
-                if "no service answers" not in failure.error.message:
+                if not failure.no_responders:
                     return tool_error(failure.error.code, failure.error.message)
                 gone = found[0].worker  # a new kernel elsewhere, and the model is told
         try:
             return await _watched(bus, places, subjects.SANDBOX_EXECUTE, request, call_s, ignore=gone)
         except BusFailure as failure:
-            if "no service answers" in failure.error.message:
+            if failure.no_responders:
                 return tool_error("sandbox_unavailable", "no code-interpreter worker is running")
             return tool_error(failure.error.code, failure.error.message)
     except WorkerDied:
@@ -168,7 +172,7 @@ async def _watched(
             try:
                 await bus.call(subjects.sandbox_ping(found[0].worker), AnyRequest(), Pong, wait_s=WATCH_S)
             except BusFailure as failure:
-                if "no service answers" in failure.error.message:
+                if failure.no_responders:
                     raise WorkerDied from None
     finally:
         call.cancel()
@@ -209,39 +213,13 @@ def step_outputs(result: ExecuteResult) -> list[dict[str, Any]]:
 
 def partial_code(arguments: str) -> str:
     """The code so far in a call's arguments still being streamed (`{"code": "import pa`), decoded as
-    far as it is complete; "" until its value has begun."""
-    start = arguments.find('"code"')
-    if start < 0:
+    far as it is complete (jiter's partial mode: a string cut mid-escape stops before it)."""
+    try:
+        parsed = jiter.from_json(arguments.encode(), partial_mode="trailing-strings")
+    except ValueError:  # not JSON (a model that streams bare code): shown whole when the call ends
         return ""
-    colon = arguments.find(":", start + 6)
-    quote = arguments.find('"', colon + 1) if colon >= 0 else -1
-    if quote < 0:
-        return ""
-    body, i, out = arguments[quote + 1 :], 0, []
-    escapes = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-    while i < len(body):
-        char = body[i]
-        if char == '"':
-            break
-        if char != "\\":
-            out.append(char)
-            i += 1
-            continue
-        if i + 1 >= len(body):
-            break  # an escape cut in half: wait for the rest
-        mark = body[i + 1]
-        if mark == "u":
-            if i + 6 > len(body):
-                break
-            try:
-                out.append(chr(int(body[i + 2 : i + 6], 16)))
-            except ValueError:
-                break
-            i += 6
-            continue
-        out.append(escapes.get(mark, mark))
-        i += 2
-    return "".join(out)
+    code = parsed.get("code") if isinstance(parsed, dict) else None
+    return code if isinstance(code, str) else ""
 
 
 def files_since_last_message(steps: list[RunStep], message_step_id: str) -> list[dict[str, Any]]:

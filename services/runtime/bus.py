@@ -28,9 +28,10 @@ Res = TypeVar("Res", bound=BaseModel)
 class BusFailure(Exception):
     """A request ended in a typed error; raised by handlers to reply with it, and by the client."""
 
-    def __init__(self, error: BusError):
+    def __init__(self, error: BusError, no_responders: bool = False):
         super().__init__(error.message)
         self.error = error
+        self.no_responders = no_responders  # nobody subscribes to the subject (vs. an answer that is an error)
 
     @classmethod
     def of(cls, code: str, message: str, param: str | None = None, **extra: Any) -> BusFailure:
@@ -87,7 +88,8 @@ class BusClient:
                 request.model_dump_json().encode(), subject, timeout=wait_s or self.timeout
             )
         except NoRespondersError as exc:
-            raise BusFailure.of("unavailable", f"no service answers on {subject}; is it running?") from exc
+            message = f"no service answers on {subject}; is it running?"
+            raise BusFailure(BusError(code="unavailable", message=message), no_responders=True) from exc
         except NatsTimeout as exc:
             raise BusFailure.of("unavailable", f"no answer on {subject} within {wait_s or self.timeout}s") from exc
         reply = TypeAdapter(Reply[result_type]).validate_json(response.body)  # type: ignore[valid-type]

@@ -39,6 +39,11 @@ class NoSandbox(RuntimeError):
     """No jail can be made here; the worker refuses to start rather than run code unconfined."""
 
 
+class SessionDied(RuntimeError):
+    """The kernel is gone (crashed, killed, out of memory) or never started: the session cannot go on.
+    Here, not in kernel.py, so the service can name it without importing jupyter_client."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one kernel may use; the operator's maximum bounds what a manifest may ask for."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 
-from ossabus.sandbox.jail import DATA_DIR, UNSAFE_ENV, Jail, Limits, Slot, processes_of
+from ossabus.sandbox.jail import DATA_DIR, UNSAFE_ENV, Jail, Limits, SessionDied, Slot, processes_of
 
 log = logging.getLogger(__name__)
 MAX_KEPT_OUTPUT = 20_000  # characters of logs a call returns
@@ -60,10 +60,6 @@ def _ossabus_reset(*_):
 get_ipython().events.register("pre_run_cell", _ossabus_reset)
 del _CappedStream, _ossabus_reset
 """
-
-
-class SessionDied(RuntimeError):
-    """The kernel is gone (crashed, killed, out of memory): the session cannot go on."""
 
 
 @dataclass

@@ -13,6 +13,7 @@ the operator sets OSSABUS_SANDBOX_UNSAFE_NO_ISOLATION=1.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import tempfile
@@ -25,7 +26,7 @@ from ossabus.contracts.ids import new_id
 from ossabus.contracts.sandbox import ExecuteRequest, ExecuteResult, Pong, SessionPlace
 from ossabus.runtime.bus import BusFailure, endpoint
 from ossabus.runtime.service import Service
-from ossabus.sandbox.jail import UNSAFE_ENV, NoSandbox, bwrap_path
+from ossabus.sandbox.jail import UNSAFE_ENV, NoSandbox, SessionDied, bwrap_path
 from ossabus.sandbox.sessions import DEFAULT_MAX_SESSIONS, MAX_SESSIONS_ENV, SessionRefused, Sessions
 from ossabus.store import kv as kvs
 from ossabus.store.files import FileObject, Files
@@ -37,11 +38,9 @@ OUTPUT_PURPOSE = "assistants_output"
 
 
 def unavailable_reason() -> str | None:
-    """Why no kernel could be started here, worded for the operator; None when one can."""
-    try:
-        import ipykernel  # noqa: F401
-        import jupyter_client  # noqa: F401
-    except ImportError:
+    """Why no kernel could be started here, worded for the operator; None when one can. Looked up,
+    not imported: `ossabus up` asks at every start, and ipykernel's import takes a while."""
+    if any(importlib.util.find_spec(name) is None for name in ("ipykernel", "jupyter_client")):
         return "the code interpreter needs the `sandbox` extra: pip install 'ossabus[sandbox]'"
     if bwrap_path() is None and os.environ.get(UNSAFE_ENV) != "1":
         return (
@@ -100,8 +99,8 @@ class SandboxService(Service):
             result = await self.sessions.execute(request)
         except SessionRefused as refused:
             raise BusFailure(BusError(code=refused.code, message=refused.message)) from None
-        except NoSandbox as exc:
-            raise BusFailure(BusError(code="unavailable", message=str(exc))) from None
+        except (NoSandbox, SessionDied) as exc:  # no jail here, or the kernel would not start
+            raise BusFailure(BusError(code="unavailable", message=f"the code interpreter cannot run: {exc}")) from None
         return result
 
     async def record_place(self, session: str, project: str) -> None:

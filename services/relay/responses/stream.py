@@ -23,7 +23,6 @@ from ossabus.relay.responses.objects import (
     SERVER_LABEL,
     approval_request_item,
     code_interpreter_item,
-    container_id,
     file_search_item,
     function_call_item,
     item_id,
@@ -374,14 +373,8 @@ class ResponseEvents:
             self.items += 1
             self.interpreting[position] = seen
             self.shown.add(entry["id"])
-            started = {
-                "id": item_id("ci", seen["id"]),
-                "type": "code_interpreter_call",
-                "status": "in_progress",
-                "container_id": container_id(self.record.thread_id),
-                "code": "",
-                "outputs": None,
-            }
+            running = ToolCall(id=seen["id"], type="code_interpreter", function={"name": "python", "arguments": ""})
+            started = {**code_interpreter_item(running, self.record.thread_id, with_outputs=False), "code": ""}
             out += [
                 self._event("response.output_item.added", output_index=seen["index"], item=started),
                 self._event(
