@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ossabus import __version__
-from ossabus.contracts import bus, retrieval, sandbox, subjects, telemetry, tools
+from ossabus.contracts import bus, retrieval, sandbox, subjects, telemetry, tools, workflow
 from ossabus.contracts.openai_objects import Run
 
 DOC_WORKER = "WORKER"  # stands for a sandbox worker's id in the document: its subject carries one
@@ -28,6 +28,9 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.REGISTRY_VALIDATE: (bus.ValidateManifestRequest, bus.Reply[bus.ValidateManifestResult]),
     subjects.REGISTRY_STATUS: (bus.AnyRequest, bus.Reply[bus.RegistryStatus]),
     subjects.TASKS_ALL: (bus.TaskMessage, None),
+    subjects.WORKFLOWS_ALL: (workflow.WorkflowTask, None),
+    subjects.WORKFLOW_ASK_ALL: (workflow.WorkflowTask, bus.Reply[workflow.WorkflowRun]),
+    subjects.WORKFLOW_CONTROL_ALL: (bus.AnyRequest, None),
     subjects.ASK_ALL: (bus.TaskMessage, bus.Reply[bus.TaskResult]),
     subjects.CHAT_ALL: (bus.ChatRequest, bus.Reply[dict]),
     subjects.TOKEN_COUNT: (bus.TokenCountRequest, bus.Reply[bus.TokenCount]),
@@ -56,6 +59,16 @@ PUBLISHED: dict[str, tuple[type[BaseModel], str]] = {
         bus.RunEvent,
         "Every step of a run, named after OpenAI's events (`thread.run.created`, "
         "`thread.message.delta`, ...), then `task.result` for task messages, or `error`.",
+    ),
+    "ossa.events.{workflow}.{workflow_run_id}.{event}": (
+        bus.RunEvent,
+        "Every change of a workflow run: `workflow.run.queued|in_progress|requires_action|cancelling|completed|"
+        "failed|cancelled` (data: the run), `workflow.step.in_progress|requires_action|completed|failed|skipped|"
+        "cancelled` (data: the step). A step's own run streams on its thread's subjects.",
+    ),
+    "ossa.workflows.{workflow}": (
+        workflow.WorkflowRunRequest,
+        "Workflow runs queued by the relay (other systems publish WorkflowTask here).",
     ),
     "ossa.registry.changed.{name}": (bus.ManifestChanged, "After every manifest write."),
     "ossa.tasks.{agent}": (bus.RunRequest, "Runs queued by the relay (other systems publish TaskMessage here)."),

@@ -21,8 +21,46 @@ TASKS_STREAM = "OSSA_TASKS"
 EXECUTOR_CONSUMER = "ossa-executors"
 EXECUTOR_QUEUE = "ossa-executors"
 
+# --- workflows: ossa.workflows.<name> (durable work), events ossa.events.<name>.<workflow_run>.> -----------
+WORKFLOWS_ALL = f"{PREFIX}.workflows.>"
+WORKFLOWS_STREAM = "OSSA_WORKFLOWS"
+WORKFLOW_CONSUMER = "ossa-workflows"
+WORKFLOW_QUEUE = "ossa-workflows"
+WORKFLOW_ASK_ALL = f"{PREFIX}.ask.workflow.*"
+WORKFLOW_CONTROL_ALL = f"{PREFIX}.control.workflows.*.*"
+WORKFLOW_RUNS_BUCKET = "ossa_workflow_runs"  # run.<workflow>.<workflow_run>, lease.<workflow_run>
+
+
+def workflow(name: str) -> str:
+    """Work-queue subject on which a run of workflow `name` waits for a runner."""
+    return f"{PREFIX}.workflows.{token(name)}"
+
+
+def workflow_ask(name: str) -> str:
+    """Request/reply: start a run of workflow `name` and reply with it when it has ended."""
+    return f"{PREFIX}.ask.workflow.{token(name)}"
+
+
+def workflow_control(run_id: str, action: str) -> str:
+    """Broadcast to the runner carrying `run_id`: `cancel`, or `decided` (a step's approval was recorded)."""
+    return f"{PREFIX}.control.workflows.{token(run_id)}.{token(action)}"
+
+
+def workflow_events(name: str, run_id: str) -> str:
+    """Filter for every event of one workflow run."""
+    return f"{PREFIX}.events.{token(name)}.{token(run_id)}.>"
+
+
+def workflow_run_key(name: str, run_id: str) -> str:
+    return f"run.{token(name)}.{token(run_id)}"
+
+
+def workflow_runs(name: str) -> str:
+    return f"run.{token(name)}.*"
+
+
 # --- task request/reply: ossa.ask.<agent> (outside ossa.tasks.>, whose stream would answer with a PubAck)
-ASK_ALL = f"{PREFIX}.ask.>"
+ASK_ALL = f"{PREFIX}.ask.*"  # agents; workflows are ossa.ask.workflow.<name>
 ASK_QUEUE = "ossa-executors"
 
 

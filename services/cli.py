@@ -14,7 +14,7 @@ import yaml
 from ossabus import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-SERVICE_NAMES = ("registry", "executor", "dispatcher", "relay", "telemetry", "retrieval", "sandbox")
+SERVICE_NAMES = ("registry", "executor", "workflows", "dispatcher", "relay", "telemetry", "retrieval", "sandbox")
 
 
 def _add_service_options(p: argparse.ArgumentParser, relay_only: str) -> None:

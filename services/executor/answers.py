@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import DEFAULT_PROJECT, RunAnswer
 from ossabus.contracts.openai_objects import Run
-from ossabus.executor.agents import AgentDirectory
+from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.work_queue import queue_run

@@ -18,10 +18,10 @@ from ossabus.contracts.agent import AgentDefinition, RetryPolicy
 from ossabus.contracts.bus import BusError, ChatRequest, Reply
 from ossabus.executor import llm
 from ossabus.executor import usage as usage_reports
-from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.chat_tools import MAX_SERVER_ROUNDS, ServerTools, model_form, run_calls, server_tools
 from ossabus.executor.offered_tools import McpListings
 from ossabus.runtime import genai
+from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.tool_directory import ToolDirectory
 

@@ -45,9 +45,9 @@ from ossabus.contracts.openai_objects import (
 from ossabus.contracts.tools import DispatchRequest, DispatchResult, tool_error
 from ossabus.executor import code_interpreter, file_search, llm, prompt
 from ossabus.executor import usage as usage_reports
-from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.offered_tools import McpListings, OfferedTools, offered_tools
 from ossabus.runtime import genai, tracing
+from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import REASONING_DELTA, RunEvents
 from ossabus.runtime.tool_directory import ToolDirectory

@@ -14,11 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-from faststream import AckPolicy
-from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
-from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
@@ -39,7 +35,6 @@ from ossabus.contracts.bus import (
 from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import ToolAnnouncement
 from ossabus.executor import llm, local_embeddings
-from ossabus.executor.agents import AgentDirectory
 from ossabus.executor.answers import answer_run
 from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.chat_tools import model_form
@@ -48,7 +43,8 @@ from ossabus.executor.embeddings import embed
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
-from ossabus.runtime.admission import admit
+from ossabus.runtime.admission import admit, work_queue
+from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
@@ -85,18 +81,14 @@ class ExecutorService(Service):
 
     def register(self) -> None:
         sub = self.broker.subscriber
-        self.work_queue = sub(
+        self.work_queue = work_queue(
+            self.broker,
             subjects.TASKS_ALL,
-            stream=JStream(name=subjects.TASKS_STREAM, declare=False),
-            durable=subjects.EXECUTOR_CONSUMER,
-            config=ConsumerConfig(
-                ack_policy=JsAckPolicy.EXPLICIT,
-                ack_wait=self.settings.ack_wait_s,
-                max_deliver=MAX_DELIVER,
-                max_ack_pending=self.settings.max_ack_pending,
-            ),
-            pull_sub=PullSub(batch_size=1, timeout=5.0),
-            ack_policy=AckPolicy.MANUAL,
+            subjects.TASKS_STREAM,
+            subjects.EXECUTOR_CONSUMER,
+            self.settings.ack_wait_s,
+            MAX_DELIVER,
+            max_ack_pending=self.settings.max_ack_pending,
         )
         self.work_queue(self.on_task)
         sub(subjects.CHAT_ALL, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(self.on_chat)

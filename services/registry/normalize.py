@@ -192,6 +192,9 @@ _EXPRESSION_BODY = re.compile(r"\$\{\{(.*?)\}\}|\$\{([^{}]*)\}", re.S)
 _STEP_REFERENCE = re.compile(r"(?<![\w.])steps\.([A-Za-z0-9_-]+)")
 
 
+_STEP_LISTS = ("steps", "parallel", "else", "compensation_steps", "compensation")
+
+
 def _step_ids(value: Any, under_steps: bool = False) -> set[str]:
     """Ids of the workflow's steps at any depth (steps of parallel groups, loops, branches)."""
     ids: set[str] = set()
@@ -199,7 +202,7 @@ def _step_ids(value: Any, under_steps: bool = False) -> set[str]:
         if under_steps and isinstance(value.get("id"), str):
             ids.add(value["id"])
         for key, item in value.items():
-            ids |= _step_ids(item, key == "steps")
+            ids |= _step_ids(item, key in _STEP_LISTS)
     elif isinstance(value, list):
         for item in value:
             ids |= _step_ids(item, under_steps)

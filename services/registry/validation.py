@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
+from ossabus.contracts import expressions
 from ossabus.contracts.agent import AgentDefinition
 from ossabus.contracts.diagnostics import Diagnostic, Severity, Source, ValidationReport
+from ossabus.contracts.workflow_plan import PlanError, every_step, manifest_name, plan_of
 from ossabus.registry.documents import Document
 from ossabus.registry.schemas import KINDS_BY_SCHEMA, SUPPORTED_TEXT, choose_schema, validator
 
@@ -105,7 +107,8 @@ def validate_document(doc: Document, *, strict: bool = False, resolve: NameResol
 
     definition = normalize(data, findings)
     if definition is not None and definition.workflow is not None:
-        _check_workflow_refs(findings, definition, resolve)
+        _check_workflow_refs(findings, definition)
+        _check_workflow_plan(findings, data.get("spec") if isinstance(data.get("spec"), dict) else {}, resolve)
     report.diagnostics = findings.items
     return ValidationOutcome(report, definition if report.valid else None)
 
@@ -192,7 +195,7 @@ def _shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _check_workflow_refs(f: Findings, definition: AgentDefinition, resolve: NameResolver | None) -> None:
+def _check_workflow_refs(f: Findings, definition: AgentDefinition) -> None:
     assert definition.workflow is not None
     ids = [s.id for s in definition.workflow.steps]
     for i, step in enumerate(definition.workflow.steps):
@@ -205,9 +208,38 @@ def _check_workflow_refs(f: Findings, definition: AgentDefinition, resolve: Name
                     f"step {step.id!r} depends on {dep!r}, which is not a step of this workflow",
                     ["spec", "steps", i, "depends_on"],
                 )
-        if step.ref and resolve is not None and not resolve(step.ref):
-            f.warning(
-                "workflow.unknown_ref",
-                f"step {step.id!r} refers to {step.ref!r}, which is not registered (yet)",
-                ["spec", "steps", i],
-            )
+
+
+def _check_workflow_plan(f: Findings, spec: dict, resolve: NameResolver | None) -> None:
+    """Whether the workflow can run as written (contracts/workflow_plan.py): cycles, jump targets,
+    expressions that cannot be read are errors; a step naming a manifest not registered (yet) is a
+    warning, since a workflow may be registered before its agents (a run then fails that step)."""
+    expressions.check(
+        spec.get("steps"), lambda message, path: f.error("expression.invalid", message, path), ["spec", "steps"]
+    )
+    if f.items and any(d.code == "expression.invalid" for d in f.items):
+        return
+    try:
+        plan = plan_of(spec)
+    except PlanError as exc:
+        _warn_unknown_refs(f, [manifest_name(r) for r in _top_level_refs(spec)], resolve)
+        if not exc.wrong:
+            f.warning("workflow.not_runnable", f"ossabus cannot run this workflow: {exc.message}", exc.path)
+        elif not any(d.severity == "error" for d in f.items):  # duplicate ids, unknown dependencies said it already
+            f.error("workflow.invalid", exc.message, exc.path)
+        return
+    _warn_unknown_refs(f, [s.ref for s in every_step(plan.steps) + every_step(plan.compensation) if s.ref], resolve)
+
+
+def _top_level_refs(spec: dict) -> list[str]:
+    steps = spec.get("steps") if isinstance(spec.get("steps"), list) else []
+    refs = [
+        s.get("ref") or s.get("agent_ref") or s.get("task_ref") or s.get("agent") for s in steps if isinstance(s, dict)
+    ]
+    return [r for r in refs if isinstance(r, str)]
+
+
+def _warn_unknown_refs(f: Findings, refs: list[str], resolve: NameResolver | None) -> None:
+    for ref in dict.fromkeys(refs):
+        if resolve is not None and not resolve(ref):
+            f.warning("workflow.unknown_ref", f"a step runs {ref!r}, which is not registered (yet)", ["spec", "steps"])

@@ -25,6 +25,7 @@ from ossabus.relay import (
     routes_threads,
     routes_vector_stores,
     routes_vercel,
+    routes_workflows,
 )
 from ossabus.relay.auth import KeyRing, configured_keys, install_auth
 from ossabus.relay.body_guard import BodyGuard
@@ -81,6 +82,7 @@ def create_app(
         routes_vercel,
         routes_playground,
         routes_telemetry,
+        routes_workflows,
     ):
         app.include_router(module.router)
     return app

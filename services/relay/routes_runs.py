@@ -30,7 +30,7 @@ from ossabus.relay.openai_requests import (
 )
 from ossabus.relay.pagination import paginate
 from ossabus.relay.routes_threads import create_thread_from, message_from, thread_or_404
-from ossabus.relay.run_stream import RunStream
+from ossabus.relay.run_stream import RunStream, resume_point
 from ossabus.relay.thread_files import add_to_thread_store, check_attachments
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.work_queue import queue_run
@@ -344,16 +344,7 @@ async def run_events(request: Request, thread_id: str, run_id: str, after: int |
     """ossabus extension: the run's event stream, from its start or after `Last-Event-ID` (or `?after=`),
     then live until the run ends or waits for tool outputs; how a client resumes a dropped stream."""
     run = await run_or_404(request, thread_id, run_id)
-    last_id = request.headers.get("last-event-id")
-    if after is None and last_id:
-        if not last_id.isdigit():
-            raise ApiError(
-                400,
-                "Last-Event-ID must be the id of an event of this stream",
-                param="Last-Event-ID",
-                code="invalid_value",
-            )
-        after = int(last_id)
+    after = resume_point(request.headers.get("last-event-id"), after)
     js = request.app.state.broker.connection.jetstream()
     stream = await RunStream.replay(js, thread_id, run_id, after, run.status)
     return stream.response()

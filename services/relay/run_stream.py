@@ -20,6 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import RunEvent
+from ossabus.relay.errors import ApiError
 
 log = logging.getLogger(__name__)
 END_EVENTS = {
@@ -31,6 +32,7 @@ END_EVENTS = {
     "thread.run.requires_action",
     "error",
 }
+WORKFLOW_END_EVENTS = {"workflow.run.completed", "workflow.run.failed", "workflow.run.cancelled", "error"}
 HEARTBEAT_S = 15
 
 
@@ -38,24 +40,33 @@ class RunStream:
     """Events of one run. `open` follows new events; `replay` starts at the run's first event or
     after a given sequence (`Last-Event-ID`), so a client that lost its connection resumes exactly."""
 
-    def __init__(self, sub, current_status: str | None = None):
+    def __init__(self, sub, current_status: str | None = None, end_events: set[str] = END_EVENTS):
         self.sub = sub
+        self.end_events = end_events
         # When replaying, a `requires_action` the run has since left is history, not the end.
         self.current_status = current_status
 
     @classmethod
-    async def open(cls, js: JetStreamContext, thread_id: str, run_id: str) -> RunStream:
+    async def open(
+        cls, js: JetStreamContext, thread_id: str, run_id: str, end_events: set[str] = END_EVENTS
+    ) -> RunStream:
         sub = await js.subscribe(
             subjects.run_events_in_thread(thread_id, run_id),
             stream=subjects.EVENTS_STREAM,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
         )
-        return cls(sub)
+        return cls(sub, end_events=end_events)
 
     @classmethod
     async def replay(
-        cls, js: JetStreamContext, thread_id: str, run_id: str, after: int | None, current_status: str
+        cls,
+        js: JetStreamContext,
+        thread_id: str,
+        run_id: str,
+        after: int | None,
+        current_status: str,
+        end_events: set[str] = END_EVENTS,
     ) -> RunStream:
         if after is not None:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
@@ -67,11 +78,11 @@ class RunStream:
             ordered_consumer=True,
             config=config,
         )
-        return cls(sub, current_status)
+        return cls(sub, current_status, end_events)
 
     def _ends(self, event: str) -> bool:
         resolved_wait = event == "thread.run.requires_action" and self.current_status not in (None, "requires_action")
-        return event in END_EVENTS and not resolved_wait
+        return event in self.end_events and not resolved_wait
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -120,3 +131,14 @@ class RunStream:
 
     def response(self) -> EventSourceResponse:
         return EventSourceResponse(self.sse(), headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+def resume_point(last_event_id: str | None, after: int | None) -> int | None:
+    """Where a resumed stream starts: `?after=`, else the `Last-Event-ID` header (a stream sequence)."""
+    if after is not None or not last_event_id:
+        return after
+    if not last_event_id.isdigit():
+        raise ApiError(
+            400, "Last-Event-ID must be the id of an event of this stream", param="Last-Event-ID", code="invalid_value"
+        )
+    return int(last_event_id)

@@ -19,11 +19,7 @@ import logging
 import os
 import time
 
-from faststream import AckPolicy
-from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
-from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
@@ -43,7 +39,7 @@ from ossabus.retrieval.chunking import encoding
 from ossabus.retrieval.extract import Unreadable, extract_text
 from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index, open_index, qdrant_filter
 from ossabus.retrieval.ingest import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_ENV, Ingestor, TryLater
-from ossabus.runtime.admission import admit
+from ossabus.runtime.admission import admit, work_queue
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
@@ -80,16 +76,14 @@ class RetrievalService(Service):
 
     def register(self) -> None:
         sub = self.broker.subscriber
-        self.work_queue = sub(
+        # the same lease as a run's (OSSABUS_ACK_WAIT_S): a worker that dies gives its file up that soon
+        self.work_queue = work_queue(
+            self.broker,
             subjects.INGEST_ALL,
-            stream=JStream(name=subjects.INGEST_STREAM, declare=False),
-            durable=subjects.INGEST_CONSUMER,
-            # the same lease as a run's (OSSABUS_ACK_WAIT_S): a worker that dies gives its file up that soon
-            config=ConsumerConfig(
-                ack_policy=JsAckPolicy.EXPLICIT, ack_wait=self.settings.ack_wait_s, max_deliver=MAX_DELIVER
-            ),
-            pull_sub=PullSub(batch_size=1, timeout=5.0),
-            ack_policy=AckPolicy.MANUAL,
+            subjects.INGEST_STREAM,
+            subjects.INGEST_CONSUMER,
+            self.settings.ack_wait_s,
+            MAX_DELIVER,
         )
         self.work_queue(self.on_ingest)
         sub(subjects.RETRIEVAL_SEARCH, queue=subjects.RETRIEVAL_QUEUE)(endpoint(SearchRequest, NAME)(self.search))

@@ -12,6 +12,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig
+
+
+def work_queue(
+    broker: NatsBroker, subject: str, stream: str, durable: str, ack_wait_s: float, max_deliver: int, **config
+):
+    """The durable pull subscriber of a work queue, acknowledged by hand (MANUAL, on purpose: work is
+    acked when it is done, and `in_progress` keeps it held meanwhile), one message per fetch."""
+    return broker.subscriber(
+        subject,
+        stream=JStream(name=stream, declare=False),
+        durable=durable,
+        config=ConsumerConfig(ack_policy=JsAckPolicy.EXPLICIT, ack_wait=ack_wait_s, max_deliver=max_deliver, **config),
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
+        ack_policy=AckPolicy.MANUAL,
+    )
+
 
 async def admit(
     slots: asyncio.Semaphore,

@@ -4,9 +4,9 @@
 `<data dir>/credentials/` (folder 0700, files 0600):
 
 - `ossabus`, ossabus's own services: everything (streams, KV buckets, every subject);
-- `client`, systems that run agents over NATS: publish `ossa.tasks.>`, `ossa.ask.>`,
-  `ossa.runs.answer`; read `ossa.events.>` (live, or replayed through ordered consumers of the
-  events stream) and replies (`_INBOX.>`);
+- `client`, systems that run agents and workflows over NATS: publish `ossa.tasks.>`, `ossa.ask.>`,
+  `ossa.workflows.>`, `ossa.control.workflows.*.cancel`, `ossa.runs.answer`; read `ossa.events.>`
+  (live, or replayed through ordered consumers of the events stream) and replies (`_INBOX.>`);
 - `worker`, tool workers (`ossabus.tools` and others): serve `ossa.tools.>` and answer the calls,
   announce on `ossa.announce.tools.>`, hear the roll call.
 
@@ -44,6 +44,8 @@ def permissions() -> dict[str, dict]:
                 "allow": [
                     f"{prefix}.tasks.>",
                     f"{prefix}.ask.>",
+                    f"{prefix}.workflows.>",
+                    f"{prefix}.control.workflows.*.cancel",
                     subjects.RUN_ANSWER,
                     # replaying a run's events from its start: ordered consumers on the events stream only
                     f"$JS.API.CONSUMER.CREATE.{events}",

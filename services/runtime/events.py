@@ -30,7 +30,9 @@ FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta", REASONING_DE
 # A run ends once; the message id makes JetStream drop a second copy of its ending (a publish tried
 # again after a lost acknowledgement), on top of the fence that stops a second carrier.
 ANNOUNCE_PATIENCE_S = 600  # an ending is retried through NATS outages this long (a redelivery announces it later)
-ONCE_PER_RUN = tuple(f"thread.run.{status}" for status in ("completed", "failed", "cancelled", "expired", "incomplete"))
+ONCE_PER_RUN = tuple(
+    f"thread.run.{status}" for status in ("completed", "failed", "cancelled", "expired", "incomplete")
+) + tuple(f"workflow.run.{status}" for status in ("completed", "failed", "cancelled"))
 
 
 class RunEvents:

@@ -25,6 +25,7 @@ from ossabus.runtime.settings import Settings
 from ossabus.runtime.supervisor import install_stop_signals, run_until_stopped
 from ossabus.sandbox.service import SandboxService, unavailable_reason
 from ossabus.telemetry.service import TelemetryService
+from ossabus.workflows.service import WorkflowService
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 SERVICES: dict[str, type[Service]] = {
     "registry": RegistryService,
     "executor": ExecutorService,
+    "workflows": WorkflowService,
     "dispatcher": DispatcherService,
     "telemetry": TelemetryService,
     "retrieval": RetrievalService,

@@ -1,0 +1,1 @@
+"""The workflow runner: OSSA Workflow manifests as durable runs on the bus."""

@@ -1,0 +1,145 @@
+"""Agent and Task steps are ordinary runs: started on the executors' work queue, awaited to their end.
+
+A step attempt's thread and run ids derive from the workflow run, the step and the attempt number,
+so a runner that resumes a workflow finds the run its predecessor started (and waits for it, or
+takes its result) instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+
+from ossabus.contracts import subjects
+from ossabus.contracts.bus import TaskMessage, TaskResult
+from ossabus.contracts.ids import derived_id
+from ossabus.contracts.openai_objects import Run
+from ossabus.runtime.agents import AgentDirectory
+from ossabus.runtime.bus import BusFailure
+from ossabus.runtime.events import RunEvents
+from ossabus.runtime.task_runs import TaskRejected, start_run, summarize
+from ossabus.runtime.work_queue import queue_run
+from ossabus.store.state import State
+
+RECHECK_S = 2.0  # a run's end is also looked up this often, in case its event was missed (a reconnect)
+
+
+class StepError(Exception):
+    """One attempt of a step failed; `retryable` is False for mistakes a retry cannot fix."""
+
+    def __init__(self, code: str, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.code, self.message, self.retryable = code, message, retryable
+
+
+def attempt_ids(workflow_run_id: str, step_key: str, attempt: int) -> tuple[str, str]:
+    seed = f"{workflow_run_id}:{step_key}:{attempt}"
+    return derived_id("thread", seed), derived_id("run", seed)
+
+
+def as_agent_input(value: Any) -> str:
+    """What an agent is told: text as it is, anything else as JSON (agents take text)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "(no input)"
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def step_output(result: TaskResult) -> Any:
+    """A Task's checked object; an agent's answer as the JSON it holds, when it is JSON, else as text."""
+    if result.output is not None:
+        return result.output
+    text = (result.output_text or "").strip()
+    if text[:1] in ("{", "[") or text.startswith("```json"):
+        body = text.removeprefix("```json").removesuffix("```").strip()
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(body)
+    return result.output_text
+
+
+class ChildRuns:
+    def __init__(self, nc: Client, state: State, agents: AgentDirectory):
+        self.nc, self.state, self.agents = nc, state, agents
+
+    async def run(
+        self,
+        ref: str,
+        value: Any,
+        thread_id: str,
+        run_id: str,
+        *,
+        project: str,
+        metadata: dict[str, str],
+        started: asyncio.Future | None = None,
+    ) -> TaskResult:
+        """Start (or find) the step's run and wait for its end; StepError when it cannot start."""
+        try:
+            record = await self.agents.record(name=ref)
+        except BusFailure as exc:
+            if exc.error.code == "not_found":
+                raise StepError("not_found", f"no agent or task named {ref!r} is registered", retryable=False) from exc
+            raise StepError("unavailable", exc.error.message) from exc
+        if record.kind == "Workflow":
+            raise StepError(
+                "invalid_workflow", f"{ref!r} is a Workflow; a step runs an Agent or a Task", retryable=False
+            )
+        given = value if record.kind == "Task" and isinstance(value, dict | str) else as_agent_input(value)
+        task = TaskMessage(input=given, metadata=metadata)
+        subscription = await self.nc.subscribe(subjects.run_events_in_thread(thread_id, run_id))
+        try:
+            try:
+                run = await start_run(self.nc, self.state, record, task, thread_id, run_id, project=project)
+            except TaskRejected as exc:
+                raise StepError(exc.code, exc.message, retryable=False) from exc
+            if run is None:
+                raise StepError("conflict", f"the step's thread {thread_id} is busy")
+            if run.status == "queued":  # new, or its hand-over may not have happened: the message id dedupes
+                await queue_run(
+                    self.nc.jetstream(),
+                    run,
+                    record,
+                    attempt=1,
+                    msg_id=f"{run.id}.1",
+                    principal="workflow",
+                    project=project,
+                )
+            if started is not None and not started.done():
+                started.set_result(run)
+            final = await self._ended(subscription, thread_id, run_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        return await summarize(self.state, record, final)
+
+    async def _ended(self, subscription, thread_id: str, run_id: str) -> Run:
+        while True:
+            run = await self.state.get_run(thread_id, run_id)
+            if run is not None and run.terminal:
+                return run
+            with contextlib.suppress(NatsTimeout):
+                await subscription.next_msg(timeout=RECHECK_S)
+
+    async def cancel(self, thread_id: str, run_id: str) -> None:
+        """Stop a step's run: at once when nothing runs it, else by asking its executor."""
+
+        def change(current: Run) -> Run | None:
+            if current.terminal or current.status == "cancelling":
+                return None
+            if current.status == "requires_action":
+                return current.model_copy(update={"status": "cancelled", "required_action": None})
+            return current.model_copy(update={"status": "cancelling"})
+
+        updated = await self.state.update_run(thread_id, run_id, change)
+        if updated is None:
+            return
+        if updated.status == "cancelled":
+            await RunEvents(self.nc, thread_id, run_id).emit("thread.run.cancelled", updated)
+            await self.state.release_thread(thread_id, run_id)
+        elif updated.status == "cancelling":
+            await self.nc.publish(subjects.run_cancel(run_id), b"")
