@@ -28,7 +28,16 @@ WORKFLOW_CONSUMER = "ossa-workflows"
 WORKFLOW_QUEUE = "ossa-workflows"
 WORKFLOW_ASK_ALL = f"{PREFIX}.ask.workflow.*"
 WORKFLOW_CONTROL_ALL = f"{PREFIX}.control.workflows.*.*"
-WORKFLOW_RUNS_BUCKET = "ossa_workflow_runs"  # run.<workflow>.<workflow_run>, lease.<workflow_run>
+WORKFLOW_RUNS_BUCKET = "ossa_workflow_runs"  # run.<workflow>.<run>, lease.<run>, schedule.<workflow>.<n>
+# events from other systems that start workflows (`type: event` triggers listen under this prefix only)
+EXTERNAL_EVENTS_ALL = f"{PREFIX}.ext.>"
+EXTERNAL_EVENTS_STREAM = "OSSA_EXTERNAL_EVENTS"
+TRIGGER_CONSUMER = "ossa-workflow-triggers"
+
+
+def schedule_key(workflow: str, trigger: int) -> str:
+    """Key in the workflow runs bucket holding when a workflow's schedule last fired."""
+    return f"schedule.{token(workflow)}.{trigger}"
 
 
 def workflow(name: str) -> str:

@@ -18,6 +18,7 @@ import os
 import re
 from typing import Any, Literal
 
+from croniter import croniter
 from pydantic import BaseModel, Field
 
 from ossabus.contracts import expressions
@@ -96,6 +97,20 @@ class Step(BaseModel):
     body: list[Step] = Field(default_factory=list)
 
 
+EVENT_PREFIX = "ossa.ext"  # event triggers listen here only: a manifest does not choose what it may hear
+_SUBJECT_TOKEN = re.compile(r"^(?:[A-Za-z0-9_-]+|\*|>)$")
+
+
+class Trigger(BaseModel):
+    """`schedule` (cron: 5 fields, or 6 with seconds last), `event` (a subject under `ossa.ext.`),
+    `webhook` (POST /v1/ossa/workflows/{name}/webhook, with the caller's API key) or `manual`."""
+
+    type: Literal["manual", "schedule", "event", "webhook"]
+    schedule: str | None = None
+    subject: str | None = None
+    filter: dict[str, Any] = Field(default_factory=dict)
+
+
 class Plan(BaseModel):
     steps: list[Step]
     inputs_schema: dict[str, Any] | None = None
@@ -107,7 +122,7 @@ class Plan(BaseModel):
     compensation: list[Step] = Field(default_factory=list)
     concurrency_group: str | None = None
     cancel_in_progress: bool = False
-    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)
 
 
 class PlanError(ValueError):
@@ -301,10 +316,40 @@ def plan_of(spec: dict[str, Any]) -> Plan:
         ),
         concurrency_group=concurrency.get("group") if isinstance(concurrency.get("group"), str) else None,
         cancel_in_progress=concurrency.get("cancel_in_progress") is True,
-        triggers=[t for t in spec.get("triggers") or [] if isinstance(t, dict)],
+        triggers=_triggers(spec.get("triggers")),
     )
     _check(plan)
     return plan
+
+
+def _triggers(raw: Any) -> list[Trigger]:
+    found: list[Trigger] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        item = _dict(item)
+        path: list[str | int] = ["spec", "triggers", i]
+        kind = item.get("type")
+        if kind in ("cron", "schedule"):
+            schedule = item.get("schedule") or item.get("cron")
+            if not isinstance(schedule, str) or not croniter.is_valid(schedule):
+                raise PlanError(f"trigger {i}: {schedule!r} is not a cron schedule", path)
+            found.append(Trigger(type="schedule", schedule=schedule))
+        elif kind == "event":
+            names = item.get("events") if isinstance(item.get("events"), list) else [item.get("event")]
+            subjects = (
+                [item["subject"]]
+                if isinstance(item.get("subject"), str)
+                else [".".join(str(p) for p in (item.get("source"), name) if p) for name in names]
+            )
+            for subject in subjects:
+                tokens = subject.split(".") if subject else []
+                if not tokens or not all(_SUBJECT_TOKEN.fullmatch(t) for t in tokens) or ">" in tokens[:-1]:
+                    raise PlanError(f"trigger {i}: {subject!r} is not a NATS subject", path)
+                found.append(
+                    Trigger(type="event", subject=f"{EVENT_PREFIX}.{subject}", filter=_dict(item.get("filter")))
+                )
+        elif kind in ("webhook", "manual"):
+            found.append(Trigger(type=kind))
+    return found
 
 
 def every_step(steps: list[Step]) -> list[Step]:

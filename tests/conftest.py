@@ -428,6 +428,7 @@ SLOW_MODULES_FIRST = (
     "test_code_interpreter.py",
     "test_sandbox_kernel.py",
     "test_processes.py",
+    "test_workflow_faults.py",
     "test_convert_v04.py",
 )
 

@@ -3,6 +3,7 @@ approvals, cancelling, NATS tasks and request/reply, and the mistakes a workflow
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -635,3 +636,66 @@ async def test_other_systems_start_workflows_over_nats(api_stack, nats_url):
     assert run["status"] == "completed"
     assert run["trigger"]["type"] == "nats"
     assert run["output"] == "Echo: from the bus 1"
+
+
+async def test_an_event_from_another_system_starts_the_workflows_it_triggers(api_stack, nats_url):
+    base, tag = api_stack.base_url, unique()
+    name = f"on-order-{tag}"
+    register_manifest(
+        base,
+        workflow(
+            name,
+            [{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "order ${{ workflow.input.id }}"}],
+            triggers=[{"type": "event", "source": f"shop{tag}", "event": "order.created", "filter": {"country": "NL"}}],
+        ),
+    )
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        subject = f"ossa.ext.shop{tag}.order.created"
+        await js.publish(subject, json.dumps({"id": 1, "country": "NL"}).encode())
+        await js.publish(subject, json.dumps({"id": 2, "country": "DE"}).encode())  # filtered out
+        await js.publish(f"ossa.ext.shop{tag}.order.deleted", json.dumps({"id": 3, "country": "NL"}).encode())
+        async with httpx.AsyncClient(timeout=10) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                runs = (await http.get(f"{base}/v1/ossa/workflows/{name}/runs")).json()["data"]
+                if runs and runs[0]["status"] == "completed":
+                    break
+                assert time.monotonic() < deadline, runs
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1)  # the other two events had time to (wrongly) start runs
+            runs = (await http.get(f"{base}/v1/ossa/workflows/{name}/runs")).json()["data"]
+    finally:
+        await nc.close()
+    assert len(runs) == 1
+    assert runs[0]["input"] == {"id": 1, "country": "NL"}
+    assert runs[0]["trigger"]["type"] == "event"
+    assert runs[0]["trigger"]["subject"] == subject
+    assert runs[0]["output"] == "Echo: order 1"
+
+
+def test_a_webhook_trigger_starts_a_run_once_per_idempotency_key(api_stack):
+    base, tag = api_stack.base_url, unique()
+    name = f"hook-{tag}"
+    register_manifest(
+        base,
+        workflow(
+            name,
+            [{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "hook ${{ workflow.input.n }}"}],
+            triggers=[{"type": "webhook", "path": "/ignored", "authentication": {"type": "bearer"}}],
+        ),
+    )
+    url = f"{base}/v1/ossa/workflows/{name}/webhook"
+    first = httpx.post(url, json={"n": 5}, headers={"Idempotency-Key": f"delivery-{tag}"}, timeout=10)
+    again = httpx.post(url, json={"n": 5}, headers={"Idempotency-Key": f"delivery-{tag}"}, timeout=10)
+    assert first.status_code == 202, first.text
+    assert again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert finished(base, name, first.json()["id"])["output"] == "Echo: hook 5"
+    broken = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}, timeout=10)
+    assert broken.status_code == 400
+    assert broken.json()["error"]["code"] == "invalid_json"
+    plain = f"nohook-{tag}"
+    register_manifest(base, workflow(plain, [{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "x"}]))
+    assert httpx.post(f"{base}/v1/ossa/workflows/{plain}/webhook", json={}, timeout=10).status_code == 404

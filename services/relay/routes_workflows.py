@@ -5,6 +5,7 @@ belongs to the project of the key that started it; another project's run is not 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ossabus.contracts import subjects
 from ossabus.contracts.bus import GetManifestRequest, ManifestRecord
+from ossabus.contracts.ids import derived_id
 from ossabus.contracts.workflow import StepApproval, StepDecision, WorkflowRun
 from ossabus.relay.auth import caller, principal
 from ossabus.relay.context import bus, checked_id, not_found
@@ -21,7 +23,7 @@ from ossabus.relay.pagination import paginate
 from ossabus.relay.run_stream import WORKFLOW_END_EVENTS, RunStream, resume_point
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
-from ossabus.runtime.workflow_start import WorkflowRejected, new_workflow_run, queue_workflow_run
+from ossabus.runtime.workflow_start import WorkflowRejected, new_workflow_run, plan_for, queue_workflow_run
 from ossabus.store.workflow_runs import WorkflowRuns
 
 router = APIRouter(prefix="/v1/ossa/workflows", tags=["workflows"])
@@ -100,6 +102,44 @@ async def create_run(request: Request, name: str, body: WorkflowRunCreate):
         raise
     if stream is not None:
         return stream.response()
+    return stored
+
+
+@router.post("/{name}/webhook", status_code=202)
+async def webhook(request: Request, name: str):
+    """A `type: webhook` trigger: the request's JSON body is the run's input. It is authenticated like
+    every route, by the caller's API key (a manifest's own `path` or `secret_ref` is not used: a manifest
+    does not choose the server's routes or read its secrets). An `Idempotency-Key` header makes a
+    repeated delivery find the run the first one started."""
+    record = await workflow_record(request, name)
+    try:
+        plan = plan_for(record)
+    except WorkflowRejected as exc:
+        raise ApiError(400, exc.message, code=exc.code) from exc
+    if not any(t.type == "webhook" for t in plan.triggers):
+        raise ApiError(404, f"workflow {name!r} has no webhook trigger", param="name", code="not_found")
+    raw = await request.body()
+    try:
+        value = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "the webhook body is not JSON", code="invalid_json") from exc
+    key = request.headers.get("idempotency-key")
+    project = caller(request).project
+    run_id = derived_id("wfrun", f"webhook:{name}:{project}:{key}") if key else None
+    store = await workflow_runs(request)
+    if run_id is not None and (existing := await store.get(name, run_id)) is not None:
+        return existing
+    try:
+        run = new_workflow_run(
+            record, value, project=project, run_id=run_id, trigger={"type": "webhook", "by": principal(request)}
+        )
+    except WorkflowRejected as exc:
+        raise ApiError(400, exc.message, param=exc.param, code=exc.code) from exc
+    nc = request.app.state.broker.connection
+    stored = await store.create(run)
+    if stored is run:
+        await RunEvents(nc, name, run.id).emit("workflow.run.queued", run)
+    await queue_workflow_run(nc.jetstream(), stored)
     return stored
 
 

@@ -5,7 +5,7 @@
 
 - `ossabus`, ossabus's own services: everything (streams, KV buckets, every subject);
 - `client`, systems that run agents and workflows over NATS: publish `ossa.tasks.>`, `ossa.ask.>`,
-  `ossa.workflows.>`, `ossa.control.workflows.*.cancel`, `ossa.runs.answer`; read `ossa.events.>`
+  `ossa.workflows.>`, `ossa.control.workflows.*.cancel`, `ossa.ext.>`, `ossa.runs.answer`; read `ossa.events.>`
   (live, or replayed through ordered consumers of the events stream) and replies (`_INBOX.>`);
 - `worker`, tool workers (`ossabus.tools` and others): serve `ossa.tools.>` and answer the calls,
   announce on `ossa.announce.tools.>`, hear the roll call.
@@ -46,6 +46,7 @@ def permissions() -> dict[str, dict]:
                     f"{prefix}.ask.>",
                     f"{prefix}.workflows.>",
                     f"{prefix}.control.workflows.*.cancel",
+                    subjects.EXTERNAL_EVENTS_ALL,
                     subjects.RUN_ANSWER,
                     # replaying a run's events from its start: ordered consumers on the events stream only
                     f"$JS.API.CONSUMER.CREATE.{events}",

@@ -77,6 +77,16 @@ def streams(t: Topology) -> list[StreamConfig]:
             description="Workflow runs waiting for (or carried by) a workflow runner.",
         ),
         StreamConfig(
+            name=subjects.EXTERNAL_EVENTS_STREAM,
+            subjects=[subjects.EXTERNAL_EVENTS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=DAY,
+            duplicate_window=t.dedupe_window_s,
+            num_replicas=t.replicas,
+            description="Events from other systems; workflows with a matching event trigger start a run per event.",
+        ),
+        StreamConfig(
             name=subjects.INGEST_STREAM,
             subjects=[subjects.INGEST_ALL],
             retention=RetentionPolicy.WORK_QUEUE,

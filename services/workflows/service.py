@@ -38,6 +38,7 @@ from ossabus.store.state import State
 from ossabus.store.workflow_runs import WorkflowRuns
 from ossabus.workflows.child_runs import ChildRuns
 from ossabus.workflows.engine import Carrier
+from ossabus.workflows.triggers import Triggers
 
 log = logging.getLogger(__name__)
 NAME = "workflows"
@@ -64,6 +65,10 @@ class WorkflowService(Service):
         self.runs: WorkflowRuns | None = None
         self.children: ChildRuns | None = None
         self.leases: Leases | None = None
+        self.triggers: Triggers | None = None
+        self.schedules: asyncio.Task | None = None
+        self.stopped = asyncio.Event()
+        self.external_events = None
 
     def register(self) -> None:
         sub = self.broker.subscriber
@@ -81,6 +86,15 @@ class WorkflowService(Service):
         sub(subjects.WORKFLOW_CONTROL_ALL)(self.on_control)
         sub(subjects.WORKFLOW_CONTROL_ALL, queue=subjects.WORKFLOW_QUEUE)(self.on_cancel_record)
         sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
+        self.external_events = work_queue(
+            self.broker,
+            subjects.EXTERNAL_EVENTS_ALL,
+            subjects.EXTERNAL_EVENTS_STREAM,
+            subjects.TRIGGER_CONSUMER,
+            self.settings.ack_wait_s,
+            MAX_DELIVER,
+        )
+        self.external_events(self.on_external_event)
 
     async def started(self) -> None:
         keep_fetching(self.work_queue, "the workflow queue")
@@ -90,9 +104,15 @@ class WorkflowService(Service):
         self.runs = await WorkflowRuns.open(js)
         self.children = ChildRuns(nc, await State.open(js), self.agents)
         self.leases = Leases(self.runs.kv, self.settings.ack_wait_s)
+        keep_fetching(self.external_events, "the external events")
+        self.triggers = Triggers(self.agents, self.runs, self._start_triggered)
+        self.schedules = asyncio.create_task(self.triggers.run_schedules(self.stopped))
 
     async def stopping(self) -> None:
         """Runs in flight are left unacknowledged: another runner resumes them from their records."""
+        self.stopped.set()
+        if self.schedules is not None:
+            await asyncio.gather(self.schedules, return_exceptions=True)
         for task in list(self.inflight):
             task.cancel()
         await asyncio.gather(*self.inflight, return_exceptions=True)
@@ -291,6 +311,43 @@ class WorkflowService(Service):
         if self.agents is not None:
             with contextlib.suppress(ValidationError):
                 self.agents.forget(ManifestChanged.model_validate_json(msg.body))
+        if self.triggers is not None:
+            self.triggers.changed()
+
+    # --- triggers ----------------------------------------------------------------------------------------
+
+    async def on_external_event(self, msg: NatsMessage) -> None:
+        """An event from another system (`ossa.ext.>`): the runs of the workflows it triggers."""
+        raw = msg.raw_message
+        if self.triggers is None:
+            await raw.nak(delay=1)
+            return
+        try:
+            await self.triggers.on_event(raw.subject, raw.metadata.sequence.stream, msg.body)
+        except Exception:
+            log.exception("could not start the workflows of event %s", raw.subject)
+            await raw.nak(delay=self.settings.redelivery_base_s)
+            return
+        await msg.ack()
+
+    async def _start_triggered(self, record, value, run_id: str, trigger: dict) -> None:
+        """A run a schedule or an event starts (in project `default`); once per id, however often asked."""
+        assert self.runs is not None
+        nc = self.broker.connection
+        if await self.runs.get(record.name, run_id) is not None:
+            return
+        try:
+            run = new_workflow_run(record, value, project="default", run_id=run_id, trigger=trigger)
+        except WorkflowRejected as exc:
+            log.warning(
+                "workflow %s: its %s trigger could not start a run: %s", record.name, trigger["type"], exc.message
+            )
+            await self._reject(record.name, run_id, BusError(code=exc.code, message=exc.message, param=exc.param))  # type: ignore[arg-type]
+            return
+        stored = await self.runs.create(run)
+        if stored is run:
+            await RunEvents(nc, record.name, run.id).emit("workflow.run.queued", run)
+        await queue_workflow_run(nc.jetstream(), stored)
 
     # --- request/reply -----------------------------------------------------------------------------------
 
