@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from ossabus.contracts.sandbox import SandboxLimits as KernelLimits
 
 Kind = Literal["Agent", "Task", "Workflow", "Flow"]
-ToolKind = Literal["function", "http", "mcp", "code_interpreter", "file_search"]
+ToolKind = Literal["function", "http", "mcp", "code_interpreter", "file_search", "delegate", "handoff"]
 
 
 class LLMSettings(BaseModel):
@@ -128,6 +128,8 @@ class ToolDefinition(BaseModel):
     http: HttpBinding | None = None
     mcp: McpBinding | None = None
     handler: str | None = Field(None, description="Declared handler reference (informational).")
+    target: str | None = Field(None, description="delegate/handoff: the registered agent it reaches.")
+    member: str | None = Field(None, description="delegate/handoff: the member of this agent's team it reaches.")
     sources: list[str] = Field(default_factory=list, description="JSON paths of every declaration merged here.")
 
 
@@ -180,6 +182,18 @@ class TaskSettings(BaseModel):
     execution: dict[str, Any] = Field(default_factory=dict)
 
 
+class TeamMember(BaseModel):
+    """An agent defined inside another (`spec.subagents`, `spec.team.members`): it runs with the
+    parent's model connection and its own prompt, model, a subset of the parent's tools and a budget."""
+
+    name: str
+    role: str | None = Field(None, description="Its system prompt.")
+    description: str | None = None
+    model: str | None = Field(None, description="None or `inherit`: the parent's model.")
+    tools: list[str] = Field(default_factory=list, description="Names of the parent's tools it may use.")
+    max_tokens: int | None = Field(None, description="`maxTokenBudget`: completion tokens per invocation.")
+
+
 class WorkflowStepRef(BaseModel):
     id: str
     kind: str | None = None
@@ -221,6 +235,10 @@ class AgentDefinition(BaseModel):
     # v0.4/v0.5 multi-agent and context declarations: validated and kept, run by the workflow capability
     team: dict[str, Any] | None = None
     handoffs: list[Any] = Field(default_factory=list)
+    members: list[TeamMember] = Field(
+        default_factory=list, description="Subagents and team members, reached by the delegate and handoff tools."
+    )
+    max_handoffs: int = Field(10, description="Hand-offs one run may make (`handoff_config.max_handoffs`).")
     delegation: dict[str, Any] | None = None
     knowledge_sources: list[Any] = Field(default_factory=list)
     data_sources: list[Any] = Field(

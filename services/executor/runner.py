@@ -43,9 +43,10 @@ from ossabus.contracts.openai_objects import (
     Usage,
 )
 from ossabus.contracts.tools import DispatchRequest, DispatchResult, tool_error
-from ossabus.executor import code_interpreter, file_search, llm, prompt
+from ossabus.executor import code_interpreter, file_search, llm, prompt, team
 from ossabus.executor import usage as usage_reports
 from ossabus.executor.offered_tools import McpListings, OfferedTools, offered_tools
+from ossabus.executor.team import Team
 from ossabus.runtime import genai, tracing
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
@@ -139,6 +140,7 @@ class Runner:
         self.mcp_listings = McpListings(agents.bus)
         self.slots = Slots(state.runs_kv)
         self.slotted: set[str] = set()  # runs this process holds a concurrency slot for
+        self.team = Team(nc, state, agents)
         self._sandbox_places = None  # ossa_sandbox_sessions, opened on the first code_interpreter call
 
     # --- entry ---------------------------------------------------------------------------------------
@@ -186,6 +188,8 @@ class Runner:
                 if run.direct_model
                 else await self.agents.record(assistant_id=run.assistant_id, min_version=request.agent_version)
             )
+            if not run.direct_model:
+                record = await self.team.effective(record, run)
         except BusFailure as exc:
             await self.finish(run, events, "failed", error=LastError(code="server_error", message=exc.error.message))
             return
@@ -322,9 +326,15 @@ class Runner:
             cut_by_budget = turn.finish_reason == "length" and budget is not None
             self.trace_step(turn.message_step, definition)
             if turn.tool_step is not None and not cut_by_budget:
+                active = run.metadata.get(team.ACTIVE)
                 if await self.settle_tool_calls(run, definition, offered, turn.tool_step, events):
                     return
                 self.trace_step(turn.tool_step, definition)
+                run = await self.reload(run)  # delegates' usage added, or handed over to another agent
+                if run.metadata.get(team.ACTIVE) != active:
+                    owner = await self.agents.record(assistant_id=run.assistant_id)
+                    definition = (await self.team.effective(owner, run)).definition
+                    model = llm.resolve_model(definition, request.model or None)
                 continue  # every call was answered here: the model goes on with their outputs
             if cut_by_budget:
                 await self.finish(
@@ -614,7 +624,7 @@ class Runner:
                 continue
             bound = offered.definition(name)
             server_side = bound is not None and (
-                bound.http is not None or bound.kind in ("mcp", "file_search", "code_interpreter")
+                bound.http is not None or bound.kind in ("mcp", "file_search", "code_interpreter", *team.TEAM_KINDS)
             )
             if not (self.tools.serves(name) or server_side):
                 for_client.append(call)
@@ -631,14 +641,28 @@ class Runner:
                     continue
             jobs.append((call, tool))
         jobs = await self.within_max_tool_calls(run, jobs)
+        handoffs = [(call, tool) for call, tool in jobs if tool.kind == "handoff"]
+        jobs = [(call, tool) for call, tool in jobs if tool.kind != "handoff"]
         results = await asyncio.gather(*(self.run_tool(run, definition, call, tool) for call, tool in jobs))
         for (call, _), result in zip(jobs, results, strict=True):
+            call.function.output = result.output
+        handed_over = None
+        for call, tool in handoffs:
+            if handed_over is not None:
+                call.function.output = tool_error("one_handoff", "the run was handed over by another call of this turn")
+                continue
+            result, handed_over = await self.team.handoff(run, definition, tool)
             call.function.output = result.output
         await self.announce_outputs(step, before, events)
         done = not awaiting and not for_client
         if done:
             step.status, step.completed_at = "completed", now()
         await self.state.put_step(step)
+        spent = self.team.spent.pop(run.id, None)
+        if spent is not None or handed_over is not None:
+            latest = await self.reload(run)
+            usage = (latest.usage or Usage()) + spent if spent is not None else latest.usage
+            await self.transition(latest, None, usage=usage, **(handed_over or {}))
         if done:
             await events.emit("thread.run.step.completed", step)
             return False
@@ -744,6 +768,8 @@ class Runner:
     ) -> DispatchResult:
         if tool.kind == "code_interpreter":
             return await self.interpret(run, definition, call)
+        if tool.kind == "delegate":
+            return await self.team.delegate(run, definition, call, tool)
         if tool.kind != "file_search":
             return await self.dispatch(run, call, tool)
         steps = await self.state.list_steps(run.thread_id, run.id)

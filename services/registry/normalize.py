@@ -21,6 +21,7 @@ from ossabus.contracts.agent import (
     RunDefaults,
     StreamingSettings,
     TaskSettings,
+    ToolDefinition,
     WorkflowSettings,
     WorkflowStepRef,
 )
@@ -28,6 +29,7 @@ from ossabus.contracts.sandbox import SandboxLimits as KernelLimits
 from ossabus.registry.data_sources import read_data_sources
 from ossabus.registry.normalize_security import apply_security, security_settings
 from ossabus.registry.providers import PROVIDER_ALIASES, infer_provider, litellm_model, litellm_provider
+from ossabus.registry.team import team_of
 from ossabus.registry.tools import ToolCollector, as_json_schema, check_json_schema
 from ossabus.registry.validation import Findings
 from ossabus.runtime import secrets
@@ -74,6 +76,7 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
     if sources.vector_store_ids:
         tools.builtin("file_search", sources.first_store_path)
 
+    members, team_tools, max_handoffs = team_of(spec, metadata["name"], f)
     definition = AgentDefinition(
         name=metadata["name"],
         kind=kind,
@@ -86,7 +89,9 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         llm=_llm(
             spec, oa, va, f, needs_model=kind == "Agent", runtime=_dict(spec.get("runtime") or data.get("runtime"))
         ),
-        tools=_in_openai_order(list(tools.tools.values()), oa.get("tools")),
+        tools=_with_team(_in_openai_order(list(tools.tools.values()), oa.get("tools")), team_tools, f),
+        members=members,
+        max_handoffs=max_handoffs,
         capabilities=tools.capabilities,
         mcp_servers=tools.mcp_servers,
         tool_resources=_with_stores(_dict(oa.get("tool_resources")), sources.vector_store_ids),
@@ -120,6 +125,21 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         definition.workflow = _workflow(spec)
         _check_step_references(spec, _step_ids(spec), f)
     return definition
+
+
+def _with_team(tools: list[ToolDefinition], team: list[ToolDefinition], f: Findings) -> list[ToolDefinition]:
+    """The agent's tools, then those reaching its team (a team tool may not take a declared tool's name)."""
+    taken = {t.function_name for t in tools}
+    for tool in team:
+        if tool.function_name in taken:
+            f.warning(
+                "team.name_taken",
+                f"{tool.function_name!r} is a declared tool; the team member is not reached",
+                ["spec"],
+            )
+        else:
+            tools.append(tool)
+    return tools
 
 
 _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T|k)?\s*$")

@@ -29,10 +29,10 @@ from nats.errors import TimeoutError as NatsTimeout
 from ossabus.contracts import expressions, subjects
 from ossabus.contracts.workflow import STEP_DONE, WorkflowError, WorkflowRun, WorkflowStep
 from ossabus.contracts.workflow_plan import Plan, Step, dependencies, max_iterations, max_step_runs
+from ossabus.runtime.child_runs import ChildRuns, StepError, attempt_ids, step_output
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.task_runs import schema_errors
 from ossabus.store.workflow_runs import WorkflowRuns
-from ossabus.workflows.child_runs import ChildRuns, StepError, attempt_ids, step_output
 
 log = logging.getLogger(__name__)
 DECISION_RECHECK_S = 2.0
@@ -355,8 +355,9 @@ class Carrier:
                 await self._put_step(state)
             self.in_flight[key] = (thread_id, run_id)
             try:
+                record = await self.children.record(step.ref)
                 work = self.children.run(
-                    step.ref, value, thread_id, run_id, project=self.run.project or "default", metadata=metadata
+                    record, value, thread_id, run_id, project=self.run.project or "default", metadata=metadata
                 )
                 result = await asyncio.wait_for(work, step.timeout_seconds)
                 error = None

@@ -28,6 +28,7 @@ from ossabus.contracts.workflow_plan import Plan
 from ossabus.runtime.admission import admit, work_queue
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusClient, BusFailure, validation_failure
+from ossabus.runtime.child_runs import ChildRuns
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
@@ -36,7 +37,6 @@ from ossabus.store import kv as kvs
 from ossabus.store.leases import Fence, LeaseLost, Leases, fenced
 from ossabus.store.state import State
 from ossabus.store.workflow_runs import WorkflowRuns
-from ossabus.workflows.child_runs import ChildRuns
 from ossabus.workflows.engine import Carrier
 from ossabus.workflows.triggers import Triggers
 

@@ -1,13 +1,13 @@
-"""Agent and Task steps are ordinary runs: started on the executors' work queue, awaited to their end.
+"""Runs started by other work and awaited to their end: a workflow's Agent and Task steps, and the
+tasks an agent delegates to another. Both are ordinary runs on the executors' work queue.
 
-A step attempt's thread and run ids derive from the workflow run, the step and the attempt number,
-so a runner that resumes a workflow finds the run its predecessor started (and waits for it, or
-takes its result) instead of starting a second one.
+Their thread and run ids derive from what asked for them (a workflow run, step and attempt; a
+parent run and tool call), so whoever resumes the asking work finds the run its predecessor started
+(and waits for it, or takes its result) instead of starting a second one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from typing import Any
@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import TaskMessage, TaskResult
+from ossabus.contracts.bus import ManifestRecord, TaskMessage, TaskResult
 from ossabus.contracts.ids import derived_id
 from ossabus.contracts.openai_objects import Run
 from ossabus.runtime.agents import AgentDirectory
@@ -67,18 +67,8 @@ class ChildRuns:
     def __init__(self, nc: Client, state: State, agents: AgentDirectory):
         self.nc, self.state, self.agents = nc, state, agents
 
-    async def run(
-        self,
-        ref: str,
-        value: Any,
-        thread_id: str,
-        run_id: str,
-        *,
-        project: str,
-        metadata: dict[str, str],
-        started: asyncio.Future | None = None,
-    ) -> TaskResult:
-        """Start (or find) the step's run and wait for its end; StepError when it cannot start."""
+    async def record(self, ref: str) -> ManifestRecord:
+        """The agent or task a step names; StepError when there is none."""
         try:
             record = await self.agents.record(name=ref)
         except BusFailure as exc:
@@ -89,6 +79,20 @@ class ChildRuns:
             raise StepError(
                 "invalid_workflow", f"{ref!r} is a Workflow; a step runs an Agent or a Task", retryable=False
             )
+        return record
+
+    async def run(
+        self,
+        record: ManifestRecord,
+        value: Any,
+        thread_id: str,
+        run_id: str,
+        *,
+        project: str,
+        metadata: dict[str, str],
+        principal: str = "workflow",
+    ) -> TaskResult:
+        """Start (or find) the run and wait for its end; StepError when it cannot start."""
         given = value if record.kind == "Task" and isinstance(value, dict | str) else as_agent_input(value)
         task = TaskMessage(input=given, metadata=metadata)
         subscription = await self.nc.subscribe(subjects.run_events_in_thread(thread_id, run_id))
@@ -106,11 +110,9 @@ class ChildRuns:
                     record,
                     attempt=1,
                     msg_id=f"{run.id}.1",
-                    principal="workflow",
+                    principal=principal,
                     project=project,
                 )
-            if started is not None and not started.done():
-                started.set_result(run)
             final = await self._ended(subscription, thread_id, run_id)
         finally:
             with contextlib.suppress(Exception):
