@@ -31,6 +31,7 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.WORKFLOWS_ALL: (workflow.WorkflowTask, None),
     subjects.WORKFLOW_ASK_ALL: (workflow.WorkflowTask, bus.Reply[workflow.WorkflowRun]),
     subjects.WORKFLOW_CONTROL_ALL: (bus.AnyRequest, None),
+    subjects.EXTERNAL_EVENTS_ALL: (bus.AnyRequest, None),  # any JSON an event trigger matches
     subjects.ASK_ALL: (bus.TaskMessage, bus.Reply[bus.TaskResult]),
     subjects.CHAT_ALL: (bus.ChatRequest, bus.Reply[dict]),
     subjects.TOKEN_COUNT: (bus.TokenCountRequest, bus.Reply[bus.TokenCount]),

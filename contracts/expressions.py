@@ -3,8 +3,8 @@
 A manifest is untrusted input, so its expressions are read by a small parser of our own rather than
 handed to Python: they can name values (`workflow.input.x`, `steps.fetch.output.items[0]`,
 `context.variables.y`, a loop's `item` and `index`), compare them (`== != < <= > >= in`), combine
-them (`&& || !`, `a ? b : c`) and call a few pure functions (`length`, `contains`, `startsWith`,
-`endsWith`, `join`, `toJSON`, `fromJSON`). Nothing else: no attribute of a Python object, no
+them (`&& || !`, `a ? b : c`) and call a few functions (`length`, `contains`, `startsWith`,
+`endsWith`, `join`, `toJSON`, `fromJSON`, `now`). Nothing else: no attribute of a Python object, no
 environment, no I/O.
 
 Step ids may hold `-` (`steps.fetch-content.output`), so a `-` inside a name is part of it; there is
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ _TOKENS = re.compile(
     )""",
     re.X,
 )
-FUNCTIONS = ("length", "contains", "startsWith", "endsWith", "join", "toJSON", "fromJSON")
+FUNCTIONS = ("length", "contains", "startsWith", "endsWith", "join", "toJSON", "fromJSON", "now")
 KEYWORDS = {"true": True, "false": False, "null": None}
 
 
@@ -112,6 +113,8 @@ class _Parser:
         if self.peek("?"):
             self.at += 1
             yes = self.ternary()
+            if not self.peek(":"):  # `a ? b` (seen in OSSA's own examples): null otherwise
+                return Node("?", (condition, yes, Node("value", (None,))))
             self.take(":")
             return Node("?", (condition, yes, self.ternary()))
         return condition
@@ -276,8 +279,11 @@ def _get(container: Any, key: Any) -> Any:
 def _call(name: str, args: list[Any]) -> Any:
     def need(count: int) -> None:
         if len(args) != count:
-            raise ExpressionError(f"{name}() takes {count} argument{'s' if count > 1 else ''}, not {len(args)}")
+            raise ExpressionError(f"{name}() takes {count} argument{'s' if count != 1 else ''}, not {len(args)}")
 
+    if name == "now":
+        need(0)
+        return datetime.now(UTC).isoformat(timespec="seconds")
     if name == "length":
         need(1)
         return len(args[0]) if isinstance(args[0], str | list | dict) else 0

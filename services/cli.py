@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     creds.add_argument("role", choices=("client", "worker"), help="client: task publishers; worker: tool workers")
     creds.add_argument("--data-dir", type=Path, help="the data folder `ossabus up` used (default: per-user)")
 
+    run = sub.add_parser("run", help="run an agent or a workflow over NATS (the `client` role of the bus)")
+    run.add_argument("name", help="agent or workflow name")
+    run.add_argument("--input", required=True, help="JSON (an object, a string), or plain text for an agent")
+    run.add_argument("--follow", action="store_true", help="print every event until the run ends, then its output")
+    run.add_argument("--nats-url", default=None, help="default: NATS_URL, else the local `ossabus up`'s client URL")
     contracts = sub.add_parser("contracts", help="bus contracts")
     csub = contracts.add_subparsers(dest="contracts_command", required=True)
     export = csub.add_parser("export", help="write JSON Schemas of the bus messages to DIR")
@@ -141,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "import-assistant": cmd_import_assistant,
         "contracts": cmd_contracts,
         "credentials": cmd_credentials,
+        "run": cmd_run,
     }[args.command]
     try:
         return handler(args)
@@ -158,6 +164,70 @@ def cmd_credentials(args: argparse.Namespace) -> int:
         return _fail(f"no credentials in {data_dir}: start `ossabus up` (with its embedded NATS) there first", 1)
     print(url)
     return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`ossabus run NAME --input JSON [--follow]`: a workflow run or an agent's task, over NATS."""
+    import asyncio
+    import json
+
+    try:
+        value = json.loads(args.input)
+    except json.JSONDecodeError:
+        value = args.input  # plain text, for an agent
+    try:
+        return asyncio.run(_run_over_nats(args.name, value, args.follow, args.nats_url))
+    except OSError as exc:
+        return _fail(f"cannot reach NATS: {exc}", 1)
+
+
+async def _run_over_nats(name: str, value, follow: bool, url: str | None) -> int:
+    """Offered to the workflow runners first (the `client` role does not read the registry): a name
+    that is an agent comes back refused as `not a Workflow` and is then submitted as a task."""
+    import json
+
+    from ossabus.client import OssabusClient, TaskError
+
+    async with await OssabusClient.connect(url) as client:
+        try:
+            if not isinstance(value, list):
+                handle = await client.start_workflow(name, value)
+                events = handle.events()
+                try:
+                    first = await anext(events)
+                except TaskError as refused:
+                    if not (refused.code == "invalid_request" and refused.param == "name"):
+                        raise
+                else:
+                    print(handle.run_id)
+                    if not follow:
+                        return EXIT_OK
+                    async for event in _prepend(first, events):
+                        step = event.data.get("id") if event.event.startswith("workflow.step.") else None
+                        print(f"{event.event} {step}" if step else event.event)
+                    run = await handle.result()
+                    if run.status == "completed":
+                        print(json.dumps(run.output, indent=2))
+                        return EXIT_OK
+                    print(json.dumps(run.last_error.model_dump() if run.last_error else run.status, indent=2))
+                    return 1
+            task = await client.submit(name, value)
+            print(task.run_id)
+            if not follow:
+                return EXIT_OK
+            async for event in task.events():
+                print(event.event)
+            result = await task.result()
+            print(result.output_text if result.output is None else json.dumps(result.output, indent=2))
+            return EXIT_OK if result.status == "completed" else 1
+        except TaskError as error:
+            return _fail(f"{error.code}: {error.message}", 1)
+
+
+async def _prepend(first, rest):
+    yield first
+    async for item in rest:
+        yield item
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:

@@ -6,6 +6,9 @@
         print(event.event)
     result = await task.result()               # TaskResult: status, output_text, output, usage
     answer = await client.ask("math-tutor", "And 2x = 8?")   # request/reply, no durability
+    run = await client.start_workflow("homework-check", {"problems": ["2x = 8"]})
+    async for event in run.events():            # workflow.run.queued ... workflow.run.completed
+        print(event.event)
 
 Events are read from the OSSA_EVENTS stream, so subscribing after publishing loses nothing.
 """
@@ -32,6 +35,7 @@ from ossabus.contracts.bus import (
     ToolOutputAnswer,
 )
 from ossabus.contracts.ids import new_id
+from ossabus.contracts.workflow import TERMINAL, WorkflowRun, WorkflowTask
 from ossabus.runtime.bus_auth import default_url
 
 
@@ -79,6 +83,44 @@ class Task:
                 pass
         assert self._result is not None
         return self._result
+
+
+class WorkflowRunHandle:
+    """One started workflow run: its id, its events, the run once it has ended."""
+
+    def __init__(self, client: OssabusClient, workflow: str, run_id: str):
+        self.client, self.workflow, self.run_id = client, workflow, run_id
+        self._run: WorkflowRun | None = None
+
+    async def events(self, timeout: float | None = None) -> AsyncIterator[RunEvent]:
+        """Every event of the run from its start, ending with `workflow.run.<ended>` (or TaskError)."""
+        sub = await self.client.js.subscribe(
+            subjects.workflow_events(self.workflow, self.run_id),
+            stream=subjects.EVENTS_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=timeout or self.client.timeout)
+                event = RunEvent.model_validate_json(msg.data)
+                yield event
+                if event.event in tuple(f"workflow.run.{status}" for status in TERMINAL):
+                    self._run = WorkflowRun.model_validate(event.data)
+                    return
+                if event.event == "error":
+                    data = event.data or {}
+                    raise TaskError(data.get("code", "error"), data.get("message", ""), data.get("param"))
+        finally:
+            await sub.unsubscribe()
+
+    async def result(self, timeout: float | None = None) -> WorkflowRun:
+        """Wait for the run's end: the run with its steps, output and last_error."""
+        if self._run is None:
+            async for _ in self.events(timeout):
+                pass
+        assert self._run is not None
+        return self._run
 
 
 class OssabusClient:
@@ -138,6 +180,18 @@ class OssabusClient:
             timeout=10,
         )
         return Task(self, agent, thread_id, run_id)
+
+    async def start_workflow(
+        self, workflow: str, input: Any = None, *, run_id: str | None = None, metadata: dict[str, str] | None = None
+    ) -> WorkflowRunHandle:
+        """Start a workflow run on its durable work queue (`ossa.workflows.<name>`); the run id is the
+        message id, so publishing it again starts nothing new."""
+        run_id = run_id or new_id("wfrun")
+        message = WorkflowTask(input=input, run_id=run_id, metadata=metadata or {})
+        await self.js.publish(
+            subjects.workflow(workflow), message.model_dump_json().encode(), headers={"Nats-Msg-Id": run_id}, timeout=10
+        )
+        return WorkflowRunHandle(self, workflow, run_id)
 
     async def answer(
         self,

@@ -21,8 +21,8 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 def test_validate_lenient_accepts_all_bundled_manifests():
     result = run("validate", str(MANIFESTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    # the 15 seed manifests and the 3 v0.5 agents in manifests/v0.5
-    assert "18 manifest(s) checked (lenient): 18 valid, 0 invalid; 0 error(s)" in result.stdout
+    # the 15 seed manifests, and the 3 v0.5 agents and the workflow in manifests/v0.5
+    assert "19 manifest(s) checked (lenient): 19 valid, 0 invalid; 0 error(s)" in result.stdout
 
 
 def test_validate_strict_reports_the_four_that_break_the_official_schema():

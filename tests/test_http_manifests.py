@@ -69,7 +69,7 @@ def test_the_bundled_manifests_are_listed(http):
     assert page["object"] == "list"
     names = [m["id"] for m in page["data"] if m["source"] != "api"]
     assert names == SEED_NAMES
-    assert len(names) == 18  # the 15 seed manifests and the v0.5 agents of manifests/v0.5
+    assert len(names) == 19  # the 15 seed manifests, the v0.5 agents and workflow of manifests/v0.5
     first = page["data"][0]
     assert first["object"] == "ossa.manifest"
     assert {"kind", "api_version", "version", "created_at", "updated_at"} <= set(first)
@@ -195,9 +195,13 @@ def test_the_bus_contract_is_served_as_asyncapi(http):
     addresses = {c["address"] for c in document["channels"].values()}
     assert {
         "ossa.tasks.>",
-        "ossa.ask.>",
+        "ossa.ask.*",
+        "ossa.workflows.>",
+        "ossa.ask.workflow.*",
+        "ossa.ext.>",
         "ossa.registry.manifests.get",
         "ossa.events.{thread_id}.{run_id}.{event}",
+        "ossa.events.{workflow}.{workflow_run_id}.{event}",
     } <= addresses
     assert http.get("/asyncapi", params={"format": "yaml"}).headers["content-type"].startswith("application/yaml")
     assert yaml.safe_load(http.get("/asyncapi.yaml").text) == http.get("/asyncapi.json").json() == document

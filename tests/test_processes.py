@@ -39,7 +39,7 @@ def test_up_with_embedded_nats_survives_restart_and_stops_cleanly(tmp_path):
     startup_s = time.monotonic() - started
     assert startup_s < 15, f"ossabus up took {startup_s:.1f}s"
     listed = httpx.get(f"{stack.base_url}/v1/ossa/manifests", params={"limit": 100}).json()
-    assert len(listed["data"]) == 18
+    assert len(listed["data"]) == 19
     created = httpx.post(f"{stack.base_url}/v1/ossa/manifests", content=AGENT, headers=YAML)
     assert created.status_code == 201
     pid = nats_pid(data)
@@ -54,7 +54,7 @@ def test_up_with_embedded_nats_survives_restart_and_stops_cleanly(tmp_path):
         assert (kept["version"], kept["source"]) == (1, "api")
         tutor = httpx.get(f"{again.base_url}/v1/ossa/manifests/math-tutor").json()
         assert tutor["version"] == 1  # unchanged files are not new versions
-        assert "18 unchanged" in again.logs()
+        assert "19 unchanged" in again.logs()
     finally:
         assert again.stop() == 0
 
@@ -145,7 +145,7 @@ def test_services_in_separate_processes_with_api_keys(nats_url, tmp_path):
             assert wrong.json()["error"]["type"] == "authentication_error"
             ok = httpx.get(url, headers={"authorization": "Bearer key-two"}, params={"limit": 100})
             assert ok.status_code == 200
-            assert len(ok.json()["data"]) == 18
+            assert len(ok.json()["data"]) == 19
             assert httpx.get(f"{relay.base_url}/healthz").status_code == 200
             for path in ("/v1/models", "/v1/assistants", "/metrics", "/api/chat/any/messages"):
                 assert httpx.get(f"{relay.base_url}{path}").status_code == 401

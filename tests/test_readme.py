@@ -74,7 +74,17 @@ def test_every_python_and_shell_block_of_the_quickstart_is_run_here():
     runnable = [lang for lang in fences if lang in ("python", "bash", "sh")]
     assert len(marked) == len(runnable), "a quickstart block is not marked `<!-- readme-test: NAME -->`"
     tested = {name for name in BLOCKS}
-    assert tested == {"curl", "cli", "nats-client", "openai-sdk", "approvals", "curl-chat", "responses", "file-search"}
+    assert tested == {
+        "curl",
+        "cli",
+        "nats-client",
+        "workflow",
+        "openai-sdk",
+        "approvals",
+        "curl-chat",
+        "responses",
+        "file-search",
+    }
 
 
 def test_the_curl_quickstart(readme_stack):
@@ -86,7 +96,7 @@ def test_the_curl_quickstart(readme_stack):
 
 def test_the_command_line_quickstart(readme_stack):
     out = run_block("cli", readme_stack)
-    assert "18 valid" in out
+    assert "19 valid" in out
     written = (readme_stack.workdir / "my-agent.ossa.yaml").read_text()
     assert "name: release-notes-writer" in written
     assert (readme_stack.workdir / "contracts-out").is_dir()
@@ -99,6 +109,20 @@ def test_the_nats_client_quickstart(readme_stack):
     assert "task.result" in lines
     assert "Echo: Solve 3x + 11 = 14" in lines
     assert lines[-1] == "Echo: And 2x = 8?"
+
+
+def test_the_workflow_quickstart(readme_stack):
+    out = run_block("workflow", readme_stack)
+    lines = out.splitlines()
+    streamed = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert streamed[:2] == ["workflow.run.queued", "workflow.run.in_progress"]
+    assert streamed.count("workflow.step.completed") == 4  # two solves, the loop, the review
+    assert streamed[-2:] == ["workflow.run.completed", "done"]
+    cli = lines[len(streamed) :]
+    assert cli[0].startswith("wfrun_")
+    assert cli[1:3] == ["workflow.run.queued", "workflow.run.in_progress"]
+    assert "workflow.step.completed review" in cli
+    assert cli[-1] == '"Echo: Check these solutions: Echo: 5x = 25"'
 
 
 def test_the_openai_sdk_quickstart(readme_stack):

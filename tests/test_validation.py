@@ -36,7 +36,7 @@ def test_fifteen_seed_manifests_ship_and_all_load_leniently():
     batch = validate_batch(docs, unreadable=unreadable)
     assert not unreadable
     assert [e.document.file for e in batch.entries if not e.valid] == []
-    assert len({e.definition.name for e in batch.entries}) == 15 + 3  # and manifests/v0.5
+    assert len({e.definition.name for e in batch.entries}) == 15 + 4  # and manifests/v0.5
 
 
 def test_the_bundled_v0_5_agents_validate_strictly_and_show_the_current_shape():

@@ -699,3 +699,119 @@ def test_a_webhook_trigger_starts_a_run_once_per_idempotency_key(api_stack):
     plain = f"nohook-{tag}"
     register_manifest(base, workflow(plain, [{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "x"}]))
     assert httpx.post(f"{base}/v1/ossa/workflows/{plain}/webhook", json={}, timeout=10).status_code == 404
+
+
+def sample(schema: dict | None):
+    """A value that satisfies a simple JSON Schema: required properties filled by type."""
+    schema = schema or {}
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: sample(properties.get(name)) for name in schema.get("required") or []}
+    return {"string": "x", "integer": 1, "number": 1.5, "boolean": True, "array": ["a", "b"]}.get(kind, "x")
+
+
+def echo_agent(name: str) -> dict:
+    return {
+        "apiVersion": "ossa/v0.4.7",
+        "kind": "Agent",
+        "metadata": {"name": name},
+        "spec": {"role": f"You are {name}.", "llm": {"provider": "openai", "model": "fake-model"}},
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "workflows__simple-etl.yaml",
+        "workflows__batch-email-campaign.yaml",
+        "getting-started__05-workflow-composition.ossa.yaml",
+        "../../../../../manifests/content-pipeline.ossa.yaml",
+    ],
+)
+def test_the_shipped_example_workflows_run_against_the_fake_upstream(api_stack, path):
+    from ossabus.contracts.workflow_plan import every_step, plan_of
+
+    from conftest import shared_path
+
+    base = api_stack.base_url
+    file = shared_path("ossa", "examples-v0.4", path)
+    text = file.read_text()
+    manifest = yaml.safe_load(text)
+    plan = plan_of(manifest["spec"])
+    refs = {s.ref for s in every_step(plan.steps) + every_step(plan.compensation) if s.ref}
+    for ref in refs:  # the agents and tasks the example names, played by the fake upstream
+        register_manifest(base, echo_agent(ref))
+    register_manifest(base, text)
+    name = manifest["metadata"]["name"]
+    run = finished(base, name, start(base, name, sample(plan.inputs_schema))["id"], timeout=120)
+    if plan.outputs_schema and plan.output is None:
+        # every step ran, but the fake's text answers do not make the object the workflow declares
+        assert run["status"] == "failed", run
+        assert run["last_error"]["code"] == "invalid_output"
+        assert run["last_error"]["step"] is None
+    else:
+        assert run["status"] == "completed", (run["last_error"], run["steps"])
+    statuses = {s["id"]: s["status"] for s in run["steps"]}
+    assert set(statuses.values()) <= {"completed", "skipped"}, statuses
+    ran = [s for s in run["steps"] if s["run_id"]]
+    assert ran, statuses
+    for step in ran:
+        child = httpx.get(f"{base}/v1/threads/{step['thread_id']}/runs/{step['run_id']}", timeout=10).json()
+        assert child["status"] == "completed"
+
+
+def test_a_concurrency_group_runs_its_members_one_at_a_time(api_stack, fake_llm):
+    base, tag = api_stack.base_url, unique()
+    name = f"grouped-{tag}"
+    register_manifest(
+        base,
+        workflow(
+            name,
+            [
+                {
+                    "id": "work",
+                    "kind": "Agent",
+                    "ref": "echo-agent",
+                    "input": f"{tag} ${{{{ workflow.input.key }}}} [[slow:1.5]]",
+                }
+            ],
+            concurrency={"group": "orders-${{ workflow.input.key }}"},
+        ),
+    )
+    fake_llm.reset()
+    first, second, other = (start(base, name, {"key": key})["id"] for key in ("a", "a", "b"))
+    runs = [finished(base, name, run_id) for run_id in (first, second, other)]
+    assert [r["status"] for r in runs] == ["completed"] * 3
+    assert httpx.get(f"{fake_llm.base_url}/_concurrency", timeout=5).json()["max"] == 2  # a+b, never a+a+b
+    assert runs[1]["started_at"] >= runs[0]["completed_at"]
+
+    cancelling = f"latest-wins-{tag}"
+    register_manifest(
+        base,
+        workflow(
+            cancelling,
+            [
+                {
+                    "id": "work",
+                    "kind": "Agent",
+                    "ref": "echo-agent",
+                    "input": f"{tag} ${{{{ workflow.input.n }}}} [[slow:20]]",
+                }
+            ],
+            concurrency={"group": "one", "cancel_in_progress": True},
+        ),
+    )
+    old = start(base, cancelling, {"n": 1})["id"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{base}/v1/ossa/workflows/{cancelling}/runs/{old}", timeout=10).json()["status"] != "in_progress":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    new = start(base, cancelling, {"n": 2})["id"]
+    assert finished(base, cancelling, old, timeout=30)["status"] == "cancelled"
+    running = httpx.get(f"{base}/v1/ossa/workflows/{cancelling}/runs/{new}", timeout=10).json()
+    assert running["status"] in ("in_progress", "queued")
+    httpx.post(f"{base}/v1/ossa/workflows/{cancelling}/runs/{new}/cancel", timeout=10)
+    assert finished(base, cancelling, new, timeout=30)["status"] == "cancelled"

@@ -136,6 +136,15 @@ class Carrier:
             **frame.all_variables(),
         }
 
+    def group_name(self) -> str | None:
+        """`concurrency.group` with its expressions filled in (`content-review-${{ workflow.input.id }}`)."""
+        if not self.plan.concurrency_group:
+            return None
+        try:
+            return expressions.as_text(expressions.render(self.plan.concurrency_group, self.scope(Frame())))
+        except expressions.ExpressionError:
+            return self.plan.concurrency_group
+
     async def carry(self) -> WorkflowRun:
         """Run the workflow to its end (or raise: cancelled, lease lost, shutting down)."""
         if self.run.status == "queued":

@@ -37,6 +37,7 @@ from ossabus.store import kv as kvs
 from ossabus.store.leases import Fence, LeaseLost, Leases, fenced
 from ossabus.store.state import State
 from ossabus.store.workflow_runs import WorkflowRuns
+from ossabus.workflows import groups
 from ossabus.workflows.engine import Carrier
 from ossabus.workflows.triggers import Triggers
 
@@ -215,6 +216,7 @@ class WorkflowService(Service):
         renewal = asyncio.create_task(self._renew(fence, task))
         self.carrying[run.id] = task
         carrier: Carrier | None = None
+        held: str | None = None
         try:
             with fenced(fence):
                 run = await self.runs.get(run.workflow, run.id) or run  # as of our lease
@@ -226,7 +228,11 @@ class WorkflowService(Service):
                     await msg.ack()
                     return
                 carrier = Carrier(self.broker.connection, self.runs, self.children, plan, run)
-                if run.status == "cancelling" or run.id in self.cancel_requested:
+                group = carrier.group_name()
+                if group and not run.terminal and run.status != "cancelling" and run.id not in self.cancel_requested:
+                    held = await groups.hold(self.broker.connection, self.runs, run, group, plan.cancel_in_progress)
+                    carrier.run = await self.runs.get(run.workflow, run.id) or run
+                if carrier.run.status == "cancelling" or run.id in self.cancel_requested:
                     await carrier.cancelled()
                 else:
                     await carrier.carry()
@@ -258,6 +264,9 @@ class WorkflowService(Service):
             await raw.nak(delay=min(self.settings.redelivery_base_s * 2 ** (attempts - 1), 30))
         finally:
             renewal.cancel()
+            if held is not None:
+                with contextlib.suppress(Exception):
+                    await groups.let_go(self.runs, held, run.id)
             with contextlib.suppress(Exception):
                 await fence.release()
             self.carrying.pop(run.id, None)
