@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}|\$\{([^{}]*)\}", re.S)

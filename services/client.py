@@ -47,6 +47,25 @@ class TaskError(Exception):
         self.code, self.message, self.param = code, message, param
 
 
+async def _follow(client: OssabusClient, subject: str, last: tuple[str, ...], timeout: float | None):
+    """Every event under `subject` from its start, up to one of `last` (or TaskError on `error`)."""
+    sub = await client.js.subscribe(
+        subject, stream=subjects.EVENTS_STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=timeout or client.timeout)
+            event = RunEvent.model_validate_json(msg.data)
+            yield event
+            if event.event in last:
+                return
+            if event.event == "error":
+                data = event.data or {}
+                raise TaskError(data.get("code", "error"), data.get("message", ""), data.get("param"))
+    finally:
+        await sub.unsubscribe()
+
+
 class Task:
     """One submitted task: its ids, its events, its result."""
 
@@ -56,25 +75,11 @@ class Task:
 
     async def events(self, timeout: float | None = None) -> AsyncIterator[RunEvent]:
         """Every event of the run from its start, ending with `task.result` (or raising TaskError)."""
-        sub = await self.client.js.subscribe(
-            subjects.run_events_in_thread(self.thread_id, self.run_id),
-            stream=subjects.EVENTS_STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=timeout or self.client.timeout)
-                event = RunEvent.model_validate_json(msg.data)
-                yield event
-                if event.event == subjects.TASK_RESULT_EVENT:
-                    self._result = TaskResult.model_validate(event.data)
-                    return
-                if event.event == "error":
-                    data = event.data or {}
-                    raise TaskError(data.get("code", "error"), data.get("message", ""), data.get("param"))
-        finally:
-            await sub.unsubscribe()
+        subject = subjects.run_events_in_thread(self.thread_id, self.run_id)
+        async for event in _follow(self.client, subject, (subjects.TASK_RESULT_EVENT,), timeout):
+            if event.event == subjects.TASK_RESULT_EVENT:
+                self._result = TaskResult.model_validate(event.data)
+            yield event
 
     async def result(self, timeout: float | None = None) -> TaskResult:
         """Wait for the run's result."""
@@ -83,6 +88,9 @@ class Task:
                 pass
         assert self._result is not None
         return self._result
+
+
+WORKFLOW_ENDINGS = tuple(f"workflow.run.{status}" for status in TERMINAL)
 
 
 class WorkflowRunHandle:
@@ -94,25 +102,11 @@ class WorkflowRunHandle:
 
     async def events(self, timeout: float | None = None) -> AsyncIterator[RunEvent]:
         """Every event of the run from its start, ending with `workflow.run.<ended>` (or TaskError)."""
-        sub = await self.client.js.subscribe(
-            subjects.workflow_events(self.workflow, self.run_id),
-            stream=subjects.EVENTS_STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=timeout or self.client.timeout)
-                event = RunEvent.model_validate_json(msg.data)
-                yield event
-                if event.event in tuple(f"workflow.run.{status}" for status in TERMINAL):
-                    self._run = WorkflowRun.model_validate(event.data)
-                    return
-                if event.event == "error":
-                    data = event.data or {}
-                    raise TaskError(data.get("code", "error"), data.get("message", ""), data.get("param"))
-        finally:
-            await sub.unsubscribe()
+        subject = subjects.workflow_events(self.workflow, self.run_id)
+        async for event in _follow(self.client, subject, WORKFLOW_ENDINGS, timeout):
+            if event.event in WORKFLOW_ENDINGS:
+                self._run = WorkflowRun.model_validate(event.data)
+            yield event
 
     async def result(self, timeout: float | None = None) -> WorkflowRun:
         """Wait for the run's end: the run with its steps, output and last_error."""
