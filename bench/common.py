@@ -8,8 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+
+from ossabus.runtime.bus_auth import SERVICE_USER, BusCredentials
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -61,9 +64,12 @@ def start_ossabus(
     procs = [subprocess.Popen([sys.executable, "-m", "ossabus.cli", *args], env=env, stdout=log, stderr=log)]
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, log_path)
-    nats_url = next(
+    # the log shows the URL without its password (the bus is locked): its port, with ossabus's own user
+    logged = next(
         line.split(" at ")[1].split()[0] for line in log_path.read_text().splitlines() if "embedded nats-server" in line
     )
+    where = urlsplit(logged)
+    nats_url = BusCredentials.load_or_create(data).url(SERVICE_USER, where.hostname or "127.0.0.1", where.port or 4222)
     for i in range(executors):
         elog = (data / f"executor-{i}.log").open("w")
         procs.append(

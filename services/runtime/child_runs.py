@@ -35,6 +35,7 @@ class StepError(Exception):
     def __init__(self, code: str, message: str, retryable: bool = True):
         super().__init__(message)
         self.code, self.message, self.retryable = code, message, retryable
+        self.usage: dict | None = None  # what the failed attempt's run spent
 
 
 def attempt_ids(workflow_run_id: str, step_key: str, attempt: int) -> tuple[str, str]:

@@ -102,8 +102,15 @@ class Carrier:
                 self.run = stored
             return self.run
 
-    async def _put_step(self, state: WorkflowStep, event: str | None = None) -> None:
+    async def _put_step(self, state: WorkflowStep, event: str | None = None, usage: dict | None = None) -> None:
+        """Store the step's state (and the usage of its latest run, added to the step's and the run's
+        in the same write: one write per change of a step, which is what a step costs)."""
+        if usage:
+            state.usage = _plus(state.usage or {}, usage)
+
         def change(current: WorkflowRun) -> None:
+            if usage:
+                current.usage = _plus(current.usage, usage)
             for i, existing in enumerate(current.steps):
                 if existing.id == state.id:
                     current.steps[i] = state
@@ -311,16 +318,17 @@ class Carrier:
             return await self._fail(
                 state, WorkflowError(code="invalid_expression", message=f"condition: {exc}", step=key)
             )
-        if state.status == "pending":
+        if state.status == "pending" and (step.kind not in ("Agent", "Task") or step.approval is not None):
             state.status, state.started_at = "in_progress", _now()
             await self._put_step(state, "in_progress")
+        usage = None
         try:
             if step.approval is not None:
                 state = await self._approval(step, key, state)
                 if state.status == "failed" or step.kind == "Approval":
                     return state
             if step.kind in ("Agent", "Task"):
-                output = await self._attempts(step, frame, key, state)
+                output, usage = await self._attempts(step, frame, key, state)
             elif step.kind == "Parallel":
                 await self._together([self.step(child, frame) for child in step.children])
                 output = {c.id: frame.seen.get(c.id, {}).get("output") for c in step.children}
@@ -331,9 +339,8 @@ class Carrier:
             else:
                 output = None
         except StepError as error:
-            return await self._fail(
-                self._state(key, step), WorkflowError(code=error.code, message=error.message, step=key)
-            )
+            failed = WorkflowError(code=error.code, message=error.message, step=key)
+            return await self._fail(self._state(key, step), failed, error.usage)
         except expressions.ExpressionError as exc:
             return await self._fail(
                 self._state(key, step), WorkflowError(code="invalid_expression", message=str(exc), step=key)
@@ -344,24 +351,30 @@ class Carrier:
             return await self._fail(self._state(key, step), inner.error)
         done = self._state(key, step)
         done.status, done.output, done.completed_at = "completed", output, _now()
-        await self._put_step(done, "completed")
+        await self._put_step(done, "completed", usage)
         return done
 
-    async def _fail(self, state: WorkflowStep, error: WorkflowError) -> WorkflowStep:
+    async def _fail(self, state: WorkflowStep, error: WorkflowError, usage: dict | None = None) -> WorkflowStep:
         state.status, state.last_error, state.completed_at = "failed", error, _now()
-        await self._put_step(state, "failed")
+        await self._put_step(state, "failed", usage)
         return state
 
-    async def _attempts(self, step: Step, frame: Frame, key: str, state: WorkflowStep) -> Any:
+    async def _attempts(self, step: Step, frame: Frame, key: str, state: WorkflowStep) -> tuple[Any, dict | None]:
+        """The output of the step's first successful attempt, and that attempt's usage (not yet stored);
+        StepError (with its attempt's usage) when the attempts are spent."""
         assert step.ref is not None
         value = expressions.render(step.input, self.scope(frame))
         metadata = {"workflow": self.run.workflow, "workflow_run_id": self.run.id, "workflow_step": key[:512]}
         attempt = max(state.attempts, 1)
+        spent: dict | None = None  # usage of the failed attempt before this one
         while True:
             thread_id, run_id = attempt_ids(self.run.id, key, attempt)
             if state.attempts < attempt or state.run_id != run_id:
+                starting = state.status == "pending"
+                if starting:
+                    state.status, state.started_at = "in_progress", _now()
                 state.attempts, state.thread_id, state.run_id = attempt, thread_id, run_id
-                await self._put_step(state)
+                await self._put_step(state, "in_progress" if starting else None, spent)
             self.in_flight[key] = (thread_id, run_id)
             try:
                 record = await self.children.record(step.ref)
@@ -381,28 +394,17 @@ class Carrier:
                 result = None
             # (not popped when the carrier is cancelled: cancelling the workflow stops this run too)
             self.in_flight.pop(key, None)
-            if result is not None and result.usage:
-                await self._add_usage(key, result.usage)
-                state = self._state(key, step)
+            spent = result.usage if result is not None else None
+            state = self._state(key, step)
             if error is None:
                 assert result is not None
-                return step_output(result)
+                return step_output(result), spent
             if not error.retryable or attempt >= step.retry.max_attempts or not step.retry.retries(error.code):
+                error.usage = spent
                 raise error
             log.info("workflow %s step %s attempt %d failed (%s); retrying", self.run.id, key, attempt, error.code)
             await asyncio.sleep(step.retry.delay_s(attempt))
             attempt += 1
-
-    async def _add_usage(self, key: str, usage: dict[str, int]) -> None:
-        def change(r: WorkflowRun) -> None:
-            for name, value in usage.items():
-                if isinstance(value, int):
-                    r.usage[name] = r.usage.get(name, 0) + value
-            step = r.step(key)
-            if step is not None:
-                step.usage = {n: (step.usage or {}).get(n, 0) + v for n, v in usage.items() if isinstance(v, int)}
-
-        await self._save(change)
 
     async def _conditional(self, step: Step, frame: Frame, key: str) -> Any:
         scope = self.scope(frame)
@@ -499,6 +501,14 @@ class Carrier:
             state.status = "in_progress"
             await self._put_step(state, "in_progress")
         return state
+
+
+def _plus(total: dict[str, int], more: dict[str, Any]) -> dict[str, int]:
+    summed = dict(total)
+    for name, value in more.items():
+        if isinstance(value, int):
+            summed[name] = summed.get(name, 0) + value
+    return summed
 
 
 def _downstream(target: str, deps: dict[str, list[str]]) -> set[str]:
