@@ -235,3 +235,49 @@ def test_the_shipped_team_examples_become_tools(path):
     reached = [t for t in definition.tools if t.kind in ("delegate", "handoff")]
     assert reached
     assert {t.member for t in reached} <= {m.name for m in definition.members}
+
+
+def test_a_delegation_shows_in_a_responses_answer_as_a_server_side_call(api_stack):
+    base, tag = api_stack.base_url, uuid.uuid4().hex[:8]
+    name = f"delegating-{tag}"
+    register_manifest(base, agent(name, {"subagents": [{"name": "checker", "role": "You check."}]}))
+    response = client(base).responses.create(model=name, input=f'[[call:ask_checker {{"task": "check {tag}"}}]] go')
+    assert response.status == "completed"
+    calls = [item for item in response.output if item.type == "mcp_call"]
+    assert [(c.name, c.output) for c in calls] == [("ask_checker", f"Echo: check {tag}")]
+    assert response.output_text == f"Tool results: Echo: check {tag}"
+
+
+def test_a_delegates_answer_streams_into_the_parents_vercel_stream(api_stack, node_clients):
+    """The `ai` package reads the child's answer as preliminary outputs of the call, then the final one."""
+    import subprocess
+
+    base, tag = api_stack.base_url, uuid.uuid4().hex[:8]
+    name = f"streaming-lead-{tag}"
+    register_manifest(base, agent(name, {"subagents": [{"name": "writer", "role": "You write."}]}))
+    words = " ".join(f"w{i}" for i in range(8))
+    done = subprocess.run(
+        [
+            "node",
+            str(node_clients / "vercel_chat.mjs"),
+            base,
+            "parse",
+            name,
+            f'[[call:ask_writer {{"task": "{words}"}}]] go',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    outputs = [c for c in result["raw"] if c["type"] == "tool-output-available"]
+    preliminary = [c["output"] for c in outputs if c.get("preliminary")]
+    assert len(preliminary) >= 2  # the answer as it grew
+    assert all(words.startswith(p.removeprefix("Echo: ").rstrip()) or p == "Echo:" for p in preliminary), preliminary
+    assert outputs[-1].get("preliminary") is None
+    assert outputs[-1]["output"] == f"Echo: {words}"
+    part = next(p for p in result["message"]["parts"] if p["type"] == "tool-ask_writer")
+    assert part["state"] == "output-available"
+    assert part["output"] == f"Echo: {words}"
+    assert part.get("preliminary") in (None, False)

@@ -19,7 +19,7 @@ CHUNK_FIELDS = {
     "tool-input-start": {"toolCallId", "toolName"},
     "tool-input-delta": {"toolCallId", "inputTextDelta"},
     "tool-input-available": {"toolCallId", "toolName", "input"},
-    "tool-output-available": {"toolCallId", "output"},
+    "tool-output-available": {"toolCallId", "output", "preliminary"},  # preliminary: a delegate streaming
     "tool-output-error": {"toolCallId", "errorText"},
     "tool-output-denied": {"toolCallId"},
     "tool-approval-request": {"approvalId", "toolCallId"},

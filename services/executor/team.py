@@ -17,12 +17,15 @@ the parent's tools it names (no team tools of its own: depth comes from register
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 
+from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition, ToolDefinition
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.ids import derived_id
@@ -33,7 +36,7 @@ from ossabus.registry.providers import litellm_model, litellm_provider
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.child_runs import ChildRuns, StepError
-from ossabus.runtime.events import RunEvents
+from ossabus.runtime.events import DELEGATE_DELTA, RunEvents
 from ossabus.store.state import State
 
 MEMBER = "ossa_member"  # this run is a member of its assistant's team
@@ -147,12 +150,15 @@ class Team:
         events = RunEvents(self.nc, run.thread_id, run.id)
         link = {"call_id": call.id, "agent": tool.member or tool.target, "thread_id": thread_id, "run_id": run_id}
         await events.emit("ossabus.delegate.started", link)
+        relay = asyncio.create_task(self._relay_answer(thread_id, run_id, call.id, events))
         try:
             result = await self.children.run(
                 record, task, thread_id, run_id, project=project, metadata=metadata, principal="delegate"
             )
         except StepError as error:
             return DispatchResult(output=tool_error(error.code, error.message))
+        finally:
+            relay.cancel()
         if result.usage:
             usage = Usage.model_validate(result.usage)
             self.spent[run.id] = self.spent.get(run.id, Usage()) + usage
@@ -164,6 +170,25 @@ class Team:
             }
             return DispatchResult(output=tool_error(failure.get("code") or result.status, failure.get("message") or ""))
         return DispatchResult(output=result.output_text or "")
+
+    async def _relay_answer(self, thread_id: str, run_id: str, call_id: str, events: RunEvents) -> None:
+        """The delegate's answer as it streams, on the parent's subjects (`ossabus.delegate.delta`
+        with the text so far): the parent's Vercel stream shows it as the call's preliminary output."""
+        subscription = await self.nc.subscribe(subjects.run_event(thread_id, run_id, "thread.message.delta"))
+        text = ""
+        try:
+            async for msg in subscription.messages:
+                try:
+                    parts = json.loads(msg.data)["data"]["delta"]["content"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                added = "".join(p.get("text", {}).get("value", "") for p in parts if isinstance(p, dict))
+                if added:
+                    text += added
+                    await events.emit(DELEGATE_DELTA, {"call_id": call_id, "text": text})
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     async def _target(self, run: Run, tool: ToolDefinition) -> ManifestRecord:
         if tool.target:

@@ -26,7 +26,8 @@ from ossabus.contracts.bus import RunEvent
 from ossabus.store.leases import TRANSIENT, current_fence, fenced_write
 
 REASONING_DELTA = "ossabus.reasoning.delta"  # not an Assistants event: the Assistants stream skips it
-FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta", REASONING_DELTA)
+DELEGATE_DELTA = "ossabus.delegate.delta"  # a delegate's answer so far, on its parent's subjects
+FIRE_AND_FORGET = ("thread.message.delta", "thread.run.step.delta", REASONING_DELTA, DELEGATE_DELTA)
 # A run ends once; the message id makes JetStream drop a second copy of its ending (a publish tried
 # again after a lost acknowledgement), on top of the fence that stops a second carrier.
 ANNOUNCE_PATIENCE_S = 600  # an ending is retried through NATS outages this long (a redelivery announces it later)

@@ -77,6 +77,8 @@ class DataStream:
             args = chunk["input"] if isinstance(chunk["input"], dict) else {"input": chunk["input"]}
             return self._line("9", {"toolCallId": chunk["toolCallId"], "toolName": chunk["toolName"], "args": args})
         if kind == "tool-output-available":
+            if chunk.get("preliminary"):
+                return b""  # AI SDK 4 has one result per call: the final one
             return self._line("a", {"toolCallId": chunk["toolCallId"], "result": chunk["output"]})
         if kind == "tool-output-error":
             return self._line("a", {"toolCallId": chunk["toolCallId"], "result": {"error": chunk["errorText"]}})

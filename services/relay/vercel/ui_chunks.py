@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ossabus.runtime.events import DELEGATE_DELTA
+
 Chunk = dict[str, Any]
 
 FINISH_REASON = {
@@ -97,6 +99,8 @@ class UIChunks:
                 out.append({"type": "text-end", "id": data["id"]})
         elif name == "thread.run.step.delta":
             out += self._tool_deltas(data)
+        elif name == DELEGATE_DELTA:
+            out += self._delegate_progress(data)
         elif name == "thread.run.step.completed":
             out += self._step_completed(data)
         elif name == "thread.run.requires_action":
@@ -193,6 +197,15 @@ class UIChunks:
         if error is not None:
             return [{"type": "tool-output-error", "toolCallId": call.id, "errorText": f"{error[0]}: {error[1]}"}]
         return [{"type": "tool-output-available", "toolCallId": call.id, "output": tool_output(output)}]
+
+    def _delegate_progress(self, data: dict) -> list[Chunk]:
+        """A delegate's answer so far: a preliminary output of its call (AI SDK 5+)."""
+        call = next((c for c in self.calls.values() if c.id == data.get("call_id")), None)
+        if call is None or not call.started or call.output_sent:
+            return []  # not a call this response showed (a run resumed after an approval), or answered
+        text = data.get("text", "")
+        preliminary = {"type": "tool-output-available", "toolCallId": call.id, "output": text, "preliminary": True}
+        return [*self._input_available(call), preliminary]
 
     def _known_calls(self, step: dict) -> list[tuple[ToolCallState, dict]]:
         """The step's calls as this stream knows them, filled in from the step object (a replay or a
