@@ -210,7 +210,10 @@ def parse(text: str) -> Node:
     """The parsed expression (cached: a loop evaluates the same few expressions many times)."""
     node = _CACHE.get(text)
     if node is None:
-        node = _Parser(text).parse()
+        try:
+            node = _Parser(text).parse()
+        except RecursionError as exc:
+            raise ExpressionError("the expression is nested too deeply") from exc
         if len(_CACHE) < 10_000:
             _CACHE[text] = node
     return node

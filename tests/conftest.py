@@ -285,6 +285,7 @@ def llm_env(fake: FakeLLM) -> dict[str, str | None]:
         "OSSABUS_REDELIVERY_BASE_S": "0.05",  # so the poison-run test sees all redeliveries quickly
         "OSSABUS_MAX_FILE_BYTES": str(4 * 1024 * 1024),  # so the size limit test uploads 4 MiB, not 512
         "OSSABUS_MAX_DELEGATIONS": "3",  # so the fan-out bound shows with four calls
+        "OSSABUS_WORKFLOW_MAX_OUTPUT_BYTES": "20000",  # so a step output past the bound is quick to make
         # absent (None removes it; an empty value counts as set): tests/agents/keyless-agent.yaml must find
         # no key, so litellm fails before it would try to reach the provider
         "ANTHROPIC_API_KEY": None,

@@ -556,6 +556,11 @@ def test_cancelling_a_run_stops_its_running_step(api_stack):
         ),
         ([{"id": "a", "kind": "Agent", "ref": "echo-agent", "retry": {"max_attempts": 50}}], {}, "max_attempts"),
         ([{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "${{ eval('x') }}"}], {}, "unknown function"),
+        (
+            [{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "${{ " + "(" * 900 + "1" + ")" * 900 + " }}"}],
+            {},
+            "nested too deeply",
+        ),
     ],
 )
 def test_a_workflow_that_cannot_run_is_refused_at_registration(api_stack, steps, spec, fragment):
@@ -815,3 +820,17 @@ def test_a_concurrency_group_runs_its_members_one_at_a_time(api_stack, fake_llm)
     assert running["status"] in ("in_progress", "queued")
     httpx.post(f"{base}/v1/ossa/workflows/{cancelling}/runs/{new}/cancel", timeout=10)
     assert finished(base, cancelling, new, timeout=30)["status"] == "cancelled"
+
+
+def test_a_step_output_past_the_bound_fails_the_step_precisely(api_stack):
+    base, tag = api_stack.base_url, unique()
+    name = f"huge-{tag}"
+    register_manifest(
+        base, workflow(name, [{"id": "big", "kind": "Agent", "ref": "echo-agent", "input": f"{tag} [[long:5000]]"}])
+    )
+    run = finished(base, name, start(base, name)["id"], timeout=120)
+    assert run["status"] == "failed"
+    assert run["last_error"]["code"] == "output_too_large"
+    assert run["last_error"]["step"] == "big"
+    assert "OSSABUS_WORKFLOW_MAX_OUTPUT_BYTES" in run["last_error"]["message"]
+    assert steps_of(run)["big"]["output"] is None

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +38,11 @@ from ossabus.store.workflow_runs import WorkflowRuns
 
 log = logging.getLogger(__name__)
 DECISION_RECHECK_S = 2.0
+
+
+def max_output_bytes() -> int:
+    """What one step's output may weigh in the run record (which is written whole at every step)."""
+    return int(os.environ.get("OSSABUS_WORKFLOW_MAX_OUTPUT_BYTES", str(256 * 1024)))
 
 
 class StepFailure(Exception):
@@ -349,6 +356,12 @@ class Carrier:
             if step.kind in ("Agent", "Task"):
                 raise
             return await self._fail(self._state(key, step), inner.error)
+        size = len(json.dumps(output, default=str))
+        if size > max_output_bytes():
+            limit = f"{max_output_bytes()} (OSSABUS_WORKFLOW_MAX_OUTPUT_BYTES)"
+            message = f"the step's output is {size} bytes; a step keeps at most {limit}"
+            too_large = WorkflowError(code="output_too_large", message=message, step=key)
+            return await self._fail(self._state(key, step), too_large, usage)
         done = self._state(key, step)
         done.status, done.output, done.completed_at = "completed", output, _now()
         await self._put_step(done, "completed", usage)
