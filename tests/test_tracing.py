@@ -143,7 +143,7 @@ security:
 """
     register_manifest(edge.base_url, manifest)
     client = OpenAI(base_url=f"{edge.base_url}/v1", api_key="unused", max_retries=0)
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "my PIN is 4711"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "my PIN is zq-4711-kx"}])
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id="asst_auditedXagent")
     assert run.status == "completed"
     answer = client.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
@@ -157,4 +157,4 @@ security:
     assert answer in chat["attributes"]["gen_ai.output.messages"]  # outputs: the agent allows them
     for span in spans_in(files["executor"]):  # and the PIN is nowhere else (the fake's answer repeats it)
         span["attributes"].pop("gen_ai.output.messages", None)
-        assert "4711" not in json.dumps(span), span["name"]
+        assert "zq-4711-kx" not in json.dumps(span), span["name"]  # (a bare 4711 can be in a timestamp)

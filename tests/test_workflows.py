@@ -834,3 +834,42 @@ def test_a_step_output_past_the_bound_fails_the_step_precisely(api_stack):
     assert run["last_error"]["step"] == "big"
     assert "OSSABUS_WORKFLOW_MAX_OUTPUT_BYTES" in run["last_error"]["message"]
     assert steps_of(run)["big"]["output"] is None
+
+
+def test_step_and_workflow_timeouts_stop_their_runs(api_stack):
+    base, tag = api_stack.base_url, unique()
+    name = f"step-timeout-{tag}"
+    register_manifest(
+        base,
+        workflow(
+            name,
+            [{"id": "slow", "kind": "Agent", "ref": "echo-agent", "input": f"{tag} [[slow:10]]", "timeout_seconds": 1}],
+        ),
+    )
+    run = finished(base, name, start(base, name)["id"], timeout=60)
+    assert run["status"] == "failed"
+    assert run["last_error"] == {"code": "timeout", "message": "the step did not finish within 1 s", "step": "slow"}
+    step = steps_of(run)["slow"]
+
+    def cancelled(thread_id: str, run_id: str) -> None:
+        child = httpx.get(f"{base}/v1/threads/{thread_id}/runs/{run_id}", timeout=10).json()
+        assert child["status"] == "cancelled"
+
+    eventually(lambda: cancelled(step["thread_id"], step["run_id"]))
+
+    whole = f"workflow-timeout-{tag}"
+    register_manifest(
+        base,
+        workflow(
+            whole,
+            [{"id": "slow", "kind": "Agent", "ref": "echo-agent", "input": f"{tag} whole [[slow:10]]"}],
+            timeout_seconds=1,
+        ),
+    )
+    run = finished(base, whole, start(base, whole)["id"], timeout=60)
+    assert run["status"] == "failed"
+    assert run["last_error"]["code"] == "timeout"
+    assert "within 1 s" in run["last_error"]["message"]
+    step = steps_of(run)["slow"]
+    assert step["status"] == "cancelled"
+    eventually(lambda: cancelled(step["thread_id"], step["run_id"]))

@@ -165,11 +165,12 @@ class Carrier:
             await self._save(lambda r: setattr(r, "status", "in_progress") or setattr(r, "started_at", _now()))
             await self.events.emit("workflow.run.in_progress", self.run)
         top = Frame()
+        remaining = (self.run.deadline - time.time()) if self.run.deadline else None
+        limit = asyncio.timeout(max(remaining, 0) if remaining is not None else None)
         try:
-            remaining = (self.run.deadline - time.time()) if self.run.deadline else None
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(remaining):
+            async with limit:
+                if remaining is not None and remaining <= 0:
+                    await asyncio.sleep(1)  # already past its deadline (resumed late): the timeout says so
                 last = await self.block(self.plan.steps, top)
         except StepFailure as failure:
             if self.plan.on_failure == "compensate":
@@ -177,7 +178,9 @@ class Carrier:
                     await self.block(self.plan.compensation, top)
             return await self._end("failed", error=failure.error)
         except TimeoutError:
-            await self.cancel_children()
+            if not limit.expired():
+                raise  # a bus operation timed out (NATS restarting): the message is carried again later
+            await self.stop_steps()
             seconds = int(self.plan.timeout_seconds or 0)
             return await self._end(
                 "failed", error=WorkflowError(code="timeout", message=f"the workflow did not finish within {seconds} s")
@@ -210,12 +213,16 @@ class Carrier:
         return self.run
 
     async def cancelled(self) -> WorkflowRun:
+        await self.stop_steps()
+        return await self._end("cancelled")
+
+    async def stop_steps(self) -> None:
+        """Cancel the runs of the steps still going, and record those steps cancelled."""
         await self.cancel_children()
         for state in self.run.steps:
             if state.status in ("in_progress", "requires_action"):
                 state = state.model_copy(update={"status": "cancelled", "completed_at": _now()})
                 await self._put_step(state, "cancelled")
-        return await self._end("cancelled")
 
     async def cancel_children(self) -> None:
         for thread_id, run_id in list(self.in_flight.values()):
