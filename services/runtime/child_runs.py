@@ -8,6 +8,7 @@ parent run and tool call), so whoever resumes the asking work finds the run its 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from typing import Any
@@ -36,6 +37,10 @@ class StepError(Exception):
         super().__init__(message)
         self.code, self.message, self.retryable = code, message, retryable
         self.usage: dict | None = None  # what the failed attempt's run spent
+
+
+class WaitedTooLong(Exception):
+    """The run did not end within the time its caller gave it (it goes on until cancelled)."""
 
 
 def attempt_ids(workflow_run_id: str, step_key: str, attempt: int) -> tuple[str, str]:
@@ -67,6 +72,7 @@ def step_output(result: TaskResult) -> Any:
 class ChildRuns:
     def __init__(self, nc: Client, state: State, agents: AgentDirectory):
         self.nc, self.state, self.agents = nc, state, agents
+        self.starting: dict[str, asyncio.Future] = {}  # run id -> its start, while it is being made
 
     async def record(self, ref: str) -> ManifestRecord:
         """The agent or task a step names; StepError when there is none."""
@@ -92,33 +98,49 @@ class ChildRuns:
         project: str,
         metadata: dict[str, str],
         principal: str = "workflow",
+        wait_s: float | None = None,
     ) -> TaskResult:
-        """Start (or find) the run and wait for its end; StepError when it cannot start."""
+        """Start (or find) the run and wait for its end (WaitedTooLong after `wait_s`); StepError when
+        it cannot start. Starting is never cut half-way (a run made but not handed over would run with
+        nobody waiting for it): a caller stopped meanwhile leaves it to finish, and `cancel` waits
+        for it."""
         given = value if record.kind == "Task" and isinstance(value, dict | str) else as_agent_input(value)
         task = TaskMessage(input=given, metadata=metadata)
         subscription = await self.nc.subscribe(subjects.run_events_in_thread(thread_id, run_id))
         try:
+            starting = self.starting.get(run_id)
+            if starting is None:
+                starting = asyncio.ensure_future(self._start(record, task, thread_id, run_id, project, principal))
+                self.starting[run_id] = starting
+                starting.add_done_callback(lambda _: self.starting.pop(run_id, None))
+            await asyncio.shield(starting)
+            limit = asyncio.timeout(wait_s)
             try:
-                run = await start_run(self.nc, self.state, record, task, thread_id, run_id, project=project)
-            except TaskRejected as exc:
-                raise StepError(exc.code, exc.message, retryable=False) from exc
-            if run is None:
-                raise StepError("conflict", f"the step's thread {thread_id} is busy")
-            if run.status == "queued":  # new, or its hand-over may not have happened: the message id dedupes
-                await queue_run(
-                    self.nc.jetstream(),
-                    run,
-                    record,
-                    attempt=1,
-                    msg_id=f"{run.id}.1",
-                    principal=principal,
-                    project=project,
-                )
-            final = await self._ended(subscription, thread_id, run_id)
+                async with limit:
+                    final = await self._ended(subscription, thread_id, run_id)
+            except TimeoutError as exc:
+                if limit.expired():
+                    raise WaitedTooLong(run_id) from exc
+                raise  # the bus did not answer (NATS restarting): not the caller's time limit
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
         return await summarize(self.state, record, final)
+
+    async def _start(
+        self, record: ManifestRecord, task: TaskMessage, thread_id: str, run_id: str, project: str, principal: str
+    ) -> Run:
+        try:
+            run = await start_run(self.nc, self.state, record, task, thread_id, run_id, project=project)
+        except TaskRejected as exc:
+            raise StepError(exc.code, exc.message, retryable=False) from exc
+        if run is None:
+            raise StepError("conflict", f"the step's thread {thread_id} is busy")
+        if run.status == "queued":  # new, or its hand-over may not have happened: the message id dedupes
+            await queue_run(
+                self.nc.jetstream(), run, record, attempt=1, msg_id=f"{run.id}.1", principal=principal, project=project
+            )
+        return run
 
     async def _ended(self, subscription, thread_id: str, run_id: str) -> Run:
         while True:
@@ -130,6 +152,10 @@ class ChildRuns:
 
     async def cancel(self, thread_id: str, run_id: str) -> None:
         """Stop a step's run: at once when nothing runs it, else by asking its executor."""
+        starting = self.starting.get(run_id)
+        if starting is not None:  # being made: cancel what it makes
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(starting), 30)
 
         def change(current: Run) -> Run | None:
             if current.terminal or current.status == "cancelling":

@@ -31,7 +31,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from ossabus.contracts import expressions, subjects
 from ossabus.contracts.workflow import STEP_DONE, WorkflowError, WorkflowRun, WorkflowStep
 from ossabus.contracts.workflow_plan import Plan, Step, dependencies, max_iterations, max_step_runs
-from ossabus.runtime.child_runs import ChildRuns, StepError, attempt_ids, step_output
+from ossabus.runtime.child_runs import ChildRuns, StepError, WaitedTooLong, attempt_ids, step_output
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.task_runs import schema_errors
 from ossabus.store.workflow_runs import WorkflowRuns
@@ -398,16 +398,21 @@ class Carrier:
             self.in_flight[key] = (thread_id, run_id)
             try:
                 record = await self.children.record(step.ref)
-                work = self.children.run(
-                    record, value, thread_id, run_id, project=self.run.project or "default", metadata=metadata
+                result = await self.children.run(
+                    record,
+                    value,
+                    thread_id,
+                    run_id,
+                    project=self.run.project or "default",
+                    metadata=metadata,
+                    wait_s=step.timeout_seconds,
                 )
-                result = await asyncio.wait_for(work, step.timeout_seconds)
                 error = None
                 if result.status != "completed" or result.last_error:
                     failure = result.last_error or {}
                     code = failure.get("code") or result.status
                     error = StepError(code, failure.get("message") or f"the step's run ended {result.status}")
-            except TimeoutError:
+            except WaitedTooLong:
                 with contextlib.suppress(Exception):
                     await self.children.cancel(thread_id, run_id)
                 error = StepError("timeout", f"the step did not finish within {step.timeout_seconds:g} s")
