@@ -113,6 +113,7 @@ DIRECT_WAIT_S = 10.0
 FETCH_WAIT_S = 2.0
 FIRST_LOOK_S = 0.05
 MAX_FETCH_ROUNDS = 10_000  # a fetch that finds fewer messages than counted: they were replaced meanwhile
+MISSING_ROUNDS = 10  # fetches (FETCH_WAIT_S each) for keys the stream holds but the consumer has not delivered
 SNAPSHOT_ATTEMPTS = 8  # listings retried while keys are being written, then read through a consumer
 
 
@@ -228,6 +229,12 @@ async def _every_message(kv: KeyValue, key: str) -> list[tuple[str, str | None, 
         return await _fetch_all(kv, key, DeliverPolicy.ALL)
 
 
+async def _subjects_present(kv: KeyValue, subject_filter: str) -> set[str]:
+    """The subjects (keys) the bucket's stream holds a message of, as its leader says."""
+    info = await kv._js.stream_info(f"KV_{kv._name}", subjects_filter=subject_filter)
+    return set((info.state.subjects or {}).keys())
+
+
 async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[tuple[str, str | None, bytes]]:
     """(key, operation, value) of every stored message for keys matching `pattern`, in stream order.
 
@@ -238,6 +245,7 @@ async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[
     """
     bucket = kv._name  # nats-py keeps the bucket name only here
     prefix = f"$KV.{bucket}."
+    present = await _subjects_present(kv, f"{prefix}{pattern}")
     sub = await kv._js.pull_subscribe(
         f"{prefix}{pattern}",
         stream=f"KV_{bucket}",
@@ -271,6 +279,19 @@ async def _fetch_all(kv: KeyValue, pattern: str, policy: DeliverPolicy) -> list[
             if caught_up:
                 break
             info = await sub.consumer_info()
+        # A consumer made while its stream elects a leader can count nothing yet and deliver nothing
+        # in its first look (seen in a three-node cluster losing a node: a run's prompt listed with no
+        # messages, and the model asked with none). Every key the stream held before the consumer
+        # was made is still ahead of it: wait for each, and fail rather than answer short.
+        for _ in range(MISSING_ROUNDS):
+            missing = present - {f"{prefix}{key}" for key, _, _ in out}
+            if not missing:
+                break
+            with contextlib.suppress(TimeoutError, nats_errors.TimeoutError):
+                for msg in await sub.fetch(256, timeout=FETCH_WAIT_S):
+                    out.append((msg.subject[len(prefix) :], (msg.headers or {}).get("KV-Operation"), msg.data))
+        else:
+            raise TimeoutError(f"a listing of {pattern} in {bucket} did not deliver every key the stream holds")
     finally:
         await sub.unsubscribe()
         if name is not None:  # or it would count against the stream's consumer limit for 30 s
