@@ -22,6 +22,11 @@ def _add_service_options(p: argparse.ArgumentParser, relay_only: str) -> None:
     p.add_argument("--host", default="127.0.0.1", help=f"HTTP address{relay_only} (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help=f"HTTP port{relay_only} (default 8080)")
     p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help=f"share the HTTP port with other relay processes (SO_REUSEPORT){relay_only}",
+    )
+    p.add_argument(
         "--manifests",
         action="append",
         type=Path,
@@ -251,6 +256,8 @@ def _settings(args: argparse.Namespace):
     )
     if args.max_body_bytes:
         settings.max_body_bytes = args.max_body_bytes
+    if getattr(args, "reuse_port", False):
+        settings.reuse_port = True
     if args.mcp_config:
         settings.mcp_config = str(args.mcp_config)
     if args.auth_file:

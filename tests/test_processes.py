@@ -285,3 +285,51 @@ def test_a_stack_asked_to_stop_during_a_nats_outage_stops_at_once_and_plainly(tm
     assert "Traceback" not in logs, logs
     assert "did not stop cleanly" not in logs, logs
     assert "executor: NATS is unreachable, stopped without draining" in logs
+
+
+def test_relay_processes_share_one_port_with_reuse_port(nats_url, tmp_path):
+    """`serve relay --reuse-port` N times: every process takes connections on the one port, and the
+    port goes on answering when one of them stops; a relay without the flag is refused the port."""
+    import asyncio
+
+    asyncio.run(reset_jetstream(nats_url))
+    registry = subprocess.Popen(
+        ossabus_command("serve", "registry", "--nats-url", nats_url),
+        stdout=(tmp_path / "registry.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    port = free_port()
+    relays = []
+    try:
+        for n in range(2):
+            relays.append(
+                start_stack(
+                    ["serve", "relay", "--nats-url", nats_url, "--reuse-port"], tmp_path / f"relay-{n}.log", port
+                )
+            )
+        for relay in relays:  # the port answers as soon as the first is up: each says it has started
+            deadline = time.monotonic() + 30
+            while "relay service started" not in relay.logs():
+                assert relay.process.poll() is None, relay.logs()
+                assert time.monotonic() < deadline, relay.logs()
+                time.sleep(0.1)
+        for _ in range(20):  # a new connection each time
+            assert (
+                httpx.get(f"{relays[0].base_url}/v1/ossa/manifests", headers={"connection": "close"}).status_code == 200
+            )
+        alone = subprocess.run(
+            ossabus_command("serve", "relay", "--nats-url", nats_url, "--port", str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert alone.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in alone.stderr
+        assert relays[0].stop() == 0
+        for _ in range(10):
+            assert httpx.get(f"{relays[1].base_url}/healthz", headers={"connection": "close"}).status_code == 200
+    finally:
+        for relay in relays:
+            relay.stop()
+        registry.terminate()
+        assert registry.wait(30) == 0

@@ -37,13 +37,17 @@ class _Server(uvicorn.Server):
         yield
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """Bind before serving so a taken port is a clear error at start, not a log line and an exit."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """Bind before serving so a taken port is a clear error at start, not a log line and an exit.
+    With `reuse_port`, other relay processes bound the same way share the port (Linux spreads the
+    connections over them)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the
     # listening socket says TCP; otherwise each keep-alive response stalls ~40 ms (Nagle + delayed ACK).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -71,7 +75,7 @@ class RelayService(Service):
         return host, port
 
     async def start(self) -> None:
-        self.socket = bind(self.settings.host, self.settings.port)
+        self.socket = bind(self.settings.host, self.settings.port, self.settings.reuse_port)
         await super().start()
 
     def register(self) -> None:

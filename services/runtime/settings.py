@@ -30,6 +30,8 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
     port: int = DEFAULT_HTTP_PORT
+    # Several relay processes on one port (SO_REUSEPORT): one process's event loop is what limits the edge.
+    reuse_port: bool = field(default_factory=lambda: os.environ.get("OSSABUS_RELAY_REUSE_PORT", "") in ("1", "true"))
     nats_host: str = "127.0.0.1"
     nats_port: int = DEFAULT_NATS_PORT
     manifest_dirs: list[Path] = field(default_factory=list)
