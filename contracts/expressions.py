@@ -257,11 +257,11 @@ def truthy(value: Any) -> bool:
 def _compare(op: str, left: Any, right: Any) -> bool:
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right))
     if not numbers and not (isinstance(left, str) and isinstance(right, str)):
-        raise ExpressionError(f"cannot compare {_kind(left)} with {_kind(right)} using {op}")
+        raise ExpressionError(f"cannot compare {kind_of(left)} with {kind_of(right)} using {op}")
     return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     return (
         "null"
         if value is None
@@ -355,7 +355,7 @@ def evaluate(node: Node, scope: Mapping[str, Any]) -> Any:
             return isinstance(left, str) and left in right
         if isinstance(right, list | dict):
             return left in right
-        raise ExpressionError(f"'in' needs a list, an object or a string on its right, not {_kind(right)}")
+        raise ExpressionError(f"'in' needs a list, an object or a string on its right, not {kind_of(right)}")
     return _compare(op, left, right)
 
 

@@ -131,9 +131,9 @@ class PlanError(ValueError):
     ossabus does not run (inline specs, an ADK layout without steps): it is kept, with a warning,
     and a run of it is refused."""
 
-    def __init__(self, message: str, path: list[str | int], wrong: bool = True):
+    def __init__(self, message: str, path: list[str | int], wrong: bool = True, code: str = "workflow.invalid"):
         super().__init__(message)
-        self.message, self.path, self.wrong = message, path, wrong
+        self.message, self.path, self.wrong, self.code = message, path, wrong, code
 
 
 def _dict(value: Any) -> dict:
@@ -452,7 +452,7 @@ def _check(plan: Plan) -> None:
     seen: set[str] = set()
     for step in every:
         if step.id in seen:
-            raise PlanError(f"step id {step.id!r} is used twice", ["spec", "steps"])
+            raise PlanError(f"step id {step.id!r} is used twice", ["spec", "steps"], code="workflow.duplicate_step")
         seen.add(step.id)
     for block in _blocks(plan.steps):
         ids = {s.id for s in block}
@@ -465,7 +465,9 @@ def _check(plan: Plan) -> None:
                         else "the same block (steps of a group depend on each other only)"
                     )
                     raise PlanError(
-                        f"step {step.id!r} depends on {dep!r}, which is not a step of {where}", ["spec", "steps"]
+                        f"step {step.id!r} depends on {dep!r}, which is not a step of {where}",
+                        ["spec", "steps"],
+                        code="workflow.unknown_dependency",
                     )
             if step.goto is not None and step.goto not in ids:
                 raise PlanError(

@@ -180,10 +180,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = json.loads(args.input)
     except json.JSONDecodeError:
         value = args.input  # plain text, for an agent
+    import nats.errors
+
     try:
         return asyncio.run(_run_over_nats(args.name, value, args.follow, args.nats_url))
-    except OSError as exc:
-        return _fail(f"cannot reach NATS: {exc}", 1)
+    except (OSError, nats.errors.Error) as exc:
+        return _fail(f"cannot reach NATS ({type(exc).__name__}: {exc}); is `ossabus up` running?", 1)
+    except TimeoutError:
+        return _fail("no answer from ossabus in time; the run may still be going", 1)
 
 
 async def _run_over_nats(name: str, value, follow: bool, url: str | None) -> int:
@@ -193,7 +197,10 @@ async def _run_over_nats(name: str, value, follow: bool, url: str | None) -> int
 
     from ossabus.client import OssabusClient, TaskError
 
-    async with await OssabusClient.connect(url) as client:
+    async def quiet(_: Exception) -> None:  # nats-py prints each failed attempt; the command says it once
+        return None
+
+    async with await OssabusClient.connect(url, error_cb=quiet, max_reconnect_attempts=3) as client:
         try:
             if not isinstance(value, list):
                 handle = await client.start_workflow(name, value)

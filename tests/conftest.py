@@ -256,6 +256,17 @@ def fake_llm() -> Iterator[FakeLLM]:
         process.wait(5)
 
 
+def user_texts(fake: FakeLLM, marker: str) -> list[str]:
+    """The last user message of every model request the fake received that holds `marker`: what
+    each run (or step) asked, to count how often a model was asked for it."""
+    found = []
+    for request in fake.requests():
+        users = [m.get("content") for m in request.get("messages", []) if m.get("role") == "user"]
+        if users and isinstance(users[-1], str) and marker in users[-1]:
+            found.append(users[-1])
+    return found
+
+
 _RENDERED: dict[str, Path] = {}
 
 
@@ -285,6 +296,7 @@ def llm_env(fake: FakeLLM) -> dict[str, str | None]:
         "OSSABUS_REDELIVERY_BASE_S": "0.05",  # so the poison-run test sees all redeliveries quickly
         "OSSABUS_MAX_FILE_BYTES": str(4 * 1024 * 1024),  # so the size limit test uploads 4 MiB, not 512
         "OSSABUS_MAX_DELEGATIONS": "3",  # so the fan-out bound shows with four calls
+        "OSSABUS_MAX_AGENT_DEPTH": "1",  # so the depth bound shows with an agent asking one that asks
         "OSSABUS_WORKFLOW_MAX_OUTPUT_BYTES": "20000",  # so a step output past the bound is quick to make
         # absent (None removes it; an empty value counts as set): tests/agents/keyless-agent.yaml must find
         # no key, so litellm fails before it would try to reach the provider

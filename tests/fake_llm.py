@@ -5,6 +5,7 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - default: answers `Echo: <last user text>`, streamed a word at a time;
 - `[[call:NAME {"json": "args"}]]` (repeatable): answers with tool calls (parallel when several);
   once the conversation ends with tool results, answers `Tool results: <outputs>`;
+  `[[call64:NAME BASE64]]` the same with base64 arguments (arguments that hold a directive themselves);
 - `[[fail:STATUS]]` fails every time; `[[fail:STATUS:N]]` fails the first N attempts of that conversation;
 - `[[slow:SECONDS]]` waits before the first token; `[[delay:MS]]` waits between tokens;
 - `[[stall:MS]]` streams two words, then stalls for MS before the rest;
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -91,6 +93,8 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
             out["think"] = (rest or "").strip()
         elif name == "call":
             out["calls"].append({"name": arg, "arguments": (rest or "{}").strip()})
+        elif name == "call64":
+            out["calls"].append({"name": arg, "arguments": base64.b64decode((rest or "").strip()).decode()})
     looping = any(name == "loop" for name, _, _ in directives)
     if messages and messages[-1].get("role") == "tool" and not looping:
         out["calls"] = []

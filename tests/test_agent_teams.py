@@ -3,6 +3,7 @@ parent, usage rolled up, fan-out bounded) and hand-offs to a team member and to 
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
@@ -12,7 +13,6 @@ from openai import OpenAI
 
 from ossabus.contracts.agent import AgentDefinition, TeamMember, ToolDefinition
 from ossabus.contracts.ids import derived_id
-from ossabus.contracts.openai_objects import FunctionCall, Run, ToolCall
 from ossabus.executor import team
 
 from conftest import register_manifest, shared_path
@@ -121,24 +121,22 @@ def test_delegations_per_run_are_bounded(api_stack):
     assert len(refused) == 1  # OSSABUS_MAX_DELEGATIONS=3 in the test stack
 
 
-async def test_delegation_depth_is_bounded():
-    """Past OSSABUS_MAX_AGENT_DEPTH the model is told, and nothing is started."""
-    delegating = team.Team(nc=None, state=None, agents=None)  # type: ignore[arg-type]
-    run = Run(
-        id="run_x",
-        created_at=0,
-        thread_id="thread_x",
-        assistant_id="asst_x",
-        model="m",
-        instructions="",
-        tools=[],
-        metadata={team.DEPTH: "3"},
-    )
-    call = ToolCall(id="call_1", function=FunctionCall(name="ask_helper", arguments='{"task": "x"}'))
-    tool = ToolDefinition(name="ask_helper", function_name="ask_helper", kind="delegate", member="helper")
-    definition = AgentDefinition(name="a", kind="Agent", api_version="ossa/v0.4.7")
-    result = await delegating.delegate(run, definition, call, tool)
-    assert json.loads(result.output)["error"]["code"] == "too_deep"
+def test_delegation_depth_is_bounded(api_stack, fake_llm):
+    """An agent asks one that asks a third: past OSSABUS_MAX_AGENT_DEPTH (1 in the test stack) the
+    second is told so, and the third is never asked."""
+    base, tag = api_stack.base_url, uuid.uuid4().hex[:8]
+    middle = f"middle-{tag}"
+    register_manifest(base, agent(middle, {"subagents": [{"name": "echo-agent"}]}))
+    top = f"top-{tag}"
+    register_manifest(base, agent(top, {"subagents": [{"name": middle}]}))
+    inner = json.dumps({"task": f'[[call:ask_echo_agent {{"task": "bottom {tag}"}}]] go on'})
+    asked = f"[[call64:ask_middle_{tag} {base64.b64encode(inner.encode()).decode()}]] start"
+    sdk = client(base)
+    thread, run = run_to_end(sdk, assistant_id(base, top), asked)
+    assert run.status == "completed", run.last_error
+    answer = sdk.beta.threads.messages.list(thread_id=thread.id).data[0].content[0].text.value
+    assert "too_deep" in answer
+    assert not [r for r in fake_llm.requests() if r["messages"][-1].get("content") == f"bottom {tag}"]
 
 
 def test_a_member_runs_with_its_own_prompt_model_budget_and_tools():

@@ -144,3 +144,18 @@ def test_contracts_export_writes_valid_json_schemas(tmp_path):
     jsonschema.validate({"input": "hello", "thread_id": "thread_1", "metadata": {"k": "v"}}, task_schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"thread_id": "thread_1"}, task_schema)
+
+
+def test_run_without_a_reachable_bus_says_so_in_one_line():
+    from conftest import free_port, process_env
+
+    done = subprocess.run(
+        ossabus_command("run", "homework-check", "--input", '{"problems": ["2x = 8"]}'),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=process_env({"NATS_URL": f"nats://127.0.0.1:{free_port()}"}),  # nothing listens there
+    )
+    assert done.returncode == 1
+    assert "cannot reach NATS" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -24,6 +24,7 @@ from conftest import (
     rendered_agents,
     reset_jetstream,
     start_stack,
+    user_texts,
 )
 
 
@@ -87,15 +88,6 @@ def workflow(name: str, steps: list, **spec) -> str:
         "spec": {"steps": steps, **spec},
     }
     return yaml.safe_dump(manifest)
-
-
-def user_texts(fake_llm, marker: str) -> list[str]:
-    texts = []
-    for request in fake_llm.requests():
-        users = [m["content"] for m in request.get("messages", []) if m.get("role") == "user"]
-        if users and isinstance(users[-1], str) and marker in users[-1]:
-            texts.append(users[-1])
-    return texts
 
 
 @pytest.mark.timeout(300)

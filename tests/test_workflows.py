@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from ossabus.contracts import subjects
+from ossabus.runtime.child_runs import attempt_ids
 
-from conftest import eventually, register_manifest
+from conftest import eventually, register_manifest, user_texts
 
 
 def unique() -> str:
@@ -51,17 +52,6 @@ def finished(base: str, name: str, run_id: str, timeout: float = 60) -> dict:
 
 def steps_of(run: dict) -> dict[str, dict]:
     return {s["id"]: s for s in run["steps"]}
-
-
-def user_texts(fake_llm, marker: str) -> list[str]:
-    """The last user message of every model request that holds `marker`."""
-    found = []
-    for request in fake_llm.requests():
-        users = [m for m in request.get("messages", []) if m.get("role") == "user"]
-        text = users[-1]["content"] if users else ""
-        if isinstance(text, str) and marker in text:
-            found.append(text)
-    return found
 
 
 def test_a_sequential_pipeline_feeds_each_step_the_output_before(api_stack, fake_llm):
@@ -352,12 +342,12 @@ def test_a_failing_step_is_retried_then_compensated(api_stack, fake_llm):
     assert steps["release"]["output"] == f"Echo: release Echo: reserve {tag}"
     assert steps["ship"]["status"] == "pending"
     assert user_texts(fake_llm, f"ship {tag}") == []
-    attempts = {s["run_id"] for s in (steps["charge"],)}
-    assert len(attempts) == 1  # the step shows its last attempt's run
-    first = httpx.get(
-        f"{base}/v1/threads/{steps['charge']['thread_id']}/runs/{steps['charge']['run_id']}", timeout=10
-    ).json()
-    assert first["status"] == "failed"
+    # each attempt was a run of its own, and both failed; the step shows the last one's
+    attempt_runs = [attempt_ids(run["id"], "charge", n) for n in (1, 2)]
+    assert (steps["charge"]["thread_id"], steps["charge"]["run_id"]) == attempt_runs[1]
+    for thread_id, run_id in attempt_runs:
+        attempt = httpx.get(f"{base}/v1/threads/{thread_id}/runs/{run_id}", timeout=10).json()
+        assert attempt["status"] == "failed"
 
 
 def test_a_step_that_fails_once_succeeds_on_its_retry(api_stack):
@@ -555,6 +545,11 @@ def test_cancelling_a_run_stops_its_running_step(api_stack):
             "goto 'elsewhere'",
         ),
         ([{"id": "a", "kind": "Agent", "ref": "echo-agent", "retry": {"max_attempts": 50}}], {}, "max_attempts"),
+        (
+            [{"id": "a", "kind": "Agent", "ref": "echo-agent"}],
+            {"inputs": {"type": "objekt"}},
+            "inputs schema is not a valid",
+        ),
         ([{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "${{ eval('x') }}"}], {}, "unknown function"),
         (
             [{"id": "a", "kind": "Agent", "ref": "echo-agent", "input": "${{ " + "(" * 900 + "1" + ")" * 900 + " }}"}],

@@ -330,6 +330,8 @@ class Runner:
                 if await self.settle_tool_calls(run, definition, offered, turn.tool_step, events):
                     return
                 self.trace_step(turn.tool_step, definition)
+                if not team.reached_team(turn.tool_step, offered):
+                    continue  # every call was answered here: the model goes on with their outputs
                 run = await self.reload(run)  # delegates' usage added, or handed over to another agent
                 if run.metadata.get(team.ACTIVE) != active:
                     owner = await self.agents.record(assistant_id=run.assistant_id)

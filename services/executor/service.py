@@ -43,13 +43,13 @@ from ossabus.executor.embeddings import embed
 from ossabus.executor.llm import LLMError
 from ossabus.executor.runner import Runner
 from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
-from ossabus.runtime.admission import admit, work_queue
+from ossabus.runtime.admission import admit, keep_in_progress, work_queue
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
-from ossabus.store.leases import Fence, LeaseLost, Leases, fenced
+from ossabus.store.leases import LeaseLost, Leases, fenced, keep_lease
 from ossabus.store.state import State
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class ExecutorService(Service):
 
     async def _handle(self, msg: NatsMessage) -> None:
         """A run the relay queued, or a task message from another system."""
-        keepalive = asyncio.create_task(self._keep_alive(msg.raw_message))
+        keepalive = asyncio.create_task(keep_in_progress(msg.raw_message, self.settings.ack_wait_s / 3))
         try:
             if self.runner is None or self.tasks is None:
                 await msg.raw_message.nak(delay=1)
@@ -176,7 +176,7 @@ class ExecutorService(Service):
             return False
         task = asyncio.current_task()
         assert task is not None
-        renewal = asyncio.create_task(self._renew(fence, task))
+        renewal = asyncio.create_task(keep_lease(fence, task, self.settings.ack_wait_s / 3, self.lease_lost))
         self.running[request.run_id] = task
         try:
             with fenced(fence):
@@ -220,27 +220,6 @@ class ExecutorService(Service):
         if before_ack is not None:
             await before_ack()
         await msg.ack()
-
-    async def _renew(self, fence: Fence, carrier: asyncio.Task) -> None:
-        """Keep the run's lease while the carrier waits (on the model, on a tool); if another carrier
-        took it (we stalled past its expiry), stop this one at once. Writes check it themselves."""
-        while True:
-            await asyncio.sleep(self.settings.ack_wait_s / 3)
-            try:
-                await fence.hold()
-            except LeaseLost:
-                log.warning("lost the lease of run %s to another carrier; stopping it here", fence.run_id)
-                self.lease_lost.add(fence.run_id)
-                carrier.cancel()
-                return
-            except Exception:  # the bus is down: the next renewal will tell
-                continue
-
-    async def _keep_alive(self, raw) -> None:
-        with contextlib.suppress(Exception):
-            while True:
-                await asyncio.sleep(self.settings.ack_wait_s / 3)
-                await raw.in_progress()
 
     async def _task_message(self, msg: NatsMessage) -> None:
         """A task from another system: start its run (once), carry it, announce the result."""

@@ -29,8 +29,9 @@ from ossabus.contracts import subjects
 from ossabus.contracts.agent import AgentDefinition, ToolDefinition
 from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.ids import derived_id
-from ossabus.contracts.openai_objects import Run, ToolCall, ToolCallsDetails, Usage
+from ossabus.contracts.openai_objects import Run, RunStep, ToolCall, ToolCallsDetails, Usage
 from ossabus.contracts.tools import DispatchResult, tool_error
+from ossabus.executor.offered_tools import OfferedTools
 from ossabus.registry.convert_openai import to_assistant
 from ossabus.registry.providers import litellm_model, litellm_provider
 from ossabus.runtime.agents import AgentDirectory
@@ -46,6 +47,15 @@ DEPTH = "ossa_depth"
 PARENT_RUN = "parent_run_id"
 PARENT_THREAD = "parent_thread_id"
 TEAM_KINDS = ("delegate", "handoff")
+
+
+def reached_team(step: RunStep, offered: OfferedTools) -> bool:
+    """Whether a tool step called a delegate or a hand-off (the run's record changed under the loop)."""
+    assert isinstance(step.step_details, ToolCallsDetails)
+    return any(
+        (tool := offered.definition(call.function.name)) is not None and tool.kind in TEAM_KINDS
+        for call in step.step_details.tool_calls
+    )
 
 
 def max_depth() -> int:
@@ -93,10 +103,10 @@ class Team:
     state: State
     agents: AgentDirectory
     spent: dict[str, Usage] = field(default_factory=dict)  # run -> its delegates' usage, not yet added
+    children: ChildRuns = field(init=False)
 
-    @property
-    def children(self) -> ChildRuns:
-        return ChildRuns(self.nc, self.state, self.agents)
+    def __post_init__(self) -> None:
+        self.children = ChildRuns(self.nc, self.state, self.agents)
 
     async def effective(self, record: ManifestRecord, run: Run) -> ManifestRecord:
         """The agent this run is: its assistant's, a member of that agent's team, or whom it was handed to."""
@@ -172,10 +182,9 @@ class Team:
         return DispatchResult(output=result.output_text or "")
 
     async def _relay_answer(self, thread_id: str, run_id: str, call_id: str, events: RunEvents) -> None:
-        """The delegate's answer as it streams, on the parent's subjects (`ossabus.delegate.delta`
-        with the text so far): the parent's Vercel stream shows it as the call's preliminary output."""
+        """The delegate's answer as it streams, on the parent's subjects (`ossabus.delegate.delta`,
+        one per delta of the child): the parent's Vercel stream shows it as the call's preliminary output."""
         subscription = await self.nc.subscribe(subjects.run_event(thread_id, run_id, "thread.message.delta"))
-        text = ""
         try:
             async for msg in subscription.messages:
                 try:
@@ -184,8 +193,7 @@ class Team:
                     continue
                 added = "".join(p.get("text", {}).get("value", "") for p in parts if isinstance(p, dict))
                 if added:
-                    text += added
-                    await events.emit(DELEGATE_DELTA, {"call_id": call_id, "text": text})
+                    await events.emit(DELEGATE_DELTA, {"call_id": call_id, "delta": added})
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

@@ -107,7 +107,6 @@ def validate_document(doc: Document, *, strict: bool = False, resolve: NameResol
 
     definition = normalize(data, findings)
     if definition is not None and definition.workflow is not None:
-        _check_workflow_refs(findings, definition)
         _check_workflow_plan(findings, data.get("spec") if isinstance(data.get("spec"), dict) else {}, resolve)
     report.diagnostics = findings.items
     return ValidationOutcome(report, definition if report.valid else None)
@@ -195,21 +194,6 @@ def _shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _check_workflow_refs(f: Findings, definition: AgentDefinition) -> None:
-    assert definition.workflow is not None
-    ids = [s.id for s in definition.workflow.steps]
-    for i, step in enumerate(definition.workflow.steps):
-        if ids.count(step.id) > 1 and ids.index(step.id) != i:
-            f.error("workflow.duplicate_step", f"step id {step.id!r} is used twice", ["spec", "steps", i, "id"])
-        for dep in step.depends_on:
-            if dep not in ids:
-                f.error(
-                    "workflow.unknown_dependency",
-                    f"step {step.id!r} depends on {dep!r}, which is not a step of this workflow",
-                    ["spec", "steps", i, "depends_on"],
-                )
-
-
 def _check_workflow_plan(f: Findings, spec: dict, resolve: NameResolver | None) -> None:
     """Whether the workflow can run as written (contracts/workflow_plan.py): cycles, jump targets,
     expressions that cannot be read are errors; a step naming a manifest not registered (yet) is a
@@ -225,9 +209,14 @@ def _check_workflow_plan(f: Findings, spec: dict, resolve: NameResolver | None) 
         _warn_unknown_refs(f, [manifest_name(r) for r in _top_level_refs(spec)], resolve)
         if not exc.wrong:
             f.warning("workflow.not_runnable", f"ossabus cannot run this workflow: {exc.message}", exc.path)
-        elif not any(d.severity == "error" for d in f.items):  # duplicate ids, unknown dependencies said it already
-            f.error("workflow.invalid", exc.message, exc.path)
+        else:
+            f.error(exc.code, exc.message, exc.path)
         return
+    from ossabus.registry.tools import check_json_schema  # (tools reads Findings from here)
+
+    for key, schema in (("inputs", plan.inputs_schema), ("outputs", plan.outputs_schema)):
+        if schema is not None:  # every run's input (or output) is checked against it
+            check_json_schema(f, schema, ["spec", key], f"the workflow's {key} schema")
     _warn_unknown_refs(f, [s.ref for s in every_step(plan.steps) + every_step(plan.compensation) if s.ref], resolve)
 
 

@@ -23,7 +23,7 @@ from ossabus.relay.pagination import paginate
 from ossabus.relay.run_stream import WORKFLOW_END_EVENTS, RunStream, resume_point
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.events import RunEvents
-from ossabus.runtime.workflow_start import WorkflowRejected, new_workflow_run, plan_for, queue_workflow_run
+from ossabus.runtime.workflow_start import WorkflowRejected, launch, new_workflow_run, plan_for
 from ossabus.store.workflow_runs import WorkflowRuns
 
 router = APIRouter(prefix="/v1/ossa/workflows", tags=["workflows"])
@@ -86,16 +86,12 @@ async def create_run(request: Request, name: str, body: WorkflowRunCreate):
         raise ApiError(400, exc.message, param=exc.param, code=exc.code) from exc
     store = await workflow_runs(request)
     nc = request.app.state.broker.connection
-    js = nc.jetstream()
-    stream = await RunStream.open(js, name, run.id, WORKFLOW_END_EVENTS) if body.stream else None
+    taken = await store.get(name, run.id) if body.run_id else None
+    if taken is not None and (taken.project or "default") != caller(request).project:
+        raise ApiError(409, f"run_id {run.id!r} is taken", param="run_id", code="conflict")
+    stream = await RunStream.open(nc.jetstream(), name, run.id, WORKFLOW_END_EVENTS) if body.stream else None
     try:
-        stored = await store.create(run)
-        if stored is not run:
-            if (stored.project or "default") != caller(request).project:
-                raise ApiError(409, f"run_id {run.id!r} is taken", param="run_id", code="conflict")
-        else:
-            await RunEvents(nc, name, run.id).emit("workflow.run.queued", run)
-        await queue_workflow_run(js, stored)
+        stored = await launch(nc, store, run)
     except Exception:
         if stream is not None:
             await stream.close()
@@ -135,12 +131,7 @@ async def webhook(request: Request, name: str):
         )
     except WorkflowRejected as exc:
         raise ApiError(400, exc.message, param=exc.param, code=exc.code) from exc
-    nc = request.app.state.broker.connection
-    stored = await store.create(run)
-    if stored is run:
-        await RunEvents(nc, name, run.id).emit("workflow.run.queued", run)
-    await queue_workflow_run(nc.jetstream(), stored)
-    return stored
+    return await launch(request.app.state.broker.connection, store, run)
 
 
 @router.get("/{name}/runs")

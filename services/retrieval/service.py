@@ -14,7 +14,6 @@ server (`OSSABUS_QDRANT_URL`) run as many as the ingestion load needs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -39,7 +38,7 @@ from ossabus.retrieval.chunking import encoding
 from ossabus.retrieval.extract import Unreadable, extract_text
 from ossabus.retrieval.index import QDRANT_URL_ENV, FilterRefused, Index, open_index, qdrant_filter
 from ossabus.retrieval.ingest import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_ENV, Ingestor, TryLater
-from ossabus.runtime.admission import admit, work_queue
+from ossabus.runtime.admission import admit, keep_in_progress, work_queue
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
@@ -136,7 +135,9 @@ class RetrievalService(Service):
             await raw.term()
             return
         assert self.ingestor is not None
-        keepalive = asyncio.create_task(self._keep_alive(raw, min(KEEPALIVE_S, self.settings.ack_wait_s / 3)))
+        keepalive = asyncio.create_task(
+            keep_in_progress(raw, min(KEEPALIVE_S, self.settings.ack_wait_s / 3))
+        )  # big files outlast the ack wait
         try:
             last = raw.metadata.num_delivered >= MAX_DELIVER
             await self.ingestor.ingest(request, last_attempt=last)
@@ -153,14 +154,6 @@ class RetrievalService(Service):
                 await raw.nak(delay=2.0 * self.settings.redelivery_base_s)
         finally:
             keepalive.cancel()
-
-    @staticmethod
-    async def _keep_alive(raw, every_s: float) -> None:
-        """A big file takes longer than the ack wait: tell JetStream the work goes on."""
-        with contextlib.suppress(Exception):
-            while True:
-                await asyncio.sleep(every_s)
-                await raw.in_progress()
 
     async def search(self, request: SearchRequest) -> SearchResults:
         await self.ready.wait()

@@ -10,6 +10,7 @@ they waited, and two processes carried one piece of work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from faststream import AckPolicy
@@ -31,6 +32,14 @@ def work_queue(
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
     )
+
+
+async def keep_in_progress(raw, every_s: float) -> None:
+    """Tell JetStream the message's work goes on (until cancelled), so it is not redelivered meanwhile."""
+    with contextlib.suppress(Exception):
+        while True:
+            await asyncio.sleep(every_s)
+            await raw.in_progress()
 
 
 async def admit(

@@ -55,26 +55,27 @@ def topology_for(replicas: int | None) -> Topology:
 
 
 def streams(t: Topology) -> list[StreamConfig]:
+    def work_queue(name: str, subject: str, description: str) -> StreamConfig:
+        """A durable work queue: each message is work that some consumer acknowledges when done."""
+        return StreamConfig(
+            name=name,
+            subjects=[subject],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_age=t.tasks_max_age_s,
+            duplicate_window=t.dedupe_window_s,
+            num_replicas=t.replicas,
+            description=description,
+        )
+
     return [
-        StreamConfig(
-            name=subjects.TASKS_STREAM,
-            subjects=[subjects.TASKS_ALL],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            max_age=t.tasks_max_age_s,
-            duplicate_window=t.dedupe_window_s,
-            num_replicas=t.replicas,
-            description="Run requests; executors share one durable pull consumer.",
+        work_queue(
+            subjects.TASKS_STREAM, subjects.TASKS_ALL, "Run requests; executors share one durable pull consumer."
         ),
-        StreamConfig(
-            name=subjects.WORKFLOWS_STREAM,
-            subjects=[subjects.WORKFLOWS_ALL],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            max_age=t.tasks_max_age_s,
-            duplicate_window=t.dedupe_window_s,
-            num_replicas=t.replicas,
-            description="Workflow runs waiting for (or carried by) a workflow runner.",
+        work_queue(
+            subjects.WORKFLOWS_STREAM,
+            subjects.WORKFLOWS_ALL,
+            "Workflow runs waiting for (or carried by) a workflow runner.",
         ),
         StreamConfig(
             name=subjects.EXTERNAL_EVENTS_STREAM,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from ossabus.contracts import subjects
@@ -16,8 +17,10 @@ from ossabus.contracts.bus import ManifestRecord
 from ossabus.contracts.ids import new_id
 from ossabus.contracts.workflow import WorkflowRun, WorkflowRunRequest, WorkflowStep
 from ossabus.contracts.workflow_plan import Plan, PlanError, every_step, plan_of
+from ossabus.runtime.events import RunEvents
 from ossabus.runtime.task_runs import schema_errors
 from ossabus.runtime.tracing import headers_with_context
+from ossabus.store.workflow_runs import WorkflowRuns
 
 PUBLISH_TIMEOUT_S = 5
 
@@ -86,6 +89,17 @@ def new_workflow_run(
         deadline=now + plan.timeout_seconds if plan.timeout_seconds else None,
         project=project,
     )
+
+
+async def launch(nc: Client, runs: WorkflowRuns, run: WorkflowRun, *, queue: bool = True) -> WorkflowRun:
+    """Write the run's record (once: a repeat of the same id finds the first) and announce it, then
+    hand it to the runners (`queue=False`: its work message is the one being handled). The stored run."""
+    stored = await runs.create(run)
+    if stored is run:
+        await RunEvents(nc, run.workflow, run.id).emit("workflow.run.queued", run)
+    if queue:
+        await queue_workflow_run(nc.jetstream(), stored)
+    return stored
 
 
 async def queue_workflow_run(js: JetStreamContext, run: WorkflowRun, msg_id: str | None = None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
@@ -30,6 +31,7 @@ from ossabus.contracts.ids import new_id
 from ossabus.store import kv as kvs
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Lease(BaseModel):
@@ -130,6 +132,23 @@ class Leases:
             return Fence(self.kv, run_id, holder, self.ttl_s, revision)
         self.last_conflict_until = time.time()
         return None
+
+
+async def keep_lease(fence: Fence, carrier: asyncio.Task, every_s: float, lost: set[str]) -> None:
+    """Renew the lease while its carrier waits (on the model, on a tool, on a step's run); when another
+    carrier took it (this one stalled past its expiry), note it in `lost` and stop this one at once.
+    Writes check the fence themselves; this only stops a carrier that is not writing."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await fence.hold()
+        except LeaseLost:
+            log.warning("lost the lease of %s to another carrier; stopping it here", fence.run_id)
+            lost.add(fence.run_id)
+            carrier.cancel()
+            return
+        except Exception:  # the bus is down: the next renewal will tell
+            continue
 
 
 _current: contextvars.ContextVar[Fence | None] = contextvars.ContextVar("ossabus_fence", default=None)

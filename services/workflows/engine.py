@@ -162,7 +162,11 @@ class Carrier:
     async def carry(self) -> WorkflowRun:
         """Run the workflow to its end (or raise: cancelled, lease lost, shutting down)."""
         if self.run.status == "queued":
-            await self._save(lambda r: setattr(r, "status", "in_progress") or setattr(r, "started_at", _now()))
+
+            def started(r: WorkflowRun) -> None:
+                r.status, r.started_at = "in_progress", _now()
+
+            await self._save(started)
             await self.events.emit("workflow.run.in_progress", self.run)
         top = Frame()
         remaining = (self.run.deadline - time.time()) if self.run.deadline else None
@@ -176,21 +180,21 @@ class Carrier:
             if self.plan.on_failure == "compensate":
                 with contextlib.suppress(StepFailure):
                     await self.block(self.plan.compensation, top)
-            return await self._end("failed", error=failure.error)
+            return await self.end("failed", error=failure.error)
         except TimeoutError:
             if not limit.expired():
                 raise  # a bus operation timed out (NATS restarting): the message is carried again later
             await self.stop_steps()
             seconds = int(self.plan.timeout_seconds or 0)
-            return await self._end(
+            return await self.end(
                 "failed", error=WorkflowError(code="timeout", message=f"the workflow did not finish within {seconds} s")
             )
         if self.handled_error is not None:
-            return await self._end("failed", error=self.handled_error)
+            return await self.end("failed", error=self.handled_error)
         try:
             output = expressions.render(self.plan.output, self.scope(top)) if self.plan.output is not None else last
         except expressions.ExpressionError as exc:
-            return await self._end("failed", error=WorkflowError(code="invalid_output", message=f"spec.output: {exc}"))
+            return await self.end("failed", error=WorkflowError(code="invalid_output", message=f"spec.output: {exc}"))
         if self.plan.outputs_schema and output is not None:
             problems = schema_errors(self.plan.outputs_schema, output)
             if problems:
@@ -198,10 +202,10 @@ class Carrier:
                     code="invalid_output",
                     message=f"the output does not match the workflow's outputs schema: {problems[0]}",
                 )
-                return await self._end("failed", error=error, output=output)
-        return await self._end("completed", output=output)
+                return await self.end("failed", error=error, output=output)
+        return await self.end("completed", output=output)
 
-    async def _end(self, status: str, *, error: WorkflowError | None = None, output: Any = None) -> WorkflowRun:
+    async def end(self, status: str, *, error: WorkflowError | None = None, output: Any = None) -> WorkflowRun:
         def change(r: WorkflowRun) -> None:
             r.status, r.last_error, r.output = status, error, output  # type: ignore[assignment]
             r.completed_at = _now()
@@ -214,7 +218,7 @@ class Carrier:
 
     async def cancelled(self) -> WorkflowRun:
         await self.stop_steps()
-        return await self._end("cancelled")
+        return await self.end("cancelled")
 
     async def stop_steps(self) -> None:
         """Cancel the runs of the steps still going, and record those steps cancelled."""
@@ -455,7 +459,7 @@ class Carrier:
             items = [{"key": k, "value": v} for k, v in items.items()]
         if not isinstance(items, list):
             raise StepError(
-                "invalid_expression", f"loop.over gives {expressions._kind(items)}, not a list", retryable=False
+                "invalid_expression", f"loop.over gives {expressions.kind_of(items)}, not a list", retryable=False
             )
         if len(items) > max_iterations():
             raise StepError(
@@ -496,7 +500,7 @@ class Carrier:
         if state.approval is None and state.status != "requires_action":
             state.status = "requires_action"
             await self._put_step(state, "requires_action")
-            await self._save(lambda r: setattr(r, "status", "requires_action"))
+            await self._save(lambda r: _set_status(r, "requires_action"))
             await self.events.emit("workflow.run.requires_action", self.run)
         subscription = await self.nc.subscribe(subjects.workflow_control(self.run.id, "decided"))
         try:
@@ -511,7 +515,7 @@ class Carrier:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
         decision = found.approval
-        await self._save(lambda r: setattr(r, "status", "in_progress") if r.status == "requires_action" else None)
+        await self._save(lambda r: _set_status(r, "in_progress") if r.status == "requires_action" else None)
         state = self._state(key, step)
         state.approval = decision
         if not decision.approved:
@@ -526,6 +530,10 @@ class Carrier:
             state.status = "in_progress"
             await self._put_step(state, "in_progress")
         return state
+
+
+def _set_status(run: WorkflowRun, status: str) -> None:
+    run.status = status  # type: ignore[assignment]
 
 
 def _plus(total: dict[str, int], more: dict[str, Any]) -> dict[str, int]:

@@ -25,16 +25,16 @@ from ossabus.contracts.bus import BusError, ManifestChanged, Reply
 from ossabus.contracts.ids import derived_id
 from ossabus.contracts.workflow import WorkflowError, WorkflowRun, WorkflowRunRequest, WorkflowTask
 from ossabus.contracts.workflow_plan import Plan
-from ossabus.runtime.admission import admit, work_queue
+from ossabus.runtime.admission import admit, keep_in_progress, work_queue
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusClient, BusFailure, validation_failure
 from ossabus.runtime.child_runs import ChildRuns
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
-from ossabus.runtime.workflow_start import WorkflowRejected, new_workflow_run, plan_for, queue_workflow_run
+from ossabus.runtime.workflow_start import WorkflowRejected, launch, new_workflow_run, plan_for
 from ossabus.store import kv as kvs
-from ossabus.store.leases import Fence, LeaseLost, Leases, fenced
+from ossabus.store.leases import LeaseLost, Leases, fenced, keep_lease
 from ossabus.store.state import State
 from ossabus.store.workflow_runs import WorkflowRuns
 from ossabus.workflows import groups
@@ -125,7 +125,7 @@ class WorkflowService(Service):
 
     async def _handle(self, msg: NatsMessage) -> None:
         raw = msg.raw_message
-        keepalive = asyncio.create_task(self._keep_alive(raw))
+        keepalive = asyncio.create_task(keep_in_progress(raw, self.settings.ack_wait_s / 3))
         try:
             if self.runs is None:
                 await raw.nak(delay=1)
@@ -173,9 +173,7 @@ class WorkflowService(Service):
             await self._reject(name, run_id, BusError(code=exc.code, message=exc.message, param=exc.param))  # type: ignore[arg-type]
             await msg.reject()
             return None
-        stored = await self.runs.create(run)
-        if stored is run:
-            await RunEvents(self.broker.connection, name, run.id).emit("workflow.run.queued", run)
+        stored = await launch(self.broker.connection, self.runs, run, queue=False)
         return WorkflowRunRequest(workflow_run_id=stored.id, workflow=name)
 
     async def _reject(self, name: str, run_id: str, error: BusError) -> None:
@@ -213,7 +211,7 @@ class WorkflowService(Service):
             return
         task = asyncio.current_task()
         assert task is not None
-        renewal = asyncio.create_task(self._renew(fence, task))
+        renewal = asyncio.create_task(keep_lease(fence, task, self.settings.ack_wait_s / 3, self.lease_lost))
         self.carrying[run.id] = task
         carrier: Carrier | None = None
         held: str | None = None
@@ -224,7 +222,7 @@ class WorkflowService(Service):
                     plan = plan_for(await self._workflow(run.workflow))
                 except WorkflowRejected as exc:
                     carrier = Carrier(self.broker.connection, self.runs, self.children, Plan(steps=[]), run)
-                    await carrier._end("failed", error=WorkflowError(code=exc.code, message=exc.message))
+                    await carrier.end("failed", error=WorkflowError(code=exc.code, message=exc.message))
                     await msg.ack()
                     return
                 carrier = Carrier(self.broker.connection, self.runs, self.children, plan, run)
@@ -258,7 +256,7 @@ class WorkflowService(Service):
                         code="server_error",
                         message="the workflow run failed repeatedly inside ossabus; see the runner's log",
                     )
-                    await carrier._end("failed", error=error)
+                    await carrier.end("failed", error=error)
                 await msg.ack()
                 return
             await raw.nak(delay=min(self.settings.redelivery_base_s * 2 ** (attempts - 1), 30))
@@ -272,25 +270,6 @@ class WorkflowService(Service):
             self.carrying.pop(run.id, None)
             self.cancel_requested.discard(run.id)
             self.lease_lost.discard(run.id)
-
-    async def _renew(self, fence: Fence, carrier: asyncio.Task) -> None:
-        while True:
-            await asyncio.sleep(self.settings.ack_wait_s / 3)
-            try:
-                await fence.hold()
-            except LeaseLost:
-                log.warning("lost the lease of workflow run %s; stopping it here", fence.run_id)
-                self.lease_lost.add(fence.run_id)
-                carrier.cancel()
-                return
-            except Exception:
-                continue
-
-    async def _keep_alive(self, raw) -> None:
-        with contextlib.suppress(Exception):
-            while True:
-                await asyncio.sleep(self.settings.ack_wait_s / 3)
-                await raw.in_progress()
 
     # --- control -----------------------------------------------------------------------------------------
 
@@ -342,7 +321,6 @@ class WorkflowService(Service):
     async def _start_triggered(self, record, value, run_id: str, trigger: dict) -> None:
         """A run a schedule or an event starts (in project `default`); once per id, however often asked."""
         assert self.runs is not None
-        nc = self.broker.connection
         if await self.runs.get(record.name, run_id) is not None:
             return
         try:
@@ -353,10 +331,7 @@ class WorkflowService(Service):
             )
             await self._reject(record.name, run_id, BusError(code=exc.code, message=exc.message, param=exc.param))  # type: ignore[arg-type]
             return
-        stored = await self.runs.create(run)
-        if stored is run:
-            await RunEvents(nc, record.name, run.id).emit("workflow.run.queued", run)
-        await queue_workflow_run(nc.jetstream(), stored)
+        await launch(self.broker.connection, self.runs, run)
 
     # --- request/reply -----------------------------------------------------------------------------------
 
@@ -383,10 +358,7 @@ class WorkflowService(Service):
         nc = self.broker.connection
         ended = await nc.subscribe(subjects.workflow_events(name, run.id))
         try:
-            stored = await self.runs.create(run)
-            if stored is run:
-                await RunEvents(nc, name, run.id).emit("workflow.run.queued", run)
-                await queue_workflow_run(nc.jetstream(), run)
+            await launch(nc, self.runs, run)
             while True:
                 current = await self.runs.get(name, run.id)
                 if current is not None and current.terminal:

@@ -68,6 +68,7 @@ class ToolCallState:
     started: bool = False
     input_sent: bool = False
     output_sent: bool = False
+    preliminary: str = ""  # a delegate's answer so far
 
 
 @dataclass
@@ -203,8 +204,13 @@ class UIChunks:
         call = next((c for c in self.calls.values() if c.id == data.get("call_id")), None)
         if call is None or not call.started or call.output_sent:
             return []  # not a call this response showed (a run resumed after an approval), or answered
-        text = data.get("text", "")
-        preliminary = {"type": "tool-output-available", "toolCallId": call.id, "output": text, "preliminary": True}
+        call.preliminary += str(data.get("delta") or "")  # each preliminary output replaces the one before
+        preliminary = {
+            "type": "tool-output-available",
+            "toolCallId": call.id,
+            "output": call.preliminary,
+            "preliminary": True,
+        }
         return [*self._input_available(call), preliminary]
 
     def _known_calls(self, step: dict) -> list[tuple[ToolCallState, dict]]:
