@@ -45,7 +45,12 @@ def wait_ready(base: str, log: Path, timeout: float = 60) -> None:
 
 
 def start_ossabus(
-    env: dict[str, str], data: Path, executors: int, manifests: Path | None = None, bundled: bool = False
+    env: dict[str, str],
+    data: Path,
+    executors: int,
+    manifests: Path | None = None,
+    bundled: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> tuple[list[subprocess.Popen], str, str]:
     """`ossabus up` (embedded NATS), with the executor in-process or as `executors` separate processes.
 
@@ -60,6 +65,7 @@ def start_ossabus(
         args += ["--manifests", str(manifests)]
     if executors:
         args += ["--without", "executor"]
+    args += list(extra)
     env = {**os.environ, **env}
     procs = [subprocess.Popen([sys.executable, "-m", "ossabus.cli", *args], env=env, stdout=log, stderr=log)]
     base = f"http://127.0.0.1:{port}"
@@ -98,3 +104,20 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants (nats-server of an `ossabus up`)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pending += [int(c) for c in children]
+    return total / 1024

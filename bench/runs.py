@@ -1,12 +1,15 @@
-"""Runs per second through the work queue, and how long a killed executor's runs take to finish.
+"""Runs per second through the work queue, what a run costs on the bus, and how long a killed
+executor's runs take to finish.
 
 Task messages (`ossa.tasks.<agent>`) are published all at once and timed until every result is in,
-with an instant upstream and with one that waits 200 ms before answering, for one and for two
-executor processes. Then an executor is killed with SIGKILL in the middle of slow runs and the
-time until the survivor has finished all of them is measured, for the default ack wait (30 s) and
-a short one (5 s).
+with an instant upstream and with one that waits 200 ms before answering, for 1, 2 and 4 executor
+processes. With a 200 ms upstream runs are bound by waiting, not by CPU, so more executors should
+finish them faster even on this 2-core machine. For the one-executor instant round, every message
+on the bus is tallied (bus_tally.py): the JetStream round trips a run costs, by kind.
+Then an executor is killed with SIGKILL in the middle of slow runs and the time until the survivor
+has finished all of them is measured, for the default ack wait (30 s) and a short one (5 s).
 
-    python bench/runs.py [--tasks 200] [--kill-tasks 16]
+    python bench/runs.py [--tasks 200] [--kill-tasks 16] [--executors 1,2,4]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bus_tally import BusTally
 from common import ROOT, start_fake, start_ossabus, stop
 
 from ossabus.client import OssabusClient
@@ -44,15 +48,31 @@ async def run_tasks(nats_url: str, texts: list[str]) -> tuple[float, list[float]
         return time.perf_counter() - started, latencies
 
 
-def throughput(env: dict[str, str], executors: int, texts: list[str]) -> tuple[float, float]:
+def throughput(env: dict[str, str], executors: int, texts: list[str], tally: bool = False) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         procs, _, nats_url = start_ossabus(env, Path(tmp), executors, AGENTS)
         try:
             asyncio.run(run_tasks(nats_url, texts[:10]))  # warm-up
+            if tally:
+                asyncio.run(tallied(nats_url, texts[:50]))
             elapsed, latencies = asyncio.run(run_tasks(nats_url, texts))
         finally:
             stop(procs)
     return len(texts) / elapsed, statistics.median(latencies)
+
+
+async def tallied(nats_url: str, texts: list[str]) -> None:
+    tally = BusTally()
+    await tally.start(nats_url)
+    try:
+        await tally.settle()
+        tally.reset()
+        await run_tasks(nats_url, texts)
+        await tally.settle()
+        print(f"what one run costs on the bus ({len(texts)} runs, one executor, instant upstream):")
+        print("\n".join(tally.report(len(texts))))
+    finally:
+        await tally.stop()
 
 
 def recovery(env: dict[str, str], count: int, ack_wait: str) -> float:
@@ -84,12 +104,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--kill-tasks", type=int, default=16)
     parser.add_argument("--skip-throughput", action="store_true", help="measure only the recovery from a kill")
+    parser.add_argument("--skip-recovery", action="store_true", help="measure only the throughput")
+    parser.add_argument("--executors", default="1,2,4", help="executor process counts to compare")
     args = parser.parse_args()
     fake, fake_url = start_fake()
     env = {**os.environ, "OPENAI_BASE_URL": f"{fake_url}/v1", "OPENAI_API_KEY": "sk-bench"}
     try:
         if not args.skip_throughput:
-            measure_throughput(env, args.tasks)
+            measure_throughput(env, args.tasks, [int(n) for n in args.executors.split(",")])
+        if args.skip_recovery:
+            return
         print(f"\nSIGKILL of one of two executors in the middle of {args.kill_tasks} slow (~2 s) runs:")
         for ack_wait in ("30", "5"):
             seconds = recovery(env, args.kill_tasks, ack_wait)
@@ -98,18 +122,22 @@ def main() -> None:
         fake.terminate()
 
 
-def measure_throughput(env: dict[str, str], count: int) -> None:
+def measure_throughput(env: dict[str, str], count: int, counts: list[int]) -> None:
     print(f"{count} task messages published at once, timed until every result is in")
-    print(f"{'upstream':<12}{'executor processes':>20}{'runs/s':>10}{'median time to result s':>26}")
     rates = {}
+    rows = []
     for label, directive in (("instant", ""), ("200 ms", " [[slow:0.2]]")):
         texts = [f"task {i}{directive}" for i in range(count)]
-        for executors in (1, 2):
-            rate, median = throughput(env, executors, texts)
+        for executors in counts:
+            rate, median = throughput(env, executors, texts, tally=label == "instant" and executors == counts[0])
             rates[(label, executors)] = rate
-            print(f"{label:<12}{executors:>20}{rate:>10.1f}{median:>26.2f}")
+            rows.append(f"{label:<12}{executors:>20}{rate:>10.1f}{median:>26.2f}")
+    print(f"\n{'upstream':<12}{'executor processes':>20}{'runs/s':>10}{'median time to result s':>26}")
+    print("\n".join(rows))
     for label in ("instant", "200 ms"):
-        print(f"two executors vs one, {label} upstream: {rates[(label, 2)] / rates[(label, 1)]:.2f}x")
+        for executors in counts[1:]:
+            ratio = rates[(label, executors)] / rates[(label, counts[0])]
+            print(f"{executors} executors vs {counts[0]}, {label} upstream: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

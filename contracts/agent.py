@@ -32,6 +32,9 @@ class LLMSettings(BaseModel):
     api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
     headers: dict[str, str] = Field(default_factory=dict)
     fallback_models: list[str] = Field(default_factory=list)
+    client: Literal["auto", "litellm"] | None = Field(
+        None, description="`extensions.ossabus.llm_client`: `litellm` forces litellm for this agent's model calls."
+    )
 
 
 class RetryPolicy(BaseModel):

@@ -254,6 +254,17 @@ class RunRequest(BaseModel):
     requested_at: int = Field(default_factory=lambda: int(time.time()))
 
 
+# Chat Completions fields a client's request passes on to the model unchanged.
+SAMPLING_PARAMS = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+)
 # Chat Completions fields that reach a provider only if it takes them (the rest are ours or universal).
 PROVIDER_SPECIFIC_PARAMS = (
     "logprobs",

@@ -13,17 +13,21 @@ Behaviour comes from directives in the conversation, so a test says what it want
 - `[[json]]` answers a JSON object;
 - `[[loop]]` with `[[call:...]]`: keeps calling the tools even after their results (a runaway agent);
 - `[[garbage]]` answers 200 with JSON that is not an OpenAI completion (a broken or hostile provider);
+- `[[nousage]]` leaves usage out (of the answer, and of the stream even when `include_usage` asks);
+- `[[streamerror]]` streams the text, then an `{"error": ...}` event instead of the end (as vLLM does);
 - `POST /v1/embeddings`: lexical embeddings (hashed bag of words, 256 dimensions or `dimensions`);
   an input holding `[[fail` answers 500, one holding `[[slow:SECONDS]]` answers that much later;
 - `[[think SOME WORDS]]`: streams SOME WORDS as `reasoning_content` before the answer;
 - `logprobs: true` in the request: made-up logprobs per word, in the message and in each chunk.
 
 Usage counts words: prompt tokens are the words of all messages, completion tokens the words sent.
-`GET /_requests` returns every request body received (with `_meta`: path and authorization header);
+`GET /_requests` returns every request body received (with `_meta`: path, query, the authorization
+and api-key headers, the user agent and the caller's port, which shows a kept-alive connection);
 `GET /_concurrency` how many requests were inside their `[[slow:]]` wait at once (now, and at most);
 `POST /_reset` forgets both.
 
-Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening)
+Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening);
+`--tls-cert CERT --tls-key KEY` serves HTTPS with HTTP/2 (hypercorn) instead.
 """
 
 from __future__ import annotations
@@ -89,6 +93,10 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
             out["text"] = json.dumps({"answer": clean, "ok": True})
         elif name == "garbage":
             out["garbage"] = True
+        elif name == "nousage":
+            out["nousage"] = True
+        elif name == "streamerror":
+            out["streamerror"] = True
         elif name == "think":
             out["think"] = (rest or "").strip()
         elif name == "call":
@@ -136,7 +144,18 @@ def tool_calls(calls: list[dict[str, str]], salt: str) -> list[dict[str, Any]]:
 async def chat(request: Request):
     body = await request.json()
     REQUESTS.append(
-        {**body, "_meta": {"path": request.url.path, "authorization": request.headers.get("authorization")}}
+        {
+            **body,
+            "_meta": {
+                "path": request.url.path,
+                "query": request.url.query,
+                "authorization": request.headers.get("authorization"),
+                "api_key_header": request.headers.get("api-key"),
+                "user_agent": request.headers.get("user-agent"),
+                "peer_port": request.client.port if request.client else None,
+                "http_version": request.scope.get("http_version"),
+            },
+        }
     )
     p = plan(body)
     if p["slow"]:
@@ -182,7 +201,7 @@ async def chat(request: Request):
                 "created": created,
                 "model": model,
                 "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs_of(parts)}],
-                "usage": usage(body, completion_tokens),
+                **({} if p.get("nousage") else {"usage": usage(body, completion_tokens)}),
             }
         )
 
@@ -223,8 +242,12 @@ async def chat(request: Request):
                 }
             )
             yield chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]})
+        if p.get("streamerror"):
+            failure = {"message": "fake upstream failed mid-stream", "type": "server_error", "code": "503"}
+            yield f"data: {json.dumps({'error': failure})}\n\n"
+            return
         yield chunk({}, finish)
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and not p.get("nousage"):
             data = {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -324,6 +347,7 @@ async def models(_: Request):
 app = Starlette(
     routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/openai/deployments/{deployment}/chat/completions", chat, methods=["POST"]),  # Azure OpenAI's form
         Route("/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -340,7 +364,11 @@ app = Starlette(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", help="serve HTTPS (HTTP/2 and HTTP/1.1, by ALPN) with this certificate")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
+    if args.tls_cert:
+        return serve_tls(args.port, args.tls_cert, args.tls_key)
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for such sockets;
     # without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -349,6 +377,25 @@ def main() -> None:
     print(f"FAKE_LLM_PORT={sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_tls(port: int, cert: str, key: str) -> None:
+    """HTTPS through hypercorn, which speaks HTTP/2 (uvicorn does not): for the client's HTTP/2."""
+    import hypercorn.asyncio
+    from hypercorn.config import Config
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    sock.setblocking(False)
+    config = Config()
+    config.certfile, config.keyfile = cert, key
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.loglevel = "WARNING"
+    print(f"FAKE_LLM_PORT={sock.getsockname()[1]}", flush=True)
+    config.bind = [f"fd://{sock.fileno()}"]
+    asyncio.run(hypercorn.asyncio.serve(app, config))
 
 
 if __name__ == "__main__":

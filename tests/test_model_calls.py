@@ -49,14 +49,17 @@ def hung() -> Iterator[HungProvider]:
     provider.close()
 
 
-@pytest.fixture(scope="module")
-def hung_stack(nats_url, fake_llm, hung, tmp_path_factory):
+@pytest.fixture(scope="module", params=["direct", "litellm"])
+def hung_stack(request, nats_url, fake_llm, hung, tmp_path_factory):
+    """Both ways to a model (see test_provider_paths.py) must bound a call the same way."""
     asyncio.run(reset_jetstream(nats_url))
     env = {
         **llm_env(fake_llm),
         "OPENAI_BASE_URL": f"http://127.0.0.1:{hung.port}/v1",
         "OSSABUS_LLM_IDLE_TIMEOUT_S": str(IDLE_S),
     }
+    if request.param == "litellm":
+        env["OSSABUS_LITELLM_PROVIDERS"] = "openai"
     log = tmp_path_factory.mktemp("hung") / "ossabus.log"
     # the agents that name the fake upstream themselves (direct-agent) still reach it: tests of answers
     # that stall or are no completion use them

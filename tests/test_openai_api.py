@@ -178,10 +178,10 @@ def test_chat_upstream_failures_keep_their_meaning(client, text, error):
 def test_credentials_come_from_the_standard_variables_or_from_the_manifest(client, fake_llm):
     client.chat.completions.create(model="echo-agent", messages=[{"role": "user", "content": "x"}])
     standard = fake_llm.last_request()["_meta"]
-    assert standard == {"path": "/v1/chat/completions", "authorization": "Bearer sk-test-key-0123456789"}
+    assert (standard["path"], standard["authorization"]) == ("/v1/chat/completions", "Bearer sk-test-key-0123456789")
     client.chat.completions.create(model="direct-agent", messages=[{"role": "user", "content": "x"}])
     direct = fake_llm.last_request()["_meta"]
-    assert direct == {"path": "/chat/completions", "authorization": "Bearer sk-direct-key-abcdef"}
+    assert (direct["path"], direct["authorization"]) == ("/chat/completions", "Bearer sk-direct-key-abcdef")
 
 
 def test_a_body_that_is_not_json_is_a_clear_400(http):

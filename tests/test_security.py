@@ -563,7 +563,10 @@ def test_a_broken_provider_answer_never_shows_internals(secure):
     text = json.dumps(info.value.body)
     for internal in ("Traceback", 'File "', "site-packages", ".py", "secret_internal"):
         assert internal not in text
-    assert "the model provider failed" in info.value.body["message"]
+    assert (
+        info.value.body["message"]
+        == "the model provider's answer was not a chat completion (no text and no tool calls)"
+    )
     assert "model provider error" in secure.logs()  # the detail is in the server's log instead
 
 

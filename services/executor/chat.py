@@ -8,6 +8,7 @@ sequence and knows where it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from ossabus.executor.offered_tools import McpListings
 from ossabus.runtime import genai
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusFailure
+from ossabus.runtime.coalesce import Coalescer
 from ossabus.runtime.tool_directory import ToolDirectory
 
 LLM_ERROR_CODES = {
@@ -32,11 +34,19 @@ LLM_ERROR_CODES = {
 }
 
 
-def answered(response: Any) -> bool:
-    """Whether a completion carries text or tool calls (see `llm.NOT_A_COMPLETION`)."""
-    choices = getattr(response, "choices", None) or []
-    message = getattr(choices[0], "message", None) if choices else None
-    return message is not None and bool(getattr(message, "content", None) or getattr(message, "tool_calls", None))
+def merged(deltas: list[tuple[dict[str, Any], Any]]) -> tuple[dict[str, Any], None, Any]:
+    """Held text deltas as one chunk's (delta, finish_reason, logprobs): the texts joined, the
+    logprobs' token lists joined, the role kept from the first."""
+    if len(deltas) == 1:
+        delta, logprobs = deltas[0]
+        return delta, None, logprobs
+    out: dict[str, Any] = {"role": "assistant"} if any("role" in d for d, _ in deltas) else {}
+    text = "".join(d.get("content") or "" for d, _ in deltas)
+    if text:
+        out["content"] = text
+    tokens = [entry for _, lp in deltas if lp for entry in (lp.get("content") or [])]
+    logprobs = {"content": tokens, "refusal": None} if any(lp for _, lp in deltas) else None
+    return out, None, logprobs
 
 
 def bus_error(error: llm.LLMError) -> BusError:
@@ -97,7 +107,10 @@ class ChatCompletions:
             )
         retry = definition.limits.retry if definition else RetryPolicy()
         audit = definition.security.audit if definition else None
-        request = llm.LLMRequest(model=model, messages=messages, params=params, tools=tools or None, audit=audit)
+        client = definition.llm.client if definition else None
+        request = llm.LLMRequest(
+            model=model, messages=messages, params=params, tools=tools or None, audit=audit, client=client
+        )
         return request, retry, server
 
     @staticmethod
@@ -114,84 +127,59 @@ class ChatCompletions:
         )
         return {k: v for k, v in pairs if v is not None}
 
-    async def _one_completion(self, req: ChatRequest, call: llm.LLMRequest, retry: RetryPolicy) -> Any:
+    async def _one_completion(self, req: ChatRequest, call: llm.LLMRequest, retry: RetryPolicy) -> llm.Completion:
         """One upstream call, retried on transient failures, traced as one chat span."""
-        litellm = llm._litellm()
-        await llm.guard(call.params)
-        params, total = llm.bounded(call.params)
-        attempt = 0
         span = genai.chat_span(call.model, call.params, None, req.agent, call.messages, audit=call.audit)
-        while True:
-            attempt += 1
-            try:
-                response = await asyncio.wait_for(
-                    litellm.acompletion(
-                        model=call.model, messages=call.messages, tools=call.tools, num_retries=0, **params
-                    ),
-                    total or llm.idle_timeout_s() + llm.connect_timeout_s(),
-                )
-                if not answered(response):
-                    raise llm.LLMError("server_error", llm.NOT_A_COMPLETION, True)
-                break
-            except Exception as exc:
-                error = llm.classify(exc)
-                if not error.transient or attempt >= retry.max_attempts:
-                    genai.end_chat_span(
-                        span, response_model=None, finish_reason=None, usage=None, error=error, audit=call.audit
-                    )
-                    raise error from exc
-                await asyncio.sleep(llm.backoff_delay(retry, attempt))
-        choice = response.choices[0]
-        usage = response.usage
+        try:
+            answer = await llm.complete(call, retry)
+        except llm.LLMError as error:
+            genai.end_chat_span(
+                span, response_model=None, finish_reason=None, usage=None, error=error, audit=call.audit
+            )
+            raise
         genai.end_chat_span(
             span,
-            response_model=getattr(response, "model", None),
-            finish_reason=choice.finish_reason,
-            usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens},
-            output=choice.message.content,
+            response_model=answer.model,
+            finish_reason=answer.finish_reason,
+            usage=answer.usage,
+            output=answer.text,
             audit=call.audit,
         )
-        return response
+        return answer
 
     async def complete(self, req: ChatRequest) -> dict[str, Any]:
         """Non-streaming: model turns until the answer needs nothing the server can run."""
         call, retry, server = await self.prepare(req)
         totals = {"prompt_tokens": 0, "completion_tokens": 0}
         for _ in range(MAX_SERVER_ROUNDS + 1):
-            response = await self._one_completion(req, call, retry)
-            choice = response.choices[0]
-            totals["prompt_tokens"] += response.usage.prompt_tokens
-            totals["completion_tokens"] += response.usage.completion_tokens
-            calls = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.function.name, "arguments": c.function.arguments},
-                }
-                for c in getattr(choice.message, "tool_calls", None) or []
-            ]
-            theirs = [c for c in calls if not server.runs(c["function"]["name"])]
-            ours = [c for c in calls if server.runs(c["function"]["name"])]
+            answer = await self._one_completion(req, call, retry)
+            for key in totals:
+                totals[key] += (answer.usage or {}).get(key, 0)
+            theirs = [c for c in answer.tool_calls if not server.runs(c["function"]["name"])]
+            ours = [c for c in answer.tool_calls if server.runs(c["function"]["name"])]
             if not ours or theirs:
                 break
             results = await run_calls(self.agents.bus, server, ours, req.id)
-            call.messages = [
-                *call.messages,
-                {"role": "assistant", "content": choice.message.content, "tool_calls": ours},
-            ]
+            call.messages = [*call.messages, {"role": "assistant", "content": answer.text, "tool_calls": ours}]
             call.messages += results
         await self._report_usage(req, call, totals)
-        message: dict[str, Any] = {"role": "assistant", "content": choice.message.content, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
         if theirs:
             message["tool_calls"] = theirs
-        finish = "tool_calls" if theirs else (choice.finish_reason if choice.finish_reason != "tool_calls" else "stop")
-        logprobs = llm.openai_logprobs(getattr(choice, "logprobs", None))
+        finish = "tool_calls" if theirs else (answer.finish_reason if answer.finish_reason != "tool_calls" else "stop")
         return {
             "id": req.id,
             "object": "chat.completion",
             "created": req.created,
             "model": req.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": finish,
+                    "logprobs": llm.openai_logprobs(answer.logprobs),
+                }
+            ],
             "usage": {**totals, "total_tokens": totals["prompt_tokens"] + totals["completion_tokens"]},
         }
 
@@ -245,6 +233,11 @@ class ChatCompletions:
         turn = StreamedTurn()
         span = genai.chat_span(call.model, call.params, None, req.agent, call.messages, audit=call.audit)
         response_model = None
+
+        async def send(deltas: list[tuple[dict[str, Any], Any]]) -> None:
+            await self._chunk(req, inbox, *merged(deltas))
+
+        held = Coalescer(send)
         try:
             async for chunk in llm.stream(call, retry):
                 response_model = response_model or chunk.model
@@ -264,8 +257,14 @@ class ChatCompletions:
                     turn.sent = True
                     if chunk.text:
                         turn.text.append(chunk.text)
-                    await self._chunk(req, inbox, delta, None, chunk.logprobs)
+                    await held.add((delta, chunk.logprobs))
+            await held.flush()
+        except asyncio.CancelledError:
+            held.discard()
+            raise
         except Exception as exc:
+            with contextlib.suppress(Exception):
+                await held.flush()  # what the client was about to see, before the error that ends it
             genai.end_chat_span(span, response_model=None, finish_reason=None, usage=None, error=exc, audit=call.audit)
             raise
         genai.end_chat_span(
@@ -291,7 +290,7 @@ class ChatCompletions:
         )
 
     async def _chunk(
-        self, req: ChatRequest, inbox: str, delta: dict[str, Any], finish: str | None, logprobs: Any = None
+        self, req: ChatRequest, inbox: str, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
     ) -> None:
         body = {
             "id": req.id,

@@ -20,11 +20,13 @@ import os
 import re
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ossabus.contracts.agent import AgentDefinition, RetryPolicy
 from ossabus.contracts.bus import PROVIDER_SPECIFIC_PARAMS
+from ossabus.executor import openai_wire, wire_providers
+from ossabus.executor.llm_types import Chunk, Completion, LLMError, LLMRequest, ToolCallDelta
+from ossabus.executor.redaction import redact
 from ossabus.runtime import secrets
 from ossabus.runtime.egress import EgressRefused, check_declared_access, resolve_checked
 
@@ -32,7 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_ENV = "OSSABUS_DEFAULT_MODEL"
 IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_S = "OSSABUS_LLM_IDLE_TIMEOUT_S", 60.0
 CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT_S = "OSSABUS_LLM_CONNECT_TIMEOUT_S", 10.0
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|api[_-]?key[=:]\s*\S+)", re.I)
 
 
 _LITELLM_IMPORT = threading.Lock()
@@ -51,44 +52,6 @@ def _litellm():
         litellm.telemetry = False
         litellm.drop_params = True  # providers that lack a parameter (seed, parallel_tool_calls) still answer
         return litellm
-
-
-@dataclass
-class LLMRequest:
-    model: str
-    messages: list[dict[str, Any]]
-    params: dict[str, Any] = field(default_factory=dict)
-    tools: list[dict[str, Any]] | None = None
-    audit: Any = None  # the agent's `security.audit`: it can keep prompts and answers off its spans
-
-
-@dataclass
-class ToolCallDelta:
-    index: int
-    id: str | None
-    name: str | None
-    arguments: str
-
-
-@dataclass
-class Chunk:
-    text: str | None = None
-    tool_calls: list[ToolCallDelta] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: dict[str, int] | None = None
-    model: str | None = None
-    logprobs: dict[str, Any] | None = None  # the choice's logprobs, when the request asked for them
-    reasoning: str | None = None  # `reasoning_content`, from providers that stream what the model thinks
-
-
-class LLMError(Exception):
-    """A model call that failed; `code` is what OpenAI would put in `last_error.code`; `timed_out`
-    when the provider did not answer at all (a 504 at the edge rather than a 502)."""
-
-    def __init__(self, code: str, message: str, transient: bool, status: int | None = None, *, timed_out: bool = False):
-        super().__init__(message)
-        self.code, self.message, self.transient, self.status = code, message, transient, status
-        self.timed_out = timed_out
 
 
 def _seconds(variable: str, default: float) -> float:
@@ -132,15 +95,6 @@ def bounded(params: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
     idle = idle_timeout_s()
     out["timeout"] = httpx.Timeout(idle, connect=connect_timeout_s())
     return out, float(total) if total else None
-
-
-def redact(text: str) -> str:
-    """Error texts from providers can echo keys or auth headers; never pass them on."""
-    text = _SECRET.sub("[redacted]", text)
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and ("KEY" in name or "TOKEN" in name or "SECRET" in name):
-            text = text.replace(value, "[redacted]")
-    return text[:500]
 
 
 _INTERNALS = re.compile(r"Traceback|File \"|\bline \d+|/[\w.\-]+/[\w.\-/]+\.py|site-packages|\{.*\}", re.S)
@@ -258,16 +212,15 @@ def connection_params(definition: AgentDefinition | None) -> dict[str, Any]:
 LITELLM_DROPS = {"verbosity", "prompt_cache_key", "prompt_cache_retention", "safety_identifier"}
 
 
-def _provider_and_name(model: str) -> tuple[str, str]:
-    """(`openai` for a bare model name, else the litellm provider; the model's own name)."""
-    provider, _, name = model.partition("/") if "/" in model else ("openai", "", model)
-    return provider, name
+_provider_and_name = wire_providers.split
 
 
-def _supported(provider: str, name: str) -> set[str] | None:
-    """The OpenAI parameters litellm's table says this model takes; None when it does not know it."""
+@functools.lru_cache(maxsize=512)
+def _supported(provider: str, name: str) -> frozenset[str] | None:
+    """The OpenAI parameters litellm's table says this model takes; None when it does not know it.
+    Asked on every request, so kept: litellm's answer for a model does not change while it runs."""
     try:
-        return set(_litellm().get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
+        return frozenset(_litellm().get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
     except Exception:
         return None
 
@@ -324,41 +277,38 @@ async def guard(params: dict[str, Any]) -> None:
             raise LLMError("server_error", refused.message, False) from refused
 
 
+def direct(request: LLMRequest) -> bool:
+    """Whether this call goes over the OpenAI wire format itself (`openai_wire`) or through litellm."""
+    return wire_providers.speaks_openai(request.model, request.client)
+
+
 async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk]:
     """Stream one completion; retry transient failures that happen before the first chunk."""
-    litellm = _litellm()
     await guard(request.params)
-    params, total = bounded(request.params)
-    idle = idle_timeout_s()
+    total = request.params.get("timeout")
+    total = float(total) if total else None
+    wire = direct(request)
     attempt = 0
     while True:
         attempt += 1
-        started = False
+        started, usage_seen, text = False, False, []
         try:
             async with asyncio.timeout(total):
-                response = await asyncio.wait_for(
-                    litellm.acompletion(
-                        model=request.model,
-                        messages=request.messages,
-                        tools=request.tools or None,
-                        stream=True,
-                        stream_options={"include_usage": True},
-                        num_retries=0,
-                        **params,
-                    ),
-                    idle + connect_timeout_s(),
+                chunks = (
+                    openai_wire.stream(request, idle_timeout_s(), connect_timeout_s())
+                    if wire
+                    else _litellm_stream(request)
                 )
-                chunks = aiter(response)
-                while True:
-                    try:  # the HTTP read timeout bounds each byte; this bounds each chunk whatever the transport
-                        raw = await asyncio.wait_for(anext(chunks), idle)
-                    except StopAsyncIteration:
-                        break
-                    chunk = _chunk(raw)
+                async for chunk in chunks:
                     started = started or bool(chunk.text or chunk.tool_calls)
+                    usage_seen = usage_seen or chunk.usage is not None
+                    if wire and chunk.text:
+                        text.append(chunk.text)
                     yield chunk
             if not started:  # never an empty "answer": a broken provider, or one worth asking again
                 raise LLMError("server_error", NOT_A_COMPLETION, True)
+            if wire and not usage_seen:  # a server that ignores `include_usage`: counted as litellm would
+                yield Chunk(usage=estimated_usage(request, "".join(text)))
             return
         except Exception as exc:
             error = classify(exc)
@@ -367,6 +317,98 @@ async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk
             delay = backoff_delay(retry, attempt)
             log.info("model call failed (%s); retry %d/%d in %.2fs", error.code, attempt, retry.max_attempts - 1, delay)
             await asyncio.sleep(delay)
+
+
+async def _litellm_stream(request: LLMRequest) -> AsyncIterator[Chunk]:
+    litellm = _litellm()
+    params, _ = bounded(request.params)
+    idle = idle_timeout_s()
+    response = await asyncio.wait_for(
+        litellm.acompletion(
+            model=request.model,
+            messages=request.messages,
+            tools=request.tools or None,
+            stream=True,
+            stream_options={"include_usage": True},
+            num_retries=0,
+            **params,
+        ),
+        idle + connect_timeout_s(),
+    )
+    chunks = aiter(response)
+    while True:
+        try:  # the HTTP read timeout bounds each byte; this bounds each chunk whatever the transport
+            raw = await asyncio.wait_for(anext(chunks), idle)
+        except StopAsyncIteration:
+            return
+        yield _chunk(raw)
+
+
+async def complete(request: LLMRequest, retry: RetryPolicy) -> Completion:
+    """One non-streamed completion, retried on transient failures."""
+    await guard(request.params)
+    total = request.params.get("timeout")
+    bound = float(total) if total else idle_timeout_s() + connect_timeout_s()
+    wire = direct(request)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            async with asyncio.timeout(bound):
+                if wire:
+                    answer = await openai_wire.complete(request, idle_timeout_s(), connect_timeout_s())
+                else:
+                    answer = await _litellm_complete(request)
+            if not answer.answered:
+                raise LLMError("server_error", NOT_A_COMPLETION, True)
+            if answer.usage is None:
+                answer.usage = estimated_usage(request, answer.text or "")
+            return answer
+        except Exception as exc:
+            error = classify(exc)
+            if not error.transient or attempt >= retry.max_attempts:
+                raise error from exc
+            await asyncio.sleep(backoff_delay(retry, attempt))
+
+
+async def _litellm_complete(request: LLMRequest) -> Completion:
+    params, _ = bounded(request.params)
+    response = await _litellm().acompletion(
+        model=request.model, messages=request.messages, tools=request.tools or None, num_retries=0, **params
+    )
+    choices = getattr(response, "choices", None) or []
+    choice = choices[0] if choices else None
+    message = getattr(choice, "message", None)
+    usage = getattr(response, "usage", None)
+    return Completion(
+        text=getattr(message, "content", None) or None,
+        tool_calls=[
+            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in getattr(message, "tool_calls", None) or []
+        ],
+        finish_reason=getattr(choice, "finish_reason", None),
+        # litellm fills in zeros when the provider reported no usage: that is "unknown", counted then
+        usage={
+            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+            "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
+        }
+        if usage and (getattr(usage, "prompt_tokens", 0) or getattr(usage, "completion_tokens", 0))
+        else None,
+        model=getattr(response, "model", None),
+        logprobs=openai_logprobs(getattr(choice, "logprobs", None)),
+        reasoning=getattr(message, "reasoning_content", None) or None,
+    )
+
+
+def estimated_usage(request: LLMRequest, answer: str) -> dict[str, int]:
+    """Usage for a provider that reported none, by litellm's token counting for this model."""
+    prompt = count_tokens(request.model, request.messages)
+    try:
+        completion = int(_litellm().token_counter(model=request.model, text=answer)) if answer else 0
+    except Exception:
+        completion = len(answer) // 4
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def openai_logprobs(value: Any) -> dict[str, Any] | None:

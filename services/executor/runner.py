@@ -306,6 +306,7 @@ class Runner:
                 params=self.params(run, definition, budget, bool(offered.by_name)),
                 tools=offered.for_model() or None,
                 audit=definition.security.audit,
+                client=definition.llm.client,
             )
             number = 1 + sum(1 for s in steps if s.type == "tool_calls")
             ids = await turn_ids(self.state.runs_kv, run.thread_id, run.id, number)

@@ -77,6 +77,10 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         tools.builtin("file_search", sources.first_store_path)
 
     members, team_tools, max_handoffs = team_of(spec, metadata["name"], f)
+    llm_settings = _llm(
+        spec, oa, va, f, needs_model=kind == "Agent", runtime=_dict(spec.get("runtime") or data.get("runtime"))
+    )
+    llm_settings.client = _llm_client(_dict(ext.get("ossabus")), f)
     definition = AgentDefinition(
         name=metadata["name"],
         kind=kind,
@@ -86,9 +90,7 @@ def normalize(data: dict, f: Findings) -> AgentDefinition | None:
         labels=_dict(metadata.get("labels")),
         annotations=_dict(metadata.get("annotations")),
         system_prompt=_system_prompt(spec, oa, f),
-        llm=_llm(
-            spec, oa, va, f, needs_model=kind == "Agent", runtime=_dict(spec.get("runtime") or data.get("runtime"))
-        ),
+        llm=llm_settings,
         tools=_with_team(_in_openai_order(list(tools.tools.values()), oa.get("tools")), team_tools, f),
         members=members,
         max_handoffs=max_handoffs,
@@ -394,6 +396,25 @@ def _with_stores(resources: dict, store_ids: list[str]) -> dict:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+LLM_CLIENTS = ("auto", "litellm")
+
+
+def _llm_client(ours: dict, f: Findings) -> str | None:
+    """`extensions.ossabus.llm_client`: `litellm` sends this agent's model calls through litellm even
+    where ossabus would speak the OpenAI wire format itself; `auto` (the default) lets it choose."""
+    value = ours.get("llm_client")
+    if value is None:
+        return None
+    if value not in LLM_CLIENTS:
+        f.warning(
+            "llm.client_unknown",
+            f"llm_client {value!r} is not one of {', '.join(LLM_CLIENTS)}; ossabus chooses",
+            ["extensions", "ossabus", "llm_client"],
+        )
+        return None
+    return value
 
 
 def _llm(spec: dict, oa: dict, va: dict, f: Findings, needs_model: bool, runtime: dict | None = None) -> LLMSettings:

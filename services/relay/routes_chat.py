@@ -12,7 +12,14 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from ossabus.contracts import subjects
-from ossabus.contracts.bus import PROVIDER_SPECIFIC_PARAMS, BusError, ChatRequest, ManifestListItem, Reply
+from ossabus.contracts.bus import (
+    PROVIDER_SPECIFIC_PARAMS,
+    SAMPLING_PARAMS,
+    BusError,
+    ChatRequest,
+    ManifestListItem,
+    Reply,
+)
 from ossabus.contracts.ids import new_id
 from ossabus.registry.providers import infer_provider
 from ossabus.relay import budgets
@@ -26,17 +33,7 @@ from ossabus.runtime.tracing import headers_with_context
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 CHAT_TIMEOUT_S = 600
-PASSED_PARAMS = (
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "response_format",
-    "tool_choice",
-    "parallel_tool_calls",
-    "user",
-    *PROVIDER_SPECIFIC_PARAMS,
-)
+PASSED_PARAMS = (*SAMPLING_PARAMS, *PROVIDER_SPECIFIC_PARAMS)
 
 
 async def resolve_target(request: Request, model: str) -> ManifestListItem | None:
