@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Generic, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ossabus.contracts.agent import AgentDefinition
@@ -334,6 +335,20 @@ class ChatRequest(BaseModel):
     include_usage: bool = False
     principal: str = Field("anonymous", description="Who asked (API key fingerprint), for usage accounting.")
     project: str = Field("default", description="The caller's project, for usage accounting.")
+
+    @classmethod
+    def from_relay(cls, raw: bytes) -> ChatRequest:
+        """A request as ossabus's own relay publishes it, read without validating every field again:
+        only ossabus's services may publish on `ossa.chat.>` (see bus-permissions.md), and the
+        relay built it from a client request it validated. One that lacks what every request
+        has is still refused (ValueError)."""
+        data = orjson.loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+            raise ValueError("a chat request needs its messages")
+        missing = [name for name in ("id", "created", "model") if name not in data]
+        if missing:
+            raise ValueError(f"a chat request needs {', '.join(missing)}")
+        return cls.model_construct(**data)
 
 
 class RunEvent(BaseModel):

@@ -15,7 +15,6 @@ import threading
 import time
 
 _SORTED = string.digits + string.ascii_uppercase + string.ascii_lowercase  # ASCII order
-_RANDOM = string.ascii_letters + string.digits
 _counter = itertools.count()
 _lock = threading.Lock()
 _last = [0, 0]
@@ -46,7 +45,8 @@ def _time_part() -> str:
 def new_id(prefix: str) -> str:
     """`prefix` + `_` (or `-` for `chatcmpl` and `file`, as OpenAI does) + 24 characters, e.g. `run_0kZ3...`."""
     sep = "-" if prefix in ("chatcmpl", "file") else "_"
-    return prefix + sep + _time_part() + "".join(secrets.choice(_RANDOM) for _ in range(15))
+    # 15 characters from 96 random bits in one call (a choice per character cost 15 system calls)
+    return prefix + sep + _time_part() + _base62(int.from_bytes(secrets.token_bytes(12), "big"), 15)
 
 
 def derived_id(prefix: str, seed: str) -> str:

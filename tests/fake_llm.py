@@ -27,7 +27,7 @@ and api-key headers, the user agent and the caller's port, which shows a kept-al
 `POST /_reset` forgets both.
 
 Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening);
-`--tls-cert CERT --tls-key KEY` serves HTTPS with HTTP/2 (hypercorn) instead.
+`--tls-cert CERT --tls-key KEY` serves HTTPS instead.
 """
 
 from __future__ import annotations
@@ -364,38 +364,18 @@ app = Starlette(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--tls-cert", help="serve HTTPS (HTTP/2 and HTTP/1.1, by ALPN) with this certificate")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (and --tls-key)")
     parser.add_argument("--tls-key")
     args = parser.parse_args()
-    if args.tls_cert:
-        return serve_tls(args.port, args.tls_cert, args.tls_key)
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for such sockets;
     # without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     print(f"FAKE_LLM_PORT={sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
+    tls = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key} if args.tls_cert else {}
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1, **tls)
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def serve_tls(port: int, cert: str, key: str) -> None:
-    """HTTPS through hypercorn, which speaks HTTP/2 (uvicorn does not): for the client's HTTP/2."""
-    import hypercorn.asyncio
-    from hypercorn.config import Config
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(128)
-    sock.setblocking(False)
-    config = Config()
-    config.certfile, config.keyfile = cert, key
-    config.alpn_protocols = ["h2", "http/1.1"]
-    config.loglevel = "WARNING"
-    print(f"FAKE_LLM_PORT={sock.getsockname()[1]}", flush=True)
-    config.bind = [f"fd://{sock.fileno()}"]
-    asyncio.run(hypercorn.asyncio.serve(app, config))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
+import orjson
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
@@ -34,7 +35,7 @@ from ossabus.contracts.bus import (
 )
 from ossabus.contracts.openai_objects import Run
 from ossabus.contracts.tools import ToolAnnouncement
-from ossabus.executor import llm, local_embeddings
+from ossabus.executor import llm, local_embeddings, openai_wire
 from ossabus.executor.answers import answer_run
 from ossabus.executor.chat import ChatCompletions, bus_error
 from ossabus.executor.chat_tools import model_form
@@ -150,6 +151,7 @@ class ExecutorService(Service):
         for task in list(self.inflight):
             task.cancel()
         await asyncio.gather(*self.inflight, return_exceptions=True)
+        await openai_wire.POOL.close()
 
     async def _carry(self, msg: NatsMessage, request: RunRequest, before_ack: Settle | None = None) -> bool:
         """Carry a run for this delivery; ack when it is terminal or parked, nak (to be redelivered)
@@ -328,18 +330,19 @@ class ExecutorService(Service):
             counted += llm.count_tokens(model, [{"role": "system", "content": json.dumps(tools)}])
         return TokenCount(input_tokens=counted)
 
-    async def on_chat(self, msg: NatsMessage) -> dict | None:
+    async def on_chat(self, msg: NatsMessage) -> bytes | None:
+        """A chat completion; the reply is serialized here (orjson), not by FastStream's encoder."""
         try:
-            request = ChatRequest.model_validate_json(msg.body)
-        except ValidationError as exc:
-            return Reply.failure(BusError(code="invalid_request", message=str(exc.errors()[0]["msg"]))).model_dump()
+            request = ChatRequest.from_relay(msg.body)
+        except (ValueError, TypeError) as exc:
+            return Reply.failure(BusError(code="invalid_request", message=str(exc))).model_dump_json().encode()
         assert self.chat is not None
         if request.stream_subject:
             await self.chat.stream(request, request.stream_subject)
             return None
         try:
-            return Reply.success(await self.chat.complete(request)).model_dump(mode="json")
+            return orjson.dumps({"ok": True, "result": await self.chat.complete(request)})
         except LLMError as error:
-            return Reply.failure(bus_error(error)).model_dump(mode="json")
+            return Reply.failure(bus_error(error)).model_dump_json().encode()
         except BusFailure as exc:
-            return Reply.failure(exc.error).model_dump(mode="json")
+            return Reply.failure(exc.error).model_dump_json().encode()

@@ -6,7 +6,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, Request, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -18,7 +19,6 @@ from ossabus.contracts.bus import (
     BusError,
     ChatRequest,
     ManifestListItem,
-    Reply,
 )
 from ossabus.contracts.ids import new_id
 from ossabus.registry.providers import infer_provider
@@ -33,6 +33,7 @@ from ossabus.runtime.tracing import headers_with_context
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 CHAT_TIMEOUT_S = 600
+JSON = "application/json"
 PASSED_PARAMS = (*SAMPLING_PARAMS, *PROVIDER_SPECIFIC_PARAMS)
 
 
@@ -73,7 +74,7 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
     subject = subjects.chat(agent.name if agent else subjects.PLAIN_LLM_AGENT)
     nc = request.app.state.broker.connection
     if not body.stream:
-        return restore_completion(await complete(nc, subject, chat), shapes)
+        return Response(orjson.dumps(restore_completion(await complete(nc, subject, chat), shapes)), media_type=JSON)
     return await _stream(nc, subject, chat, shapes)
 
 
@@ -87,10 +88,12 @@ async def complete(nc, subject: str, chat: ChatRequest) -> dict:
         raise BusFailure.of("unavailable", "no executor is running to serve chat completions") from exc
     except NatsTimeout as exc:
         raise BusFailure.of("unavailable", "the executor did not answer in time") from exc
-    result = Reply[dict].model_validate_json(reply.data)
-    if not result.ok:
-        raise BusFailure(result.error or BusError(code="internal_error", message="empty reply"))
-    return result.result  # type: ignore[return-value]
+    answer = orjson.loads(reply.data)  # the executor's own envelope: read, not validated again
+    if not answer.get("ok"):
+        raise BusFailure(
+            BusError.model_validate(answer.get("error") or {"code": "internal_error", "message": "empty reply"})
+        )
+    return answer["result"]
 
 
 async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator[dict]:
