@@ -106,10 +106,14 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true", help="measure only the recovery from a kill")
     parser.add_argument("--skip-recovery", action="store_true", help="measure only the throughput")
     parser.add_argument("--executors", default="1,2,4", help="executor process counts to compare")
+    parser.add_argument("--tally-only", action="store_true", help="only what a run costs on the bus")
     args = parser.parse_args()
     fake, fake_url = start_fake()
     env = {**os.environ, "OPENAI_BASE_URL": f"{fake_url}/v1", "OPENAI_API_KEY": "sk-bench"}
     try:
+        if args.tally_only:
+            throughput(env, 1, [f"task {i}" for i in range(60)], tally=True)
+            return
         if not args.skip_throughput:
             measure_throughput(env, args.tasks, [int(n) for n in args.executors.split(",")])
         if args.skip_recovery:

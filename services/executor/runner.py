@@ -55,7 +55,7 @@ from ossabus.runtime.tool_directory import ToolDirectory
 from ossabus.store import kv as kvs
 from ossabus.store.runs import plain_model_record
 from ossabus.store.slots import Slots
-from ossabus.store.state import State
+from ossabus.store.state import State, carrying
 from ossabus.store.turns import TurnIds, turn_ids
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ class Runner:
         written nothing after the fence said so.
         """
         try:
-            await self._carry(request)
+            with carrying(request.thread_id, request.run_id):
+                await self._carry(request)
         except RunEnded:
             # Another carrier ended it, or our own ending landed although its acknowledgement was lost
             # (NATS restarting, a cluster electing a leader): either way its ending must be announced.

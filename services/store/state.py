@@ -6,12 +6,21 @@ creation, so a key-ordered scan is a creation-ordered list.
 
 Writes to messages, runs and steps made by a run's carrier are fenced by its lease (`store.leases`):
 a carrier that lost the run to another cannot write a second answer.
+
+While a carrier holds a run (`carrying`), it is the only writer of that run's steps (outputs and
+approvals are recorded only while no one carries it) and of its thread's messages (the API refuses
+new messages while a thread has an active run), so it lists each from the store once and then keeps
+the list itself: a listing through a consumer costs six JetStream round trips, and a run listed its
+steps four times and its messages at every turn (bench/runs.py counts them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
@@ -36,6 +45,52 @@ class ActiveRunRecord(BaseModel):
 # A claim whose run is not stored yet is a run being created (claim first, then write the run), not
 # an abandoned one, for this long.
 CLAIM_GRACE_S = 30.0
+
+
+@dataclass
+class _CarriedSteps:
+    thread_id: str
+    run_id: str
+    steps: dict[str, RunStep] | None = None  # by id, once listed
+    messages: dict[str, Message] | None = None  # the thread's, by id, once listed
+    listed: int = field(default=0)  # listings that reached the store (one of each, while carried)
+
+    def holds(self, thread_id: str, run_id: str) -> bool:
+        return (self.thread_id, self.run_id) == (thread_id, run_id)
+
+
+_CARRIED: contextvars.ContextVar[_CarriedSteps | None] = contextvars.ContextVar("carried_steps", default=None)
+
+
+@contextlib.contextmanager
+def carrying(thread_id: str, run_id: str) -> Iterator[_CarriedSteps]:
+    """The current task carries this run: its steps are listed from the store once, then kept."""
+    carried = _CarriedSteps(thread_id, run_id)
+    token = _CARRIED.set(carried)
+    try:
+        yield carried
+    finally:
+        _CARRIED.reset(token)
+
+
+def _carried(thread_id: str, run_id: str) -> _CarriedSteps | None:
+    carried = _CARRIED.get()
+    return carried if carried is not None and carried.holds(thread_id, run_id) else None
+
+
+def _carried_thread(thread_id: str) -> _CarriedSteps | None:
+    carried = _CARRIED.get()
+    return carried if carried is not None and carried.thread_id == thread_id else None
+
+
+def _keep_message(thread_id: str, message: Message | None, message_id: str) -> None:
+    carried = _carried_thread(thread_id)
+    if carried is None or carried.messages is None:
+        return
+    if message is None:
+        carried.messages.pop(message_id, None)
+    else:
+        carried.messages[message_id] = message.model_copy(deep=True)
 
 
 class State:
@@ -82,6 +137,7 @@ class State:
         await fenced_write(
             lambda: kvs.put(self.messages_kv, subjects.message_key(message.thread_id, message.id), message)
         )
+        _keep_message(message.thread_id, message, message.id)
         return message
 
     async def get_message(self, thread_id: str, message_id: str) -> Message | None:
@@ -90,13 +146,23 @@ class State:
 
     async def update_message(self, thread_id: str, message_id: str, change) -> Message | None:
         key = subjects.message_key(thread_id, message_id)
-        return await fenced_write(lambda: kvs.update(self.messages_kv, key, Message, change))
+        updated = await fenced_write(lambda: kvs.update(self.messages_kv, key, Message, change))
+        _keep_message(thread_id, updated, message_id)
+        return updated
 
     async def delete_message(self, thread_id: str, message_id: str) -> None:
         await fenced_write(lambda: kvs.delete(self.messages_kv, subjects.message_key(thread_id, message_id)))
+        _keep_message(thread_id, None, message_id)
 
     async def list_messages(self, thread_id: str) -> list[Message]:
-        return await kvs.scan(self.messages_kv, subjects.thread_messages(thread_id), Message)
+        """The thread's messages in creation order; copies, so callers may change them."""
+        carried = _carried_thread(thread_id)
+        if carried is None:
+            return await kvs.scan(self.messages_kv, subjects.thread_messages(thread_id), Message)
+        if carried.messages is None:
+            listed = await kvs.scan(self.messages_kv, subjects.thread_messages(thread_id), Message)
+            carried.messages, carried.listed = {m.id: m for m in listed}, carried.listed + 1
+        return [carried.messages[key].model_copy(deep=True) for key in sorted(carried.messages)]
 
     # runs ----------------------------------------------------------------------------------------------
     async def put_run(self, run: Run) -> Run:
@@ -128,6 +194,9 @@ class State:
     # steps ---------------------------------------------------------------------------------------------
     async def put_step(self, step: RunStep) -> RunStep:
         await fenced_write(lambda: kvs.put(self.runs_kv, subjects.step_key(step.thread_id, step.run_id, step.id), step))
+        carried = _carried(step.thread_id, step.run_id)
+        if carried is not None and carried.steps is not None:
+            carried.steps[step.id] = step.model_copy(deep=True)
         return step
 
     async def get_step(self, thread_id: str, run_id: str, step_id: str) -> RunStep | None:
@@ -136,9 +205,19 @@ class State:
 
     async def delete_step(self, thread_id: str, run_id: str, step_id: str) -> None:
         await fenced_write(lambda: kvs.delete(self.runs_kv, subjects.step_key(thread_id, run_id, step_id)))
+        carried = _carried(thread_id, run_id)
+        if carried is not None and carried.steps is not None:
+            carried.steps.pop(step_id, None)
 
     async def list_steps(self, thread_id: str, run_id: str) -> list[RunStep]:
-        return await kvs.scan(self.runs_kv, subjects.run_steps(thread_id, run_id), RunStep)
+        """The run's steps in creation order (ids sort so); copies, so callers may change them."""
+        carried = _carried(thread_id, run_id)
+        if carried is None:
+            return await kvs.scan(self.runs_kv, subjects.run_steps(thread_id, run_id), RunStep)
+        if carried.steps is None:
+            listed = await kvs.scan(self.runs_kv, subjects.run_steps(thread_id, run_id), RunStep)
+            carried.steps, carried.listed = {step.id: step for step in listed}, carried.listed + 1
+        return [carried.steps[key].model_copy(deep=True) for key in sorted(carried.steps)]
 
     # the one active run per thread ------------------------------------------------------------------------
     async def claim_thread(self, thread_id: str, run_id: str) -> str | None:
