@@ -331,7 +331,9 @@ class ExecutorService(Service):
         return TokenCount(input_tokens=counted)
 
     async def on_chat(self, msg: NatsMessage) -> bytes | None:
-        """A chat completion; the reply is serialized here (orjson), not by FastStream's encoder."""
+        """A chat completion of an agent or a provider model: the completion as the reply, or its
+        chunks on `stream_subject` when it streams."""
+        # the reply is serialized here (orjson), not by FastStream's encoder: this runs per request
         try:
             request = ChatRequest.from_relay(msg.body)
         except (ValueError, TypeError) as exc:
