@@ -85,16 +85,18 @@ def no_answer() -> LLMError:
 NOT_A_COMPLETION = "the model provider's answer was not a chat completion (no text and no tool calls)"
 
 
-def bounded(params: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
-    """The call's parameters with HTTP timeouts set (connect, and each read), and the manifest's
-    `maxLatencySeconds` taken out as the bound of the whole call."""
+def whole_call_s(params: dict[str, Any]) -> float | None:
+    """The manifest's `maxLatencySeconds` (carried as `timeout`): the bound of the whole call."""
+    total = params.get("timeout")
+    return float(total) if total else None
+
+
+def litellm_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The call's parameters for litellm, its HTTP timeouts (connect, and each read) in place of the
+    bound of the whole call (`whole_call_s`, applied around the call)."""
     import httpx
 
-    out = dict(params)
-    total = out.pop("timeout", None)
-    idle = idle_timeout_s()
-    out["timeout"] = httpx.Timeout(idle, connect=connect_timeout_s())
-    return out, float(total) if total else None
+    return {**params, "timeout": httpx.Timeout(idle_timeout_s(), connect=connect_timeout_s())}
 
 
 _INTERNALS = re.compile(r"Traceback|File \"|\bline \d+|/[\w.\-]+/[\w.\-/]+\.py|site-packages|\{.*\}", re.S)
@@ -136,7 +138,7 @@ def classify(exc: Exception) -> LLMError:
         return LLMError("rate_limit_exceeded", f"the model provider is rate limiting: {detail}", True, 429)
     if name in ("Timeout", "APITimeoutError") or isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return no_answer()
-    if name == "APIConnectionError":
+    if name == "APIConnectionError" or isinstance(exc, openai_wire.ProviderConnectionError):
         return LLMError("server_error", f"could not connect to the model provider: {detail}", True, status)
     if name in ("ServiceUnavailableError", "InternalServerError"):
         return LLMError("server_error", f"the model provider failed: {detail}", True, status)
@@ -212,17 +214,7 @@ def connection_params(definition: AgentDefinition | None) -> dict[str, Any]:
 LITELLM_DROPS = {"verbosity", "prompt_cache_key", "prompt_cache_retention", "safety_identifier"}
 
 
-_provider_and_name = wire_providers.split
-
-
-@functools.lru_cache(maxsize=512)
-def _supported(provider: str, name: str) -> frozenset[str] | None:
-    """The OpenAI parameters litellm's table says this model takes; None when it does not know it.
-    Asked on every request, so kept: litellm's answer for a model does not change while it runs."""
-    try:
-        return frozenset(_litellm().get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
-    except Exception:
-        return None
+_supported = wire_providers.litellm_fields
 
 
 def supported_extras(model: str, extras: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +223,7 @@ def supported_extras(model: str, extras: dict[str, Any]) -> dict[str, Any]:
     A run does not fail for one its provider lacks: it is left out."""
     passable = {*PROVIDER_SPECIFIC_PARAMS, "user"}
     given = {k: v for k, v in extras.items() if k in passable and v is not None}
-    provider, name = _provider_and_name(model)
+    provider, name = wire_providers.split(model)
     if not given or provider == "openai":
         return given
     supported = _supported(provider, name) or set()
@@ -241,7 +233,7 @@ def supported_extras(model: str, extras: dict[str, Any]) -> dict[str, Any]:
 def refused_param(model: str, params: dict[str, Any]) -> str | None:
     """The first provider-specific field this model's provider cannot honour (litellm's table), or
     None. The OpenAI wire format takes all of them: the server it points at decides."""
-    provider, name = _provider_and_name(model)
+    provider, name = wire_providers.split(model)
     given = [k for k in PROVIDER_SPECIFIC_PARAMS if params.get(k) is not None]
     if provider == "openai" or not given:
         return None
@@ -254,7 +246,7 @@ def refused_param(model: str, params: dict[str, Any]) -> str | None:
 def wire_params(model: str, params: dict[str, Any]) -> dict[str, Any]:
     """For the OpenAI wire format, provider-specific fields litellm does not know for this model go
     in the body as given (`extra_body`): the server behind the URL decides what it honours."""
-    provider, name = _provider_and_name(model)
+    provider, name = wire_providers.split(model)
     given = [k for k in (*PROVIDER_SPECIFIC_PARAMS, "user") if params.get(k) is not None]
     if provider != "openai" or not given:
         return params
@@ -285,8 +277,7 @@ def direct(request: LLMRequest) -> bool:
 async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk]:
     """Stream one completion; retry transient failures that happen before the first chunk."""
     await guard(request.params)
-    total = request.params.get("timeout")
-    total = float(total) if total else None
+    total = whole_call_s(request.params)
     wire = direct(request)
     attempt = 0
     while True:
@@ -321,7 +312,7 @@ async def stream(request: LLMRequest, retry: RetryPolicy) -> AsyncIterator[Chunk
 
 async def _litellm_stream(request: LLMRequest) -> AsyncIterator[Chunk]:
     litellm = _litellm()
-    params, _ = bounded(request.params)
+    params = litellm_params(request.params)
     idle = idle_timeout_s()
     response = await asyncio.wait_for(
         litellm.acompletion(
@@ -347,8 +338,7 @@ async def _litellm_stream(request: LLMRequest) -> AsyncIterator[Chunk]:
 async def complete(request: LLMRequest, retry: RetryPolicy) -> Completion:
     """One non-streamed completion, retried on transient failures."""
     await guard(request.params)
-    total = request.params.get("timeout")
-    bound = float(total) if total else idle_timeout_s() + connect_timeout_s()
+    bound = whole_call_s(request.params) or idle_timeout_s() + connect_timeout_s()
     wire = direct(request)
     attempt = 0
     while True:
@@ -372,7 +362,7 @@ async def complete(request: LLMRequest, retry: RetryPolicy) -> Completion:
 
 
 async def _litellm_complete(request: LLMRequest) -> Completion:
-    params, _ = bounded(request.params)
+    params = litellm_params(request.params)
     response = await _litellm().acompletion(
         model=request.model, messages=request.messages, tools=request.tools or None, num_retries=0, **params
     )
@@ -388,13 +378,7 @@ async def _litellm_complete(request: LLMRequest) -> Completion:
         ],
         finish_reason=getattr(choice, "finish_reason", None),
         # litellm fills in zeros when the provider reported no usage: that is "unknown", counted then
-        usage={
-            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-            "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
-        }
-        if usage and (getattr(usage, "prompt_tokens", 0) or getattr(usage, "completion_tokens", 0))
-        else None,
+        usage=_usage(usage) if usage and any(_usage(usage).values()) else None,
         model=getattr(response, "model", None),
         logprobs=openai_logprobs(getattr(choice, "logprobs", None)),
         reasoning=getattr(message, "reasoning_content", None) or None,
@@ -419,15 +403,20 @@ def openai_logprobs(value: Any) -> dict[str, Any] | None:
     return {"content": data.get("content"), "refusal": data.get("refusal")}
 
 
+def _usage(usage: Any) -> dict[str, int]:
+    """A litellm usage object as the counts ossabus keeps."""
+    return {
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
+    }
+
+
 def _chunk(raw: Any) -> Chunk:
     out = Chunk(model=getattr(raw, "model", None))
     usage = getattr(raw, "usage", None)
     if usage:
-        out.usage = {
-            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-            "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
-        }
+        out.usage = _usage(usage)
     choices = getattr(raw, "choices", None) or []
     if not choices:
         return out

@@ -50,10 +50,7 @@ class ProviderStatusError(Exception):
 
 
 class ProviderConnectionError(Exception):
-    """The connection failed or broke (refused, reset, TLS); named as litellm names it for `classify`."""
-
-
-ProviderConnectionError.__name__ = "APIConnectionError"
+    """The connection failed or broke (refused, reset, TLS): transient, as litellm's APIConnectionError."""
 
 
 @functools.cache

@@ -118,20 +118,32 @@ def split(model: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=512)
-def supported_fields(provider: str, name: str) -> frozenset[str] | None:
-    """The OpenAI fields litellm's table says this model takes; None when it does not know the model
-    (a model on a self-hosted server: then everything is passed and the server decides)."""
+def litellm_fields(provider: str, name: str) -> frozenset[str] | None:
+    """The OpenAI fields litellm's table lists for this model (for a model it does not know, its
+    provider's general list); None when litellm cannot say. Asked on every request, so kept."""
     from ossabus.executor.llm import _litellm
 
-    litellm = _litellm()
     try:
-        litellm.get_model_info(model=name, custom_llm_provider=provider)
+        return frozenset(_litellm().get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
     except Exception:
         return None
+
+
+@functools.lru_cache(maxsize=512)
+def _known(provider: str, name: str) -> bool:
+    from ossabus.executor.llm import _litellm
+
     try:
-        return frozenset(litellm.get_supported_openai_params(model=name, custom_llm_provider=provider) or ())
+        _litellm().get_model_info(model=name, custom_llm_provider=provider)
     except Exception:
-        return None
+        return False
+    return True
+
+
+def supported_fields(provider: str, name: str) -> frozenset[str] | None:
+    """The fields a model litellm knows takes; None for one it does not know (a model on a
+    self-hosted server: then everything is passed and the server decides)."""
+    return litellm_fields(provider, name) if _known(provider, name) else None
 
 
 def _env(names: tuple[str, ...]) -> str | None:

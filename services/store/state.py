@@ -20,7 +20,7 @@ import contextlib
 import contextvars
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
@@ -48,24 +48,24 @@ CLAIM_GRACE_S = 30.0
 
 
 @dataclass
-class _CarriedSteps:
+class _Carried:
     thread_id: str
     run_id: str
     steps: dict[str, RunStep] | None = None  # by id, once listed
     messages: dict[str, Message] | None = None  # the thread's, by id, once listed
-    listed: int = field(default=0)  # listings that reached the store (one of each, while carried)
+    listed: int = 0  # listings that reached the store (one of each, while carried)
 
     def holds(self, thread_id: str, run_id: str) -> bool:
         return (self.thread_id, self.run_id) == (thread_id, run_id)
 
 
-_CARRIED: contextvars.ContextVar[_CarriedSteps | None] = contextvars.ContextVar("carried_steps", default=None)
+_CARRIED: contextvars.ContextVar[_Carried | None] = contextvars.ContextVar("carried", default=None)
 
 
 @contextlib.contextmanager
-def carrying(thread_id: str, run_id: str) -> Iterator[_CarriedSteps]:
+def carrying(thread_id: str, run_id: str) -> Iterator[_Carried]:
     """The current task carries this run: its steps are listed from the store once, then kept."""
-    carried = _CarriedSteps(thread_id, run_id)
+    carried = _Carried(thread_id, run_id)
     token = _CARRIED.set(carried)
     try:
         yield carried
@@ -73,12 +73,12 @@ def carrying(thread_id: str, run_id: str) -> Iterator[_CarriedSteps]:
         _CARRIED.reset(token)
 
 
-def _carried(thread_id: str, run_id: str) -> _CarriedSteps | None:
+def _carried(thread_id: str, run_id: str) -> _Carried | None:
     carried = _CARRIED.get()
     return carried if carried is not None and carried.holds(thread_id, run_id) else None
 
 
-def _carried_thread(thread_id: str) -> _CarriedSteps | None:
+def _carried_thread(thread_id: str) -> _Carried | None:
     carried = _CARRIED.get()
     return carried if carried is not None and carried.thread_id == thread_id else None
 
