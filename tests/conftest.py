@@ -225,6 +225,11 @@ class FakeLLM:
     def reset(self) -> None:
         httpx.post(f"{self.base_url}/_reset", timeout=5)
 
+    def concurrency(self, containing: str) -> dict[str, int]:
+        """How many `[[slow:]]` requests holding `containing` (a test's own tag) waited at once, now and
+        at most: a request an earlier test left waiting in this worker's fake must not count."""
+        return httpx.get(f"{self.base_url}/_concurrency", params={"containing": containing}, timeout=5).json()
+
 
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeLLM]:

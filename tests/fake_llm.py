@@ -24,7 +24,8 @@ Usage counts words: prompt tokens are the words of all messages, completion toke
 `GET /_requests` returns every request body received (with `_meta`: path, query, the authorization
 and api-key headers, the user agent and the caller's port, which shows a kept-alive connection);
 `GET /_concurrency` how many requests were inside their `[[slow:]]` wait at once (now, and at most);
-`POST /_reset` forgets both.
+`GET /_concurrency?containing=TEXT` counts only the requests whose messages hold TEXT (a test's own
+tag: a request another test left waiting must not count); `POST /_reset` forgets both.
 
 Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening);
 `--tls-cert CERT --tls-key KEY` serves HTTPS instead.
@@ -54,6 +55,7 @@ DIRECTIVE = re.compile(r"\[\[(\w+)(?::([^\]\s]*))?(?:\s+(.*?))?\]\]", re.S)
 REQUESTS: list[dict[str, Any]] = []
 ATTEMPTS: Counter[str] = Counter()
 CONCURRENT = {"now": 0, "max": 0}  # requests inside their [[slow:]] wait at once, and the most seen
+WAITS: list[dict[str, Any]] = []  # each [[slow:]] wait: the request's text, when it began and ended
 
 
 def text_of(message: dict[str, Any]) -> str:
@@ -161,10 +163,13 @@ async def chat(request: Request):
     if p["slow"]:
         CONCURRENT["now"] += 1
         CONCURRENT["max"] = max(CONCURRENT["max"], CONCURRENT["now"])
+        wait = {"text": " ".join(text_of(m) for m in body.get("messages") or []), "began": time.monotonic()}
+        WAITS.append(wait)
         try:
             await asyncio.sleep(p["slow"])
         finally:
             CONCURRENT["now"] -= 1
+            wait["ended"] = time.monotonic()
     if p["fail"]:
         return error(p["fail"])
     if p.get("garbage"):
@@ -327,14 +332,29 @@ async def requests_seen(_: Request):
     return JSONResponse(REQUESTS)
 
 
-async def concurrency(_: Request):
-    return JSONResponse(CONCURRENT)
+async def concurrency(request: Request):
+    containing = request.query_params.get("containing")
+    if containing is None:
+        return JSONResponse(CONCURRENT)
+    return JSONResponse(overlap([w for w in WAITS if containing in w["text"]]))
+
+
+def overlap(waits: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of these waits are going on now, and the most that were at once (ends sort before
+    beginnings at the same instant: one wait ending as another begins is not two at once)."""
+    edges = sorted([(w["began"], 1) for w in waits] + [(w["ended"], -1) for w in waits if "ended" in w])
+    now = most = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return {"now": now, "max": most}
 
 
 async def reset(_: Request):
     REQUESTS.clear()
     ATTEMPTS.clear()
     CONCURRENT["max"] = CONCURRENT["now"]
+    WAITS[:] = [w for w in WAITS if "ended" not in w]
     return JSONResponse({"ok": True})
 
 

@@ -5,6 +5,7 @@ import asyncio
 import hashlib
 import json
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -106,29 +107,29 @@ def test_a_daily_cost_budget_is_priced_with_litellm(budget_stack):
 
 
 def test_concurrency_is_limited_across_two_executor_processes(budget_stack, nats_url, fake_llm):
-    httpx.post(f"{fake_llm.base_url}/_reset")
+    tag = uuid.uuid4().hex[:8]
 
     async def submit_six():
         async with await OssabusClient.connect(nats_url, timeout=60) as bus:
-            tasks = [await bus.submit("narrow-agent", f"[[slow:1]] task {i}") for i in range(6)]
+            tasks = [await bus.submit("narrow-agent", f"[[slow:1]] task {i} {tag}") for i in range(6)]
             return [await t.result() for t in tasks]
 
     started = time.monotonic()
     results = asyncio.run(submit_six())
     assert [r.status for r in results] == ["completed"] * 6
-    seen = httpx.get(f"{fake_llm.base_url}/_concurrency").json()
-    assert seen["max"] == 2  # reached, and never passed, across both executors
+    assert fake_llm.concurrency(tag)["max"] == 2  # reached, and never passed, across both executors
     assert time.monotonic() - started >= 2.9  # three waves of two
 
     # while two runs hold the slots, the relay refuses a third at once
     client = OpenAI(base_url=f"{budget_stack.base_url}/v1", api_key="key-one", max_retries=0)
     busy = [
         client.beta.threads.create_and_run(
-            assistant_id="asst_narrowXagent", thread={"messages": [{"role": "user", "content": "[[slow:3]] busy"}]}
+            assistant_id="asst_narrowXagent",
+            thread={"messages": [{"role": "user", "content": f"[[slow:3]] busy {tag}"}]},
         )
         for _ in range(2)
     ]
-    eventually(lambda: _assert_equal(httpx.get(f"{fake_llm.base_url}/_concurrency").json()["now"], 2))
+    eventually(lambda: _assert_equal(fake_llm.concurrency(f"busy {tag}")["now"], 2))
     with pytest.raises(RateLimitError) as refused:
         client.beta.threads.create_and_run(assistant_id="asst_narrowXagent", thread={"messages": []})
     assert refused.value.body["code"] == "rate_limit_exceeded"

@@ -167,7 +167,7 @@ def test_a_parallel_fan_out_runs_at_once_and_fans_in(api_stack, fake_llm):
     steps = steps_of(run)
     assert steps["both"]["output"] == {"left": f"Echo: left {tag}", "right": f"Echo: right {tag}"}
     assert steps["join"]["output"] == f"Echo: Echo: left {tag} + Echo: right {tag}"
-    assert httpx.get(f"{fake_llm.base_url}/_concurrency", timeout=5).json()["max"] >= 2
+    assert fake_llm.concurrency(tag)["max"] >= 2
     assert steps["join"]["started_at"] >= max(steps["left"]["completed_at"], steps["right"]["completed_at"])
 
 
@@ -785,7 +785,7 @@ def test_a_concurrency_group_runs_its_members_one_at_a_time(api_stack, fake_llm)
     first, second, other = (start(base, name, {"key": key})["id"] for key in ("a", "a", "b"))
     runs = [finished(base, name, run_id) for run_id in (first, second, other)]
     assert [r["status"] for r in runs] == ["completed"] * 3
-    assert httpx.get(f"{fake_llm.base_url}/_concurrency", timeout=5).json()["max"] == 2  # a+b, never a+a+b
+    assert fake_llm.concurrency(tag)["max"] == 2  # a+b, never a+a+b
     assert runs[1]["started_at"] >= runs[0]["completed_at"]
 
     cancelling = f"latest-wins-{tag}"

@@ -47,6 +47,7 @@ from ossabus.executor.tasks import TaskRejected, Tasks, derived_id, task_ids
 from ossabus.runtime.admission import admit, keep_in_progress, work_queue
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
+from ossabus.runtime.carriers import Carriers, Stop, cancel_all
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
@@ -71,9 +72,7 @@ class ExecutorService(Service):
         self.tasks: Tasks | None = None
         self.leases: Leases | None = None
         self.agents: AgentDirectory | None = None
-        self.running: dict[str, asyncio.Task] = {}
-        self.cancel_requested: set[str] = set()
-        self.lease_lost: set[str] = set()
+        self.carriers = Carriers()
         self.tools = ToolDirectory()
         self.slots = asyncio.Semaphore(self.max_runs)
         self.inflight: set[asyncio.Task] = set()
@@ -148,9 +147,7 @@ class ExecutorService(Service):
         """Runs still in flight are abandoned unacknowledged: the work queue gives them to another executor."""
         if self.credentials_check is not None:
             self.credentials_check.cancel()
-        for task in list(self.inflight):
-            task.cancel()
-        await asyncio.gather(*self.inflight, return_exceptions=True)
+        await cancel_all(list(self.inflight))
         await openai_wire.POOL.close()
 
     async def _carry(self, msg: NatsMessage, request: RunRequest, before_ack: Settle | None = None) -> bool:
@@ -178,8 +175,10 @@ class ExecutorService(Service):
             return False
         task = asyncio.current_task()
         assert task is not None
-        renewal = asyncio.create_task(keep_lease(fence, task, self.settings.ack_wait_s / 3, self.lease_lost))
-        self.running[request.run_id] = task
+        self.carriers.carry(request.run_id, task)
+        renewal = asyncio.create_task(
+            keep_lease(fence, self.settings.ack_wait_s / 3, lambda: self.carriers.stop(request.run_id, Stop.LEASE_LOST))
+        )
         try:
             with fenced(fence):
                 await self.runner.carry(request)
@@ -191,12 +190,11 @@ class ExecutorService(Service):
             log.warning("run %s: another carrier took it over; stopped here without writing", request.run_id)
             return False
         except asyncio.CancelledError:
-            if request.run_id in self.lease_lost:
-                task.uncancel()
+            why = self.carriers.took(request.run_id)
+            if why is Stop.LEASE_LOST:
                 return False  # the lease holder carries it; this delivery is redelivered and finds it done
-            if request.run_id not in self.cancel_requested:
+            if why is None:
                 raise  # shutting down: not acked, so another executor takes the run over
-            task.uncancel()
             await self.runner.cancelled(request)
             await self._settle(msg, before_ack)
             return True
@@ -213,9 +211,7 @@ class ExecutorService(Service):
             renewal.cancel()
             with contextlib.suppress(Exception):
                 await fence.release()
-            self.running.pop(request.run_id, None)
-            self.cancel_requested.discard(request.run_id)
-            self.lease_lost.discard(request.run_id)
+            self.carriers.done(request.run_id)
 
     @staticmethod
     async def _settle(msg: NatsMessage, before_ack: Settle | None) -> None:
@@ -297,10 +293,7 @@ class ExecutorService(Service):
 
     async def on_cancel(self, msg: NatsMessage) -> None:
         run_id = msg.raw_message.subject.split(".")[3]
-        task = self.running.get(run_id)
-        if task is not None:
-            self.cancel_requested.add(run_id)
-            task.cancel()
+        self.carriers.stop(run_id, Stop.CANCEL)
 
     async def on_tool_announcement(self, msg: NatsMessage) -> None:
         with contextlib.suppress(ValidationError):

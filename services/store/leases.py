@@ -134,9 +134,9 @@ class Leases:
         return None
 
 
-async def keep_lease(fence: Fence, carrier: asyncio.Task, every_s: float, lost: set[str]) -> None:
+async def keep_lease(fence: Fence, every_s: float, lost: Callable[[], object]) -> None:
     """Renew the lease while its carrier waits (on the model, on a tool, on a step's run); when another
-    carrier took it (this one stalled past its expiry), note it in `lost` and stop this one at once.
+    carrier took it (this one stalled past its expiry), call `lost`, which stops this one at once.
     Writes check the fence themselves; this only stops a carrier that is not writing."""
     while True:
         await asyncio.sleep(every_s)
@@ -144,8 +144,7 @@ async def keep_lease(fence: Fence, carrier: asyncio.Task, every_s: float, lost: 
             await fence.hold()
         except LeaseLost:
             log.warning("lost the lease of %s to another carrier; stopping it here", fence.run_id)
-            lost.add(fence.run_id)
-            carrier.cancel()
+            lost()
             return
         except Exception:  # the bus is down: the next renewal will tell
             continue

@@ -31,6 +31,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from ossabus.contracts import expressions, subjects
 from ossabus.contracts.workflow import STEP_DONE, WorkflowError, WorkflowRun, WorkflowStep
 from ossabus.contracts.workflow_plan import Plan, Step, dependencies, max_iterations, max_step_runs
+from ossabus.runtime.carriers import cancel_all
 from ossabus.runtime.child_runs import ChildRuns, StepError, WaitedTooLong, attempt_ids, step_output
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.task_runs import schema_errors
@@ -263,10 +264,7 @@ class Carrier:
                         deps[jump.target] = []
                     finished.add(step_id)
         finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+            await cancel_all(running)
         for step in reversed(steps):
             seen = frame.seen.get(step.id)
             if seen and seen["status"] == "completed":
@@ -490,9 +488,7 @@ class Carrier:
                     assert self.handled_error is not None
                     raise StepFailure(self.handled_error) from None
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
 
     async def _approval(self, step: Step, key: str, state: WorkflowStep) -> WorkflowStep:
         """Wait for a person's decision on this step (recorded through the API, announced on the

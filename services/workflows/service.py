@@ -28,6 +28,7 @@ from ossabus.contracts.workflow_plan import Plan
 from ossabus.runtime.admission import admit, keep_in_progress, work_queue
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusClient, BusFailure, validation_failure
+from ossabus.runtime.carriers import Carriers, Stop, cancel_all
 from ossabus.runtime.child_runs import ChildRuns
 from ossabus.runtime.events import RunEvents
 from ossabus.runtime.resilient_fetch import keep_fetching
@@ -58,9 +59,7 @@ class WorkflowService(Service):
         super().__init__(settings)
         self.slots = asyncio.Semaphore(max_workflows())
         self.inflight: set[asyncio.Task] = set()
-        self.carrying: dict[str, asyncio.Task] = {}
-        self.cancel_requested: set[str] = set()
-        self.lease_lost: set[str] = set()
+        self.carriers = Carriers()
         self.work_queue = None
         self.agents: AgentDirectory | None = None
         self.runs: WorkflowRuns | None = None
@@ -114,9 +113,7 @@ class WorkflowService(Service):
         self.stopped.set()
         if self.schedules is not None:
             await asyncio.gather(self.schedules, return_exceptions=True)
-        for task in list(self.inflight):
-            task.cancel()
-        await asyncio.gather(*self.inflight, return_exceptions=True)
+        await cancel_all(list(self.inflight))
 
     # --- the work queue ----------------------------------------------------------------------------------
 
@@ -211,8 +208,10 @@ class WorkflowService(Service):
             return
         task = asyncio.current_task()
         assert task is not None
-        renewal = asyncio.create_task(keep_lease(fence, task, self.settings.ack_wait_s / 3, self.lease_lost))
-        self.carrying[run.id] = task
+        self.carriers.carry(run.id, task)
+        renewal = asyncio.create_task(
+            keep_lease(fence, self.settings.ack_wait_s / 3, lambda: self.carriers.stop(run.id, Stop.LEASE_LOST))
+        )
         carrier: Carrier | None = None
         held: str | None = None
         try:
@@ -227,10 +226,10 @@ class WorkflowService(Service):
                     return
                 carrier = Carrier(self.broker.connection, self.runs, self.children, plan, run)
                 group = carrier.group_name()
-                if group and not run.terminal and run.status != "cancelling" and run.id not in self.cancel_requested:
+                if group and not run.terminal and run.status != "cancelling" and not self.carriers.stopped(run.id):
                     held = await groups.hold(self.broker.connection, self.runs, run, group, plan.cancel_in_progress)
                     carrier.run = await self.runs.get(run.workflow, run.id) or run
-                if carrier.run.status == "cancelling" or run.id in self.cancel_requested:
+                if carrier.run.status == "cancelling" or self.carriers.stopped(run.id) is Stop.CANCEL:
                     await carrier.cancelled()
                 else:
                     await carrier.carry()
@@ -238,12 +237,11 @@ class WorkflowService(Service):
         except LeaseLost:
             log.warning("workflow run %s: another runner took it over; stopped here without writing", run.id)
         except asyncio.CancelledError:
-            if run.id in self.lease_lost:
-                task.uncancel()
+            why = self.carriers.took(run.id)
+            if why is Stop.LEASE_LOST:
                 return
-            if run.id not in self.cancel_requested or carrier is None:
-                raise  # shutting down: not acked, another runner resumes it
-            task.uncancel()
+            if why is None or carrier is None:
+                raise  # shutting down (or stopped before it began): not acked, another runner resumes it
             with fenced(fence):
                 await carrier.cancelled()
             await msg.ack()
@@ -267,9 +265,7 @@ class WorkflowService(Service):
                     await groups.let_go(self.runs, held, run.id)
             with contextlib.suppress(Exception):
                 await fence.release()
-            self.carrying.pop(run.id, None)
-            self.cancel_requested.discard(run.id)
-            self.lease_lost.discard(run.id)
+            self.carriers.done(run.id)
 
     # --- control -----------------------------------------------------------------------------------------
 
@@ -278,10 +274,7 @@ class WorkflowService(Service):
         _, _, _, run_id, action = msg.raw_message.subject.split(".")
         if action != "cancel":
             return
-        task = self.carrying.get(run_id)
-        if task is not None:
-            self.cancel_requested.add(run_id)
-            task.cancel()
+        self.carriers.stop(run_id, Stop.CANCEL)
 
     async def on_cancel_record(self, msg: NatsMessage) -> None:
         """`cancel` from a NATS client: record `cancelling` (once, in one runner of the queue group),
