@@ -1,9 +1,11 @@
 """The AsyncAPI 3.0 document of the bus, generated from the services' FastStream brokers.
 
 Subscribers are read from the services themselves (so the document cannot list a subject nobody
-serves). Their handlers take raw messages (to answer bad input with a typed error instead of
-silence), so FastStream cannot infer payloads from signatures: each channel's payload is filled in
-from the contract models here. What ossabus publishes is declared on a documentation broker.
+serves), including the few a service serves on a plain nats-py subscription (`direct_handlers`),
+which are declared on a documentation broker under their handler's name and docstring. Their
+handlers take raw messages (to answer bad input with a typed error instead of silence), so
+FastStream cannot infer payloads from signatures: each channel's payload is filled in from the
+contract models here. What ossabus publishes is declared on a documentation broker.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from faststream.nats.annotations import NatsMessage
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -97,6 +100,16 @@ def _schemas(models: list[type[BaseModel]]) -> tuple[dict[type[BaseModel], dict]
     return {model: refs[(model, "serialization")] for model in models}, top.get("$defs", {})
 
 
+def _documented(handle: Any) -> Any:
+    """A stand-in with the handler's name and docstring (what the document shows) for FastStream."""
+
+    async def documented(msg: NatsMessage) -> None:  # a raw message, as the real handlers take
+        return None
+
+    documented.__name__, documented.__doc__ = handle.__name__, handle.__doc__
+    return documented
+
+
 def build() -> dict[str, Any]:
     from faststream.nats import NatsBroker
     from faststream.specification.asyncapi import AsyncAPI
@@ -105,14 +118,18 @@ def build() -> dict[str, Any]:
     from ossabus.runtime.stack import SERVICES
 
     settings = Settings(nats_url="nats://127.0.0.1:4222")
-    brokers = []
+    brokers, services = [], []
     for service_class in SERVICES.values():
         service = service_class(settings)
         if hasattr(service, "worker"):
             service.worker = DOC_WORKER  # a sandbox worker's id is random: the document names none
         service.register()
+        services.append(service)
         brokers.append(service.broker)
     published = NatsBroker("nats://127.0.0.1:4222")
+    for service in services:
+        for direct in service.direct_handlers():
+            published.subscriber(direct.subject, queue=direct.queue)(_documented(direct.handle))
     for subject, (model, description) in PUBLISHED.items():
         published.publisher(subject, schema=model, description=description)
     brokers.append(published)

@@ -116,6 +116,44 @@ def test_one_trace_follows_a_run_across_processes_and_nats_hops(traced):
     assert step_spans == ["run_step tool_calls", "run_step message_creation"]  # trace_run_steps is on by default
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_completion_is_one_trace_from_the_http_request_to_the_model_call(traced, stream):
+    """The executor serves `ossa.chat.*` on a plain nats-py subscription (not FastStream's): the trace
+    context still crosses the bus, into a CONSUMER span that is the model call's ancestor."""
+    edge, files = traced
+    client = OpenAI(base_url=f"{edge.base_url}/v1", api_key="unused", max_retries=0)
+    marker = f"traced chat {stream} {time.time_ns()}"
+    messages = [{"role": "user", "content": marker}]
+    if stream:
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model="openai/fake-model", messages=messages, stream=True)
+            if c.choices
+        )
+    else:
+        text = client.chat.completions.create(model="openai/fake-model", messages=messages).choices[0].message.content
+    assert text == f"Echo: {marker}"
+    time.sleep(0.5)
+    executor = spans_in(files["executor"])
+    chat = next(
+        s
+        for s in executor
+        if s["name"] == "chat fake-model" and marker in s["attributes"].get("gen_ai.input.messages", "")
+    )
+    trace_id = chat["context"]["trace_id"]
+    edge_spans = {s["context"]["span_id"]: s for s in spans_in(files["edge"]) if s["context"]["trace_id"] == trace_id}
+    http = [s for s in edge_spans.values() if s["name"].startswith("POST") and s["kind"] == "SpanKind.SERVER"]
+    assert len(http) == 1, [s["name"] for s in edge_spans.values()]
+    mine = {s["context"]["span_id"]: s for s in executor if s["context"]["trace_id"] == trace_id}
+    consumed = mine[chat["parent_id"]]
+    while consumed["kind"] != "SpanKind.CONSUMER":
+        consumed = mine[consumed["parent_id"]]
+    assert consumed["name"].startswith("ossa.chat.")
+    assert consumed["name"].endswith(" process")
+    assert consumed["attributes"]["messaging.system"] == "nats"
+    assert consumed["parent_id"] in edge_spans  # a real NATS hop, from the relay's request
+
+
 def test_an_agent_whose_manifest_turns_tracing_off_gets_no_agent_or_model_spans(traced):
     edge, files = traced
     client = OpenAI(base_url=f"{edge.base_url}/v1", api_key="unused", max_retries=0)

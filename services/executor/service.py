@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from ossabus.contracts import subjects
@@ -48,6 +49,7 @@ from ossabus.runtime.admission import admit, keep_in_progress, work_queue
 from ossabus.runtime.agents import AgentDirectory
 from ossabus.runtime.bus import BusClient, BusFailure, endpoint, validation_failure
 from ossabus.runtime.carriers import Carriers, Stop, cancel_all
+from ossabus.runtime.direct_subscription import DirectHandler
 from ossabus.runtime.resilient_fetch import keep_fetching
 from ossabus.runtime.service import Service
 from ossabus.runtime.tool_directory import ToolDirectory
@@ -91,7 +93,6 @@ class ExecutorService(Service):
             max_ack_pending=self.settings.max_ack_pending,
         )
         self.work_queue(self.on_task)
-        sub(subjects.CHAT_ALL, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(self.on_chat)
         sub(subjects.ASK_ALL, queue=subjects.ASK_QUEUE, max_workers=self.max_runs)(self.on_ask)
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
         sub(subjects.RUN_ANSWER, queue=subjects.ASK_QUEUE)(endpoint(RunAnswer, NAME)(self.on_answer))
@@ -101,6 +102,9 @@ class ExecutorService(Service):
         )
         sub(subjects.REGISTRY_CHANGES_ALL)(self.on_registry_change)
         sub(subjects.TOOL_ANNOUNCEMENTS_ALL)(self.on_tool_announcement)
+
+    def direct_handlers(self) -> list[DirectHandler]:
+        return [DirectHandler(subjects.CHAT_ALL, subjects.CHAT_QUEUE, self.on_chat, self.max_runs)]
 
     async def started(self) -> None:
         keep_fetching(self.work_queue, "the work queue")
@@ -323,12 +327,12 @@ class ExecutorService(Service):
             counted += llm.count_tokens(model, [{"role": "system", "content": json.dumps(tools)}])
         return TokenCount(input_tokens=counted)
 
-    async def on_chat(self, msg: NatsMessage) -> bytes | None:
+    async def on_chat(self, msg: Msg) -> bytes | None:
         """A chat completion of an agent or a provider model: the completion as the reply, or its
         chunks on `stream_subject` when it streams."""
-        # the reply is serialized here (orjson), not by FastStream's encoder: this runs per request
+        # served on a plain subscription and serialized here (orjson): this runs per request
         try:
-            request = ChatRequest.from_relay(msg.body)
+            request = ChatRequest.from_relay(msg.data)
         except (ValueError, TypeError) as exc:
             return Reply.failure(BusError(code="invalid_request", message=str(exc))).model_dump_json().encode()
         assert self.chat is not None

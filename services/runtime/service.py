@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import ClassVar
@@ -11,10 +12,12 @@ from nats.errors import ConnectionReconnectingError
 from opentelemetry import trace
 
 from ossabus.runtime import tracing
+from ossabus.runtime.direct_subscription import DirectHandler, DirectSubscription
 from ossabus.runtime.nats_connect import broker_options, servers
 from ossabus.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
+GRACEFUL_S = 15.0  # what a running handler is given to finish when its service stops
 
 
 def make_broker(settings: Settings, name: str) -> NatsBroker:
@@ -34,7 +37,7 @@ def make_broker(settings: Settings, name: str) -> NatsBroker:
         reconnect_time_wait=0.5,  # back soon after a NATS restart: carriers waiting to write renew their leases first
         logger=logging.getLogger(f"ossabus.bus.{name}"),
         log_level=logging.DEBUG,
-        graceful_timeout=15.0,
+        graceful_timeout=GRACEFUL_S,
     )
 
 
@@ -46,9 +49,15 @@ class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.broker = make_broker(settings, self.name)
+        self._direct: list[DirectSubscription] = []
 
     def register(self) -> None:
         """Declare subscribers on `self.broker`."""
+
+    def direct_handlers(self) -> list[DirectHandler]:
+        """Request handlers served on plain nats-py subscriptions of the broker's connection, not
+        through FastStream: the per-request hot path only (see `runtime.direct_subscription`)."""
+        return []
 
     async def started(self) -> None:
         """Runs once the broker is connected and subscribers are live."""
@@ -59,6 +68,10 @@ class Service:
     async def start(self) -> None:
         self.register()
         await self.broker.start()
+        for handler in self.direct_handlers():
+            subscription = DirectSubscription(self.broker.connection, handler)
+            await subscription.start()
+            self._direct.append(subscription)
         # SUBs leave through nats-py's flusher: without a round trip, a request sent right after
         # start() returns can reach the server first and find no responders.
         await self.broker.connection.flush(timeout=10)
@@ -67,6 +80,8 @@ class Service:
 
     async def stop(self) -> None:
         try:
+            # first, while what they use is still there (the executor closes its provider pool in `stopping`)
+            await asyncio.gather(*(s.stop(GRACEFUL_S) for s in self._direct), return_exceptions=True)
             await self.stopping()
         finally:
             connection = self.broker._connection
