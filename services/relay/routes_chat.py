@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.sse import EventSourceResponse, format_sse_event
+from fastapi.sse import EventSourceResponse
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -25,6 +24,7 @@ from ossabus.registry.providers import infer_provider
 from ossabus.relay import budgets
 from ossabus.relay.auth import caller, principal
 from ossabus.relay.chat_compat import Shapes, restore_chunk, restore_completion, tools_and_choice
+from ossabus.relay.chat_inbox import inbox_of
 from ossabus.relay.context import now
 from ossabus.relay.errors import ApiError
 from ossabus.relay.openai_requests import ChatCompletionCreate
@@ -35,6 +35,12 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 CHAT_TIMEOUT_S = 600
 JSON = "application/json"
 PASSED_PARAMS = (*SAMPLING_PARAMS, *PROVIDER_SPECIFIC_PARAMS)
+DONE = b"data: [DONE]\n\n"
+
+
+def sse_data(payload: bytes) -> bytes:
+    """One server-sent event of serialized JSON (which holds no raw line break: one `data:` line)."""
+    return b"data: " + payload + b"\n\n"
 
 
 async def resolve_target(request: Request, model: str) -> ManifestListItem | None:
@@ -100,21 +106,23 @@ async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator
     """Hand a streamed chat request to an executor; failures before the first chunk raise here (so
     they become plain HTTP errors). Returns the chunks, ending with the executor's closing envelope
     (`{"ok": true, "result": {...usage}}` or `{"ok": false, "error": ...}`)."""
-    inbox = nc.new_inbox()
-    chat.stream_subject = inbox
-    sub = await nc.subscribe(inbox)
-    await nc.publish(subject, chat.model_dump_json().encode(), reply=inbox, headers=headers_with_context())
+    stream = await inbox_of(nc).open()
+    chat.stream_subject = stream.subject
     try:
-        first = await sub.next_msg(timeout=CHAT_TIMEOUT_S)
-    except NatsTimeout as exc:
-        await sub.unsubscribe()
+        await nc.publish(subject, chat.model_dump_json().encode(), reply=stream.subject, headers=headers_with_context())
+        first = await stream.next(CHAT_TIMEOUT_S)
+    except TimeoutError as exc:
+        stream.close()
         raise BusFailure.of("unavailable", "the executor did not answer in time") from exc
+    except BaseException:
+        stream.close()
+        raise
     if first.headers and first.headers.get("Status") == "503":
-        await sub.unsubscribe()
+        stream.close()
         raise BusFailure.of("unavailable", "no executor is running to serve chat completions")
-    opening = json.loads(first.data)
+    opening = orjson.loads(first.data)
     if "ok" in opening and not opening["ok"]:  # failed before the first chunk: a plain HTTP error
-        await sub.unsubscribe()
+        stream.close()
         raise BusFailure(BusError.model_validate(opening["error"]))
 
     async def chunks() -> AsyncIterator[dict]:
@@ -124,9 +132,9 @@ async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator
                 yield message
                 if "ok" in message:
                     return
-                message = json.loads((await sub.next_msg(timeout=CHAT_TIMEOUT_S)).data)
+                message = orjson.loads((await stream.next(CHAT_TIMEOUT_S)).data)
         finally:
-            await sub.unsubscribe()
+            stream.close()
 
     return chunks()
 
@@ -135,8 +143,10 @@ async def _stream(nc, subject: str, chat: ChatRequest, shapes: Shapes | None = N
     chunks = await open_chat_stream(nc, subject, chat)
 
     async def events():
+        # one write per event, and the usage and `[DONE]` in one: each write is a send() to the socket
         async for message in chunks:
             if "ok" in message:  # the closing envelope
+                ending = b""
                 if not message["ok"]:
                     error = message["error"]
                     failure = {
@@ -145,7 +155,7 @@ async def _stream(nc, subject: str, chat: ChatRequest, shapes: Shapes | None = N
                         "param": None,
                         "code": error["code"],
                     }
-                    yield format_sse_event(data_str=json.dumps({"error": failure}))
+                    ending = sse_data(orjson.dumps({"error": failure}))
                 elif chat.include_usage:
                     closing = {
                         "id": chat.id,
@@ -155,13 +165,13 @@ async def _stream(nc, subject: str, chat: ChatRequest, shapes: Shapes | None = N
                         "choices": [],
                         "usage": (message["result"] or {}).get("usage"),
                     }
-                    yield format_sse_event(data_str=json.dumps(closing))
-                yield format_sse_event(data_str="[DONE]")
+                    ending = sse_data(orjson.dumps(closing))
+                yield ending + DONE
                 return
             if chat.include_usage:
                 message.setdefault("usage", None)
             if shapes is not None:
                 message = restore_chunk(message, shapes)
-            yield format_sse_event(data_str=json.dumps(message))
+            yield sse_data(orjson.dumps(message))
 
     return EventSourceResponse(events())
