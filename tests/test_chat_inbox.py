@@ -4,27 +4,19 @@ in order, and forgets a stream once it is closed or dropped. Real nats-server.""
 import asyncio
 import gc
 
-import nats
 import pytest
 
 from ossabus.relay.chat_inbox import inbox_of
 
 
-@pytest.fixture
-async def nc(nats_url):
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
-
-
-async def test_each_stream_gets_its_own_chunks_in_order(nc):
-    inbox = inbox_of(nc)
-    assert inbox_of(nc) is inbox  # one per connection
+async def test_each_stream_gets_its_own_chunks_in_order(nats_client):
+    inbox = inbox_of(nats_client)
+    assert inbox_of(nats_client) is inbox  # one per connection
     first, second = await inbox.open(), await inbox.open()
     assert first.subject != second.subject
     for i in range(50):
-        await nc.publish(first.subject, f"a{i}".encode())
-        await nc.publish(second.subject, f"b{i}".encode())
+        await nats_client.publish(first.subject, f"a{i}".encode())
+        await nats_client.publish(second.subject, f"b{i}".encode())
     assert [(await first.next(5)).data for _ in range(50)] == [f"a{i}".encode() for i in range(50)]
     assert [(await second.next(5)).data for _ in range(50)] == [f"b{i}".encode() for i in range(50)]
     with pytest.raises(TimeoutError):
@@ -33,26 +25,26 @@ async def test_each_stream_gets_its_own_chunks_in_order(nc):
     second.close()
 
 
-async def test_a_closed_or_dropped_stream_is_forgotten_and_its_late_chunks_dropped(nc):
-    inbox = inbox_of(nc)
+async def test_a_closed_or_dropped_stream_is_forgotten_and_its_late_chunks_dropped(nats_client):
+    inbox = inbox_of(nats_client)
     before = inbox.open_streams
     closed, dropped = await inbox.open(), await inbox.open()
     assert inbox.open_streams == before + 2
     closed.close()
-    await nc.publish(closed.subject, b"late")
-    await nc.flush()
+    await nats_client.publish(closed.subject, b"late")
+    await nats_client.flush()
     del dropped  # a client that left before its stream was read
     gc.collect()
     assert inbox.open_streams == before
     survivor = await inbox.open()
-    await nc.publish(survivor.subject, b"mine")
+    await nats_client.publish(survivor.subject, b"mine")
     assert (await survivor.next(5)).data == b"mine"
     survivor.close()
 
 
-async def test_no_executor_is_told_to_the_stream_by_the_server(nc):
-    stream = await inbox_of(nc).open()
-    await nc.publish("nobody.serves.this", b"{}", reply=stream.subject, headers={"x": "1"})
+async def test_no_executor_is_told_to_the_stream_by_the_server(nats_client):
+    stream = await inbox_of(nats_client).open()
+    await nats_client.publish("nobody.serves.this", b"{}", reply=stream.subject, headers={"x": "1"})
     answer = await asyncio.wait_for(stream.next(5), 6)
     assert answer.headers.get("Status") == "503"
     stream.close()
