@@ -51,6 +51,7 @@ def start_ossabus(
     manifests: Path | None = None,
     bundled: bool = False,
     extra: tuple[str, ...] = (),
+    executor_extra: tuple[str, ...] = (),
 ) -> tuple[list[subprocess.Popen], str, str]:
     """`ossabus up` (embedded NATS), with the executor in-process or as `executors` separate processes.
 
@@ -80,7 +81,7 @@ def start_ossabus(
         elog = (data / f"executor-{i}.log").open("w")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "ossabus.cli", "serve", "executor", "--nats-url", nats_url],
+                [sys.executable, "-m", "ossabus.cli", "serve", "executor", "--nats-url", nats_url, *executor_extra],
                 env=env,
                 stdout=elog,
                 stderr=elog,

@@ -6,10 +6,13 @@ with an instant upstream and with one that waits 200 ms before answering, for 1,
 processes. With a 200 ms upstream runs are bound by waiting, not by CPU, so more executors should
 finish them faster even on this 2-core machine. For the one-executor instant round, every message
 on the bus is tallied (bus_tally.py): the JetStream round trips a run costs, by kind.
+`--max-runs N` gives each executor N run slots instead of 64: with few slots one executor is bound
+by waiting on the upstream (N runs per 200 ms), which is what adding executors is for; with 64 it
+is bound by this machine's CPU, and a second executor only shares the same two cores.
 Then an executor is killed with SIGKILL in the middle of slow runs and the time until the survivor
 has finished all of them is measured, for the default ack wait (30 s) and a short one (5 s).
 
-    python bench/runs.py [--tasks 200] [--kill-tasks 16] [--executors 1,2,4]
+    python bench/runs.py [--tasks 200] [--kill-tasks 16] [--executors 1,2,4] [--max-runs 64]
 """
 
 from __future__ import annotations
@@ -48,9 +51,13 @@ async def run_tasks(nats_url: str, texts: list[str]) -> tuple[float, list[float]
         return time.perf_counter() - started, latencies
 
 
-def throughput(env: dict[str, str], executors: int, texts: list[str], tally: bool = False) -> tuple[float, float]:
+def throughput(
+    env: dict[str, str], executors: int, texts: list[str], tally: bool = False, max_runs: int = 64
+) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        procs, _, nats_url = start_ossabus(env, Path(tmp), executors, AGENTS)
+        procs, _, nats_url = start_ossabus(
+            env, Path(tmp), executors, AGENTS, executor_extra=("--max-runs", str(max_runs))
+        )
         try:
             asyncio.run(run_tasks(nats_url, texts[:10]))  # warm-up
             if tally:
@@ -107,6 +114,7 @@ def main() -> None:
     parser.add_argument("--skip-recovery", action="store_true", help="measure only the throughput")
     parser.add_argument("--executors", default="1,2,4", help="executor process counts to compare")
     parser.add_argument("--tally-only", action="store_true", help="only what a run costs on the bus")
+    parser.add_argument("--max-runs", type=int, default=64, help="run slots of each executor process")
     args = parser.parse_args()
     fake, fake_url = start_fake()
     env = {**os.environ, "OPENAI_BASE_URL": f"{fake_url}/v1", "OPENAI_API_KEY": "sk-bench"}
@@ -115,7 +123,7 @@ def main() -> None:
             throughput(env, 1, [f"task {i}" for i in range(60)], tally=True)
             return
         if not args.skip_throughput:
-            measure_throughput(env, args.tasks, [int(n) for n in args.executors.split(",")])
+            measure_throughput(env, args.tasks, [int(n) for n in args.executors.split(",")], args.max_runs)
         if args.skip_recovery:
             return
         print(f"\nSIGKILL of one of two executors in the middle of {args.kill_tasks} slow (~2 s) runs:")
@@ -126,14 +134,15 @@ def main() -> None:
         fake.terminate()
 
 
-def measure_throughput(env: dict[str, str], count: int, counts: list[int]) -> None:
-    print(f"{count} task messages published at once, timed until every result is in")
+def measure_throughput(env: dict[str, str], count: int, counts: list[int], max_runs: int) -> None:
+    print(f"{count} task messages published at once, timed until every result is in; {max_runs} slots per executor")
     rates = {}
     rows = []
     for label, directive in (("instant", ""), ("200 ms", " [[slow:0.2]]")):
         texts = [f"task {i}{directive}" for i in range(count)]
         for executors in counts:
-            rate, median = throughput(env, executors, texts, tally=label == "instant" and executors == counts[0])
+            first = label == "instant" and executors == counts[0]
+            rate, median = throughput(env, executors, texts, tally=first, max_runs=max_runs)
             rates[(label, executors)] = rate
             rows.append(f"{label:<12}{executors:>20}{rate:>10.1f}{median:>26.2f}")
     print(f"\n{'upstream':<12}{'executor processes':>20}{'runs/s':>10}{'median time to result s':>26}")
