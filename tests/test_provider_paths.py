@@ -201,14 +201,17 @@ def test_a_run_goes_the_same_way(path_stack, fake_llm):
     assert seen["messages"][0] == {"role": "system", "content": "Be brief."}
 
 
-def test_calls_one_after_another_reuse_one_kept_alive_connection(path_stack, fake_llm):
+@pytest.mark.parametrize("stream", [False, True])
+def test_calls_one_after_another_reuse_one_kept_alive_connection(path_stack, fake_llm, stream):
     _, stack = path_stack
     marker = uuid.uuid4().hex
     client = sdk(stack)
     for i in range(5):
-        client.chat.completions.create(
-            model="openai/fake-model", messages=[{"role": "user", "content": f"{marker} {i}"}]
+        answer = client.chat.completions.create(
+            model="openai/fake-model", messages=[{"role": "user", "content": f"{marker} {i}"}], stream=stream
         )
+        if stream:
+            assert "".join(c.choices[0].delta.content or "" for c in answer if c.choices) == f"Echo: {marker} {i}"
     ports = {r["_meta"]["peer_port"] for r in requests_with(fake_llm, marker)}
     assert len(ports) == 1, ports
 
