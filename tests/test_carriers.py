@@ -55,7 +55,7 @@ async def test_a_stop_is_for_the_run_carried_and_its_first_reason_stands():
     assert carriers.stopped("run_2") is Stop.LEASE_LOST
     carriers.done("run_2")
     assert carriers.stopped("run_2") is None
-    assert not carriers.carried("run_2")
+    assert not carriers.stop("run_2", Stop.CANCEL)  # nobody carries it here any more
     await asyncio.gather(task, return_exceptions=True)
 
 

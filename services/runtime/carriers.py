@@ -45,9 +45,6 @@ class Carriers:
         self._stopped.pop(run_id, None)
         self._taken.discard(run_id)
 
-    def carried(self, run_id: str) -> bool:
-        return run_id in self._tasks
-
     def stopped(self, run_id: str) -> Stop | None:
         return self._stopped.get(run_id)
 

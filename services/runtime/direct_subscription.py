@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from ossabus.runtime import tracing
 from ossabus.runtime.carriers import cancel_all
@@ -88,7 +88,7 @@ def _consumer_span(msg: Msg) -> Iterator[None]:
     if not tracing.enabled():
         yield
         return
-    parent = propagate.extract(msg.headers or {})
+    parent = tracing.context_from(msg.headers)
     attributes = {
         "messaging.system": "nats",
         "messaging.operation.type": "process",

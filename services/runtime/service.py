@@ -68,6 +68,8 @@ class Service:
     async def start(self) -> None:
         self.register()
         await self.broker.start()
+        await self.started()
+        # after `started`: a direct handler may need what it set up (the executor's chat service)
         for handler in self.direct_handlers():
             subscription = DirectSubscription(self.broker.connection, handler)
             await subscription.start()
@@ -75,7 +77,6 @@ class Service:
         # SUBs leave through nats-py's flusher: without a round trip, a request sent right after
         # start() returns can reach the server first and find no responders.
         await self.broker.connection.flush(timeout=10)
-        await self.started()
         log.info("%s service started", self.name)
 
     async def stop(self) -> None:
