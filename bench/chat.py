@@ -2,8 +2,8 @@
 
 The same fake OpenAI-compatible upstream (tests/fake_llm.py, instant answers) serves all three; the
 LiteLLM proxy is what a user would run instead (its own virtual environment, one worker, a master
-key; see litellm_proxy.py). Rounds alternate between the three so that a slow moment of this machine
-hits all of them alike, and the figures are the medians over rounds:
+key; see litellm_proxy.py), and ossabus checks an API key too. Rounds alternate between the three so
+that a slow moment of this machine hits all of them alike, and the figures are the medians over rounds:
 
   - non-streaming chat completions per second at 16 and 32 concurrent requests;
   - time to first token (TTFT) at 1 and 32 concurrent streams, and what each adds over the upstream;
@@ -34,6 +34,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import start_fake, start_ossabus, stop
 from litellm_proxy import MASTER_KEY, start_proxy
+
+OSSABUS_KEY = "sk-ossabus-bench"
 
 
 @dataclass
@@ -179,12 +181,13 @@ async def main(args) -> None:
         try:
             proxy, proxy_base = start_proxy(upstream, Path(tmp))
             procs.append(proxy)
-            ossabus_procs, base, _ = start_ossabus({**os.environ, **env}, Path(tmp), args.executors)
+            keyed = {**os.environ, **env, "OSSABUS_API_KEYS": OSSABUS_KEY}  # a key, as the proxy has its master key
+            ossabus_procs, base, _ = start_ossabus(keyed, Path(tmp), args.executors)
             procs += ossabus_procs
             targets = [
                 Target("upstream", f"{upstream}/v1", "fake-model"),
                 Target("litellm-proxy", f"{proxy_base}/v1", "fake-model", MASTER_KEY),
-                Target("ossabus", f"{base}/v1", "openai/fake-model"),
+                Target("ossabus", f"{base}/v1", "openai/fake-model", OSSABUS_KEY),
             ]
             figures = await measure(targets, args)
             report(figures, [t.name for t in targets])

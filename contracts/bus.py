@@ -350,6 +350,11 @@ class ChatRequest(BaseModel):
             raise ValueError(f"a chat request needs {', '.join(missing)}")
         return cls.model_construct(**data)
 
+    def encoded(self) -> bytes:
+        """The request as the executor reads it (`from_relay`), written with orjson: its fields
+        are plain JSON values (a validated client request's), so no pydantic serializer is needed."""
+        return orjson.dumps(self.__dict__)
+
 
 class RunEvent(BaseModel):
     """Published on `ossa.events.<thread_id>.<run_id>.<event>`; `data` is the OpenAI object.

@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from ossabus.relay.chat_inbox import inbox_of
+from ossabus.relay.chat_inbox import Abandoned, inbox_of
 
 
 async def test_each_stream_gets_its_own_chunks_in_order(nats_client):
@@ -47,4 +47,16 @@ async def test_no_executor_is_told_to_the_stream_by_the_server(nats_client):
     await nats_client.publish("nobody.serves.this", b"{}", reply=stream.subject, headers={"x": "1"})
     answer = await asyncio.wait_for(stream.next(5), 6)
     assert answer.headers.get("Status") == "503"
+    stream.close()
+
+
+async def test_abandoning_a_stream_ends_its_readers_wait_after_what_already_came(nats_client):
+    stream = await inbox_of(nats_client).open()
+    await nats_client.publish(stream.subject, b"before")
+    assert (await stream.next(5)).data == b"before"
+    waiting = asyncio.create_task(stream.next(30))
+    await asyncio.sleep(0.05)  # the reader is waiting for a chunk that will not come
+    stream.abandon()  # its client left
+    with pytest.raises(Abandoned):
+        await asyncio.wait_for(waiting, 5)
     stream.close()

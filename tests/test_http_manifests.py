@@ -1,5 +1,6 @@
 """The registry over HTTP, against `ossabus up` in its own process, through a real socket."""
 
+import json
 import textwrap
 
 import httpx
@@ -159,6 +160,29 @@ def test_bad_manifests_are_400_with_the_offending_path_and_nothing_stored(http, 
     assert_openai_error(response, 400, code, param)
     assert response.json()["error"]["diagnostics"]
     assert all_names(http) == before
+
+
+def _chunked(data: bytes, piece: int = 64 * 1024):
+    """A body sent in chunks with no Content-Length: the relay learns its size only by reading it."""
+    for start in range(0, len(data), piece):
+        yield data[start : start + piece]
+
+
+def test_bodies_past_their_paths_limit_are_413_declared_or_streamed_and_other_paths_keep_theirs(http):
+    before = all_names(http)
+    big_yaml = ("a: '" + "x" * (1024 * 1024 + 10) + "'").encode()
+    streamed = http.post("/v1/ossa/manifests", content=_chunked(big_yaml), headers=YAML)
+    assert "content-length" not in streamed.request.headers
+    assert_openai_error(streamed, 413, "request_too_large")
+    assert all_names(http) == before
+    # JSON is read whole before any route runs: past the default 8 MiB it stops reading there
+    big_json = json.dumps({"model": "math-tutor", "messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]})
+    json_type = {"content-type": "application/json"}
+    chat = http.post("/v1/chat/completions", content=_chunked(big_json.encode()), headers=json_type)
+    assert_openai_error(chat, 413, "request_too_large")
+    # the manifests' 1 MiB is theirs alone: a 2 MiB workflow input under /v1/ossa is read (and refused for its name)
+    run = http.post("/v1/ossa/workflows/no-such-workflow/runs", json={"input": {"text": "x" * (2 * 1024 * 1024)}})
+    assert run.status_code == 404, run.text
 
 
 def test_conflicts_sizes_media_types_and_unknown_paths(http):

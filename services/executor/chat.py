@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
 
 from ossabus.contracts.agent import AgentDefinition, RetryPolicy
@@ -299,5 +299,5 @@ class ChatCompletions:
             "model": req.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
         }
-        await self.nc.publish(inbox, json.dumps(body).encode())
+        await self.nc.publish(inbox, orjson.dumps(body))
         await asyncio.sleep(0)  # let nats-py's flusher write each chunk now; see runtime/events.py

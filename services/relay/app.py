@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker
 
 from ossabus import __version__
+from ossabus.registry.documents import MAX_MANIFEST_BYTES
 from ossabus.relay import (
     routes_assistants,
     routes_asyncapi,
@@ -38,6 +39,12 @@ from ossabus.runtime.provision import Topology
 from ossabus.store.state import State
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
+# paths whose bodies have their own bound instead of `max_body_size`
+BODY_LIMITS = {
+    "/v1/files": routes_files.HARD_LIMIT,
+    "/v1/ossa/manifests": MAX_MANIFEST_BYTES,
+    "/v1/ossa/validate": MAX_MANIFEST_BYTES,
+}
 
 
 def create_app(
@@ -48,7 +55,7 @@ def create_app(
     keys: KeyRing | None = None,
     topology: Topology | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="ossabus", version=__version__, max_body_size=max_body_size)
+    app = FastAPI(title="ossabus", version=__version__)  # bodies are bounded by BodyGuard
     app.state.broker = broker
     app.state.bus = bus
     app.state.state = state
@@ -56,7 +63,8 @@ def create_app(
     app.state.topology = topology or Topology()
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(BodyGuard)  # inside auth (added after it, so outer): no key, no body read
+    # inside auth (added after it, so outer): no key, no body read
+    app.add_middleware(BodyGuard, max_body_size=max_body_size, limits=BODY_LIMITS)
     install_auth(app, keys if keys is not None else configured_keys())
 
     if tracing.enabled():  # an HTTP server span per request, parent of everything the request causes

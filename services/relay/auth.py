@@ -28,6 +28,7 @@ from typing import Literal
 
 import yaml
 from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ossabus.contracts.bus import DEFAULT_PROJECT
 from ossabus.relay.errors import ApiError, error_response
@@ -147,25 +148,37 @@ def configured_keys(auth_file: str | None = None) -> KeyRing:
 
 
 def install_auth(app, keys: KeyRing) -> None:
-    if not keys:
-        return
+    if keys:
+        app.add_middleware(RequireKey, keys=keys)
 
-    @app.middleware("http")
-    async def require_key(request: Request, call_next):
-        if request.url.path.startswith(PROTECTED_PREFIXES):
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                return error_response(
-                    401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
-                )
-            found = keys.lookup(token.strip())
-            if found is None:
-                return error_response(401, "incorrect API key provided", code="invalid_api_key")
-            if request.url.path.startswith("/metrics") and not found.admin:
-                return error_response(403, "only an admin key may read /metrics", code="permission_denied")
-            request.state.principal = found
-        return await call_next(request)
+
+class RequireKey:
+    """The key check as a plain ASGI layer: Starlette's `@app.middleware("http")` runs every request
+    in a task group and passes every chunk of a streamed answer through a memory stream."""
+
+    def __init__(self, app: ASGIApp, keys: KeyRing):
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope.get("headers") or [] if k == b"authorization"), b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            refusal = error_response(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+            await refusal(scope, receive, send)
+            return
+        found = self.keys.lookup(token.strip())
+        if found is None:
+            await error_response(401, "incorrect API key provided", code="invalid_api_key")(scope, receive, send)
+            return
+        if scope["path"].startswith("/metrics") and not found.admin:
+            refusal = error_response(403, "only an admin key may read /metrics", code="permission_denied")
+            await refusal(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = found
+        await self.app(scope, receive, send)
 
 
 def caller(request: Request) -> Principal:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import weakref
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -45,6 +46,13 @@ class ChatInbox:
         return len(self._queues)
 
 
+class Abandoned(Exception):
+    """The stream's reader gave up on it (its client left) while it waited for the next message."""
+
+
+_ABANDONED: Any = object()  # queued after the messages, so a reader takes what came first
+
+
 class ChatStream:
     """One stream's reply subject and its messages, in the order they were published."""
 
@@ -53,9 +61,19 @@ class ChatStream:
         self._forget = weakref.finalize(self, queues.pop, token, None)  # also when dropped unclosed
 
     async def next(self, timeout_s: float) -> Msg:
-        """The next message; TimeoutError when none came within `timeout_s`."""
-        async with asyncio.timeout(timeout_s):
-            return await self._queue.get()
+        """The next message; TimeoutError when none came within `timeout_s`, Abandoned after `abandon()`."""
+        if self._queue.empty():
+            async with asyncio.timeout(timeout_s):
+                message = await self._queue.get()
+        else:  # a burst already here: no timer to arm
+            message = self._queue.get_nowait()
+        if message is _ABANDONED:
+            raise Abandoned
+        return message
+
+    def abandon(self) -> None:
+        """End the wait of whoever reads this stream (a call from outside the reading task)."""
+        self._queue.put_nowait(_ABANDONED)
 
     def close(self) -> None:
         self._forget()

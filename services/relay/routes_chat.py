@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.sse import EventSourceResponse
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -24,9 +23,10 @@ from ossabus.registry.providers import infer_provider
 from ossabus.relay import budgets
 from ossabus.relay.auth import caller, principal
 from ossabus.relay.chat_compat import Shapes, restore_chunk, restore_completion, tools_and_choice
-from ossabus.relay.chat_inbox import inbox_of
+from ossabus.relay.chat_inbox import ChatStream, inbox_of
 from ossabus.relay.context import now
 from ossabus.relay.errors import ApiError
+from ossabus.relay.event_stream import EventStream
 from ossabus.relay.openai_requests import ChatCompletionCreate
 from ossabus.runtime.bus import BusFailure
 from ossabus.runtime.tracing import headers_with_context
@@ -64,7 +64,7 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    chat = ChatRequest(
+    chat = ChatRequest.model_construct(  # built from the request FastAPI validated: no second validation
         id=new_id("chatcmpl"),
         created=now(),
         agent=agent.name if agent else None,
@@ -87,9 +87,7 @@ async def chat_completions(request: Request, body: ChatCompletionCreate):
 async def complete(nc, subject: str, chat: ChatRequest) -> dict:
     """A non-streamed chat completion from an executor (also used by other routes, e.g. query rewriting)."""
     try:
-        reply = await nc.request(
-            subject, chat.model_dump_json().encode(), timeout=CHAT_TIMEOUT_S, headers=headers_with_context()
-        )
+        reply = await nc.request(subject, chat.encoded(), timeout=CHAT_TIMEOUT_S, headers=headers_with_context())
     except NoRespondersError as exc:
         raise BusFailure.of("unavailable", "no executor is running to serve chat completions") from exc
     except NatsTimeout as exc:
@@ -102,14 +100,36 @@ async def complete(nc, subject: str, chat: ChatRequest) -> dict:
     return answer["result"]
 
 
-async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator[dict]:
+class ChatChunks:
+    """The chunks of one streamed chat completion, ending with the executor's closing envelope
+    (`{"ok": true, "result": {...usage}}` or `{"ok": false, "error": ...}`); read once."""
+
+    def __init__(self, stream: ChatStream, opening: dict) -> None:
+        self.stream, self.opening = stream, opening
+
+    async def __aiter__(self) -> AsyncIterator[dict]:
+        message = self.opening
+        try:
+            while True:
+                yield message
+                if "ok" in message:
+                    return
+                message = orjson.loads((await self.stream.next(CHAT_TIMEOUT_S)).data)
+        finally:
+            self.stream.close()
+
+    def abandon(self) -> None:
+        """The client left: the reader stops waiting (the executor's late chunks are dropped)."""
+        self.stream.abandon()
+
+
+async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> ChatChunks:
     """Hand a streamed chat request to an executor; failures before the first chunk raise here (so
-    they become plain HTTP errors). Returns the chunks, ending with the executor's closing envelope
-    (`{"ok": true, "result": {...usage}}` or `{"ok": false, "error": ...}`)."""
+    they become plain HTTP errors)."""
     stream = await inbox_of(nc).open()
     chat.stream_subject = stream.subject
     try:
-        await nc.publish(subject, chat.model_dump_json().encode(), reply=stream.subject, headers=headers_with_context())
+        await nc.publish(subject, chat.encoded(), reply=stream.subject, headers=headers_with_context())
         first = await stream.next(CHAT_TIMEOUT_S)
     except TimeoutError as exc:
         stream.close()
@@ -124,19 +144,7 @@ async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> AsyncIterator
     if "ok" in opening and not opening["ok"]:  # failed before the first chunk: a plain HTTP error
         stream.close()
         raise BusFailure(BusError.model_validate(opening["error"]))
-
-    async def chunks() -> AsyncIterator[dict]:
-        message = opening
-        try:
-            while True:
-                yield message
-                if "ok" in message:
-                    return
-                message = orjson.loads((await stream.next(CHAT_TIMEOUT_S)).data)
-        finally:
-            stream.close()
-
-    return chunks()
+    return ChatChunks(stream, opening)
 
 
 async def _stream(nc, subject: str, chat: ChatRequest, shapes: Shapes | None = None):
@@ -174,4 +182,4 @@ async def _stream(nc, subject: str, chat: ChatRequest, shapes: Shapes | None = N
                 message = restore_chunk(message, shapes)
             yield sse_data(orjson.dumps(message))
 
-    return EventSourceResponse(events())
+    return EventStream(events(), on_disconnect=chunks.abandon)

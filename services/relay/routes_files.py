@@ -43,7 +43,7 @@ async def file_or_404(request: Request, file_id: str) -> FileObject:
     return found
 
 
-@router.post("", max_body_size=HARD_LIMIT)
+@router.post("")
 async def upload(
     request: Request,
     file: UploadFile = File(...),  # noqa: B008 - FastAPI's way of declaring a multipart part

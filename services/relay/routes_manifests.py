@@ -22,7 +22,6 @@ from ossabus.contracts.bus import (
     ValidateManifestRequest,
     ValidateManifestResult,
 )
-from ossabus.registry.documents import MAX_MANIFEST_BYTES
 from ossabus.relay.auth import require_admin
 from ossabus.relay.body import manifest_text
 from ossabus.relay.errors import ApiError
@@ -67,7 +66,7 @@ async def list_manifests(
     return paginate(items, lambda m: m.name, summary_json, limit=limit, order=order, after=after, before=before)
 
 
-@router.post("/manifests", status_code=201, max_body_size=MAX_MANIFEST_BYTES)
+@router.post("/manifests", status_code=201)
 async def create_manifest(request: Request, strict: bool = False):
     require_admin(request, "write agent manifests")
     text, fmt = await manifest_text(request)
@@ -93,7 +92,7 @@ async def get_manifest(
     return record_json(record)
 
 
-@router.put("/manifests/{name}", max_body_size=MAX_MANIFEST_BYTES)
+@router.put("/manifests/{name}")
 async def replace_manifest(request: Request, name: str, strict: bool = False):
     require_admin(request, "write agent manifests")
     text, fmt = await manifest_text(request)
@@ -111,7 +110,7 @@ async def delete_manifest(request: Request, name: str):
     return {"id": name, "object": f"{OBJECT}.deleted", "deleted": True}
 
 
-@router.post("/validate", max_body_size=MAX_MANIFEST_BYTES)
+@router.post("/validate")
 async def validate(request: Request, strict: bool = False):
     text, fmt = await manifest_text(request)
     check = ValidateManifestRequest(content=text, format=fmt, strict=strict)
