@@ -297,6 +297,7 @@ def _run(args: argparse.Namespace, names: list[str], embedded: bool) -> int:
     from ossabus.runtime.logs import configure_logging
     from ossabus.runtime.nats_server import NatsServerError
     from ossabus.runtime.stack import StartupError, run
+    from ossabus.runtime.supervisor import leave
 
     try:
         settings = _settings(args)
@@ -310,13 +311,13 @@ def _run(args: argparse.Namespace, names: list[str], embedded: bool) -> int:
     try:
         asyncio.run(run(settings, names, embedded=embedded))
     except (StartupError, NatsServerError, HttpPortError) as exc:
-        return _fail(str(exc), 1)
+        return leave(_fail(str(exc), 1))
     except KeyboardInterrupt:
         pass
     except Exception:
         logging.getLogger("ossabus").exception("ossabus stopped on an unexpected error")
-        return 1
-    return EXIT_OK
+        return leave(1)
+    return leave(EXIT_OK)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

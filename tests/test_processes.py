@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,6 +58,29 @@ def test_up_with_embedded_nats_survives_restart_and_stops_cleanly(tmp_path):
         assert "19 unchanged" in again.logs()
     finally:
         assert again.stop() == 0
+
+
+LEAVING = """
+import atexit, sys, threading, time
+from ossabus.runtime.supervisor import leave
+atexit.register(lambda: print("finalized", end=""))
+if sys.argv[1] == "daemon":  # as the credentials check's import of litellm, still running at the stop
+    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+print("last words", end="")  # no newline: buffered until something flushes it
+raise SystemExit(leave(int(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("threads", ["daemon", "none"])
+def test_a_stopped_server_leaves_with_its_code_and_its_output_whatever_threads_still_run(threads):
+    """A daemon thread inside native code at interpreter finalization can abort the process
+    (SIGABRT); `leave` skips the finalization then, and only then, with the output flushed."""
+    done = subprocess.run([sys.executable, "-c", LEAVING, threads, "3"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    if threads == "daemon":
+        assert done.stdout == "last words"  # flushed, and nothing finalized after it
+    else:
+        assert done.stdout == "last wordsfinalized"  # the normal way out, atexit handlers included
 
 
 def test_up_explains_a_taken_nats_port(tmp_path):

@@ -53,3 +53,25 @@ async def run_until_stopped(services: Sequence[Runnable], stop: asyncio.Event) -
                 await asyncio.wait_for(service.stop(), timeout=20)
             except Exception:
                 log.exception("%s did not stop cleanly", service.name)
+
+
+def leave(code: int) -> int:
+    """End a server process that has stopped its services: `code`, or, while a daemon thread still
+    runs, `os._exit(code)` once the logs and standard streams are flushed.
+
+    Why: a daemon thread (the credentials check imports litellm in one, for seconds) may still be
+    inside native code when the interpreter finalizes; CPython then ends it with `pthread_exit`,
+    whose unwinding through a C++ frame that swallows exceptions aborts the whole process
+    ("FATAL: exception not rethrown", SIGABRT), seen about once in a hundred quick stops. Nothing is
+    left to finalize by then: the services drained, the spans were exported, the data is on disk."""
+    import os
+    import sys
+    import threading
+
+    if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
+        return code
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
