@@ -274,6 +274,14 @@ def run_cancel(run_id: str) -> str:
 
 
 RUN_CANCEL_ALL = f"{PREFIX}.control.runs.*.cancel"
+
+
+def chat_cancel(chat_id: str) -> str:
+    """Broadcast to the executor streaming chat completion `chat_id`: its client left, stop the model."""
+    return f"{PREFIX}.control.chat.{token(chat_id)}.cancel"
+
+
+CHAT_CANCEL_ALL = f"{PREFIX}.control.chat.*.cancel"
 RUN_ANSWER = f"{PREFIX}.runs.answer"  # request/reply: tool outputs or approvals for a parked run
 
 

@@ -238,6 +238,11 @@ class FakeLLM:
         at most: a request an earlier test left waiting in this worker's fake must not count."""
         return httpx.get(f"{self.base_url}/_concurrency", params={"containing": containing}, timeout=5).json()
 
+    def streams(self, containing: str) -> list[dict]:
+        """The streamed answers to requests holding `containing`: words `sent`, and `ended`
+        (`finished`, or `abandoned` when the reader closed the connection before the end)."""
+        return httpx.get(f"{self.base_url}/_streams", params={"containing": containing}, timeout=5).json()
+
 
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeLLM]:

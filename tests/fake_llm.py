@@ -25,7 +25,9 @@ Usage counts words: prompt tokens are the words of all messages, completion toke
 and api-key headers, the user agent and the caller's port, which shows a kept-alive connection);
 `GET /_concurrency` how many requests were inside their `[[slow:]]` wait at once (now, and at most);
 `GET /_concurrency?containing=TEXT` counts only the requests whose messages hold TEXT (a test's own
-tag: a request another test left waiting must not count); `POST /_reset` forgets both.
+tag: a request another test left waiting must not count); `POST /_reset` forgets both;
+`GET /_streams?containing=TEXT` each streamed answer to a request holding TEXT: the words it sent
+and whether it `finished` or was `abandoned` by its reader (who closed the connection before the end).
 
 Run: python tests/fake_llm.py --port 0   (prints `FAKE_LLM_PORT=<port>` once listening);
 `--tls-cert CERT --tls-key KEY` serves HTTPS instead.
@@ -56,6 +58,7 @@ REQUESTS: list[dict[str, Any]] = []
 ATTEMPTS: Counter[str] = Counter()
 CONCURRENT = {"now": 0, "max": 0}  # requests inside their [[slow:]] wait at once, and the most seen
 WAITS: list[dict[str, Any]] = []  # each [[slow:]] wait: the request's text, when it began and ended
+STREAMS: list[dict[str, Any]] = []  # each streamed answer: the request's text, words sent, how it ended
 
 
 def text_of(message: dict[str, Any]) -> str:
@@ -220,7 +223,19 @@ async def chat(request: Request):
         }
         return f"data: {json.dumps(data)}\n\n"
 
+    record = {"text": " ".join(text_of(m) for m in body.get("messages") or []), "sent": 0, "ended": None}
+
     async def stream():
+        STREAMS.append(record)
+        try:
+            async for event in events():
+                yield event
+        except BaseException:  # the reader closed the connection: the server cancelled the stream
+            record["ended"] = "abandoned"
+            raise
+        record["ended"] = "finished"
+
+    async def events():
         yield chunk({"role": "assistant", "content": ""})
         for i, word in enumerate((p.get("think") or "").split()):  # reasoning first, as reasoning models do
             yield chunk({"reasoning_content": word if i == 0 else " " + word})
@@ -231,6 +246,7 @@ async def chat(request: Request):
                 await asyncio.sleep(p["stall"])
             token = word if i == 0 else " " + word
             yield chunk({"content": token}, logprobs=logprobs_of([token]))
+            record["sent"] += 1
         for i, call in enumerate(calls):
             args = call["function"]["arguments"]
             half = len(args) // 2
@@ -332,6 +348,11 @@ async def requests_seen(_: Request):
     return JSONResponse(REQUESTS)
 
 
+async def streams(request: Request):
+    containing = request.query_params.get("containing", "")
+    return JSONResponse([{k: v for k, v in r.items() if k != "text"} for r in STREAMS if containing in r["text"]])
+
+
 async def concurrency(request: Request):
     containing = request.query_params.get("containing")
     if containing is None:
@@ -377,6 +398,7 @@ app = Starlette(
         Route("/tools/huge", tool_huge, methods=["POST"]),
         Route("/_reset", reset, methods=["POST"]),
         Route("/_concurrency", concurrency),
+        Route("/_streams", streams),
     ]
 )
 

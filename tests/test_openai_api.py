@@ -3,6 +3,8 @@ and every response body checked against OpenAI's published OpenAPI schemas."""
 
 import json
 import re
+import time
+import uuid
 
 import httpx
 import openai
@@ -10,6 +12,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
+from conftest import eventually
 from openapi_check import openapi_errors
 
 ECHO = "asst_echoXagent"
@@ -91,6 +94,33 @@ def test_chat_streaming_with_usage(client):
     assert chunks[-1].choices == []
     assert chunks[-1].usage.completion_tokens == 4
     assert len({c.id for c in chunks}) == 1
+
+
+def test_a_client_that_leaves_a_stream_stops_the_model_call(client, fake_llm):
+    """The relay tells the executor, which closes its call: the model stops generating for nobody."""
+    tag = f"leaving-{uuid.uuid4().hex[:8]}"
+    words, delay_ms = 200, 20  # four seconds of answer
+    stream = client.chat.completions.create(
+        model="openai/fake-model",
+        messages=[{"role": "user", "content": f"{tag} [[long:{words}]] [[delay:{delay_ms}]]"}],
+        stream=True,
+    )
+    got = ""
+    for chunk in stream:
+        got += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+        if got:
+            break
+    stream.close()  # the client leaves after its first words
+    left_at = time.monotonic()
+
+    def stopped():
+        [upstream] = fake_llm.streams(tag)
+        assert upstream["ended"] == "abandoned", upstream
+        return upstream
+
+    upstream = eventually(stopped, timeout=3)
+    assert time.monotonic() - left_at < 2, "the model call outlived its client"
+    assert upstream["sent"] < words / 2
 
 
 def test_chat_client_tools_end_with_tool_calls(client):

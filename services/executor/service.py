@@ -75,6 +75,7 @@ class ExecutorService(Service):
         self.leases: Leases | None = None
         self.agents: AgentDirectory | None = None
         self.carriers = Carriers()
+        self.chat_streams = Carriers()  # chat completion id -> the task streaming it
         self.tools = ToolDirectory()
         self.slots = asyncio.Semaphore(self.max_runs)
         self.inflight: set[asyncio.Task] = set()
@@ -95,6 +96,7 @@ class ExecutorService(Service):
         self.work_queue(self.on_task)
         sub(subjects.ASK_ALL, queue=subjects.ASK_QUEUE, max_workers=self.max_runs)(self.on_ask)
         sub(subjects.RUN_CANCEL_ALL)(self.on_cancel)
+        sub(subjects.CHAT_CANCEL_ALL)(self.on_chat_cancel)
         sub(subjects.RUN_ANSWER, queue=subjects.ASK_QUEUE)(endpoint(RunAnswer, NAME)(self.on_answer))
         sub(subjects.TOKEN_COUNT, queue=subjects.CHAT_QUEUE)(endpoint(TokenCountRequest, NAME)(self.on_token_count))
         sub(subjects.EMBEDDINGS, queue=subjects.CHAT_QUEUE, max_workers=self.max_runs)(
@@ -299,6 +301,23 @@ class ExecutorService(Service):
         run_id = msg.raw_message.subject.split(".")[3]
         self.carriers.stop(run_id, Stop.CANCEL)
 
+    async def _stream_chat(self, request: ChatRequest, inbox: str) -> None:
+        """The stream, stopped (the model call closed, nothing more published) when the relay says
+        its client left: a model would otherwise go on generating, and billing, for nobody."""
+        assert self.chat is not None
+        self.chat_streams.carry(request.id, asyncio.current_task())
+        try:
+            await self.chat.stream(request, inbox)
+        except asyncio.CancelledError:
+            if self.chat_streams.took(request.id) is None:
+                raise  # this process is stopping
+            log.info("chat completion %s: its client left; the model call was stopped", request.id)
+        finally:
+            self.chat_streams.done(request.id)
+
+    async def on_chat_cancel(self, msg: NatsMessage) -> None:
+        self.chat_streams.stop(msg.raw_message.subject.split(".")[3], Stop.CANCEL)
+
     async def on_tool_announcement(self, msg: NatsMessage) -> None:
         with contextlib.suppress(ValidationError):
             self.tools.saw(ToolAnnouncement.model_validate_json(msg.body))
@@ -337,7 +356,7 @@ class ExecutorService(Service):
             return Reply.failure(BusError(code="invalid_request", message=str(exc))).model_dump_json().encode()
         assert self.chat is not None
         if request.stream_subject:
-            await self.chat.stream(request, request.stream_subject)
+            await self._stream_chat(request, request.stream_subject)
             return None
         try:
             return orjson.dumps({"ok": True, "result": await self.chat.complete(request)})

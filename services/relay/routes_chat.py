@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -104,8 +105,9 @@ class ChatChunks:
     """The chunks of one streamed chat completion, ending with the executor's closing envelope
     (`{"ok": true, "result": {...usage}}` or `{"ok": false, "error": ...}`); read once."""
 
-    def __init__(self, stream: ChatStream, opening: dict) -> None:
-        self.stream, self.opening = stream, opening
+    def __init__(self, nc, chat_id: str, stream: ChatStream, opening: dict) -> None:
+        self.nc, self.chat_id, self.stream, self.opening = nc, chat_id, stream, opening
+        self._telling: asyncio.Task | None = None
 
     async def __aiter__(self) -> AsyncIterator[dict]:
         message = self.opening
@@ -119,8 +121,11 @@ class ChatChunks:
             self.stream.close()
 
     def abandon(self) -> None:
-        """The client left: the reader stops waiting (the executor's late chunks are dropped)."""
+        """The client left: the reader stops waiting, and the executor is told to stop the model
+        (chunks it sends meanwhile are dropped)."""
         self.stream.abandon()
+        if self._telling is None:
+            self._telling = asyncio.get_running_loop().create_task(self.nc.publish(subjects.chat_cancel(self.chat_id)))
 
 
 async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> ChatChunks:
@@ -144,7 +149,7 @@ async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> ChatChunks:
     if "ok" in opening and not opening["ok"]:  # failed before the first chunk: a plain HTTP error
         stream.close()
         raise BusFailure(BusError.model_validate(opening["error"]))
-    return ChatChunks(stream, opening)
+    return ChatChunks(nc, chat.id, stream, opening)
 
 
 async def _stream(nc, subject: str, chat: ChatRequest, shapes: Shapes | None = None):
