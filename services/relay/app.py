@@ -71,12 +71,12 @@ def create_app(
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
         app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["send", "receive"])
-    for module in (
+    for module in (  # the router tries them in this order: the per-request hot path first
+        routes_chat,
         routes_asyncapi,
         routes_health,
         routes_manifests,
         routes_models,
-        routes_chat,
         routes_response_extras,
         routes_responses,
         routes_conversations,
