@@ -44,6 +44,7 @@ SUBSCRIBED: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     subjects.RETRIEVAL_FORGET: (retrieval.ForgetRequest, bus.Reply[retrieval.Forgotten]),
     subjects.RETRIEVAL_CONTENT: (retrieval.ContentRequest, bus.Reply[retrieval.FileText]),
     subjects.RUN_CANCEL_ALL: (bus.AnyRequest, None),
+    subjects.CHAT_CANCEL_ALL: (bus.AnyRequest, None),
     subjects.RUN_ANSWER: (bus.RunAnswer, bus.Reply[Run]),
     subjects.REGISTRY_CHANGES_ALL: (bus.ManifestChanged, None),
     subjects.DISPATCHER_CALL: (tools.DispatchRequest, bus.Reply[tools.DispatchResult]),
