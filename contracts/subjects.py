@@ -282,6 +282,14 @@ def chat_cancel(chat_id: str) -> str:
 
 
 CHAT_CANCEL_ALL = f"{PREFIX}.control.chat.*.cancel"
+
+
+def control_target(subject: str) -> tuple[str, str]:
+    """(id, action) of a control subject, `ossa.control.<kind>.<id>.<action>`, as built above."""
+    _, _, _, target, action = subject.split(".")
+    return target, action
+
+
 RUN_ANSWER = f"{PREFIX}.runs.answer"  # request/reply: tool outputs or approvals for a parked run
 
 

@@ -37,7 +37,7 @@ from ossabus.runtime.provision import Topology, buckets, provision, streams
 REPO = Path(__file__).resolve().parents[1]
 # Third-party data (OpenAI's OpenAPI description, the official OSSA schemas and examples), vendored
 # with their licences (tests/data/shared/NOTICE.md) so the suite needs nothing beside the repository.
-SHARED = REPO / "tests" / "data" / "shared"  # never ../shared: a user's clone has nothing beside it
+SHARED = REPO / "tests" / "data" / "shared"  # inside the repository: a user's clone has nothing beside it
 
 
 def shared_path(*parts: str) -> Path:

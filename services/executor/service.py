@@ -298,7 +298,7 @@ class ExecutorService(Service):
         return await answer_run(self.broker.connection, self.runner.state, self.agents, answer)
 
     async def on_cancel(self, msg: NatsMessage) -> None:
-        run_id = msg.raw_message.subject.split(".")[3]
+        run_id, _ = subjects.control_target(msg.raw_message.subject)
         self.carriers.stop(run_id, Stop.CANCEL)
 
     async def _stream_chat(self, request: ChatRequest, inbox: str) -> None:
@@ -316,7 +316,8 @@ class ExecutorService(Service):
             self.chat_streams.done(request.id)
 
     async def on_chat_cancel(self, msg: NatsMessage) -> None:
-        self.chat_streams.stop(msg.raw_message.subject.split(".")[3], Stop.CANCEL)
+        chat_id, _ = subjects.control_target(msg.raw_message.subject)
+        self.chat_streams.stop(chat_id, Stop.CANCEL)
 
     async def on_tool_announcement(self, msg: NatsMessage) -> None:
         with contextlib.suppress(ValidationError):

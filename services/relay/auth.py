@@ -28,6 +28,7 @@ from typing import Literal
 
 import yaml
 from fastapi import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ossabus.contracts.bus import DEFAULT_PROJECT
@@ -163,22 +164,26 @@ class RequireKey:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        header = next((v for k, v in scope.get("headers") or [] if k == b"authorization"), b"").decode("latin-1")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            refusal = error_response(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-            await refusal(scope, receive, send)
-            return
-        found = self.keys.lookup(token.strip())
-        if found is None:
-            await error_response(401, "incorrect API key provided", code="invalid_api_key")(scope, receive, send)
-            return
-        if scope["path"].startswith("/metrics") and not found.admin:
-            refusal = error_response(403, "only an admin key may read /metrics", code="permission_denied")
-            await refusal(scope, receive, send)
+        found = self._check(scope)
+        if not isinstance(found, Principal):
+            await found(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = found
         await self.app(scope, receive, send)
+
+    def _check(self, scope: Scope) -> Principal | JSONResponse:
+        """Who the request's key names, or the refusal to answer with."""
+        header = next((v for k, v in scope.get("headers") or [] if k == b"authorization"), b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return error_response(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+        found = self.keys.lookup(token)
+        if found is None:
+            return error_response(401, "incorrect API key provided", code="invalid_api_key")
+        if scope["path"].startswith("/metrics") and not found.admin:
+            return error_response(403, "only an admin key may read /metrics", code="permission_denied")
+        return found
 
 
 def caller(request: Request) -> Principal:

@@ -13,6 +13,7 @@ written. Other bodies (multipart uploads, YAML manifests) stream through, counte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -28,12 +29,17 @@ _WITH_BODY = {"POST", "PUT", "PATCH"}
 TOO_LARGE = "request body is too large"
 
 
-def _is_json(scope: Scope) -> bool:
+def _body_headers(scope: Scope) -> tuple[bool, int]:
+    """(whether the body is JSON, its declared length or 0), in one pass over the headers."""
+    is_json, length = True, 0  # FastAPI reads a body without a content type as JSON too
     for name, value in scope.get("headers") or []:
         if name == b"content-type":
             media = value.split(b";")[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return True  # FastAPI reads a body without a content type as JSON too
+            is_json = media == b"application/json" or media.endswith(b"+json")
+        elif name == b"content-length":
+            with contextlib.suppress(ValueError):  # the server refuses a malformed length itself
+                length = int(value)
+    return is_json, length
 
 
 def problem(body: bytes) -> tuple[str, str, str | None] | None:
@@ -78,10 +84,11 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
-        if _declared_length(scope) > limit:
+        is_json, declared = _body_headers(scope)
+        if declared > limit:
             await error_response(413, TOO_LARGE)(scope, receive, send)
             return
-        if not _is_json(scope):
+        if not is_json:
             await self.app(scope, _counted(receive, limit), send)
             return
         chunks: list[bytes] = []
@@ -106,16 +113,6 @@ class BodyGuard:
             await error_response(400, text, param=param, code=code)(scope, receive, send)
             return
         await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
-
-
-def _declared_length(scope: Scope) -> int:
-    for name, value in scope.get("headers") or []:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return 0  # the server refuses a malformed length before the application sees it
-    return 0
 
 
 def _counted(receive: Receive, limit: int) -> Receive:

@@ -1,4 +1,5 @@
-"""The outermost ASGI layer: a request id on every answer, the 500s of the framework's own included."""
+"""The outermost ASGI layer: a request id on every answer (the caller's `x-request-id`, or a new one),
+the framework's own 500s included."""
 
 from __future__ import annotations
 

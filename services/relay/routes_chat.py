@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -125,7 +126,11 @@ class ChatChunks:
         (chunks it sends meanwhile are dropped)."""
         self.stream.abandon()
         if self._telling is None:
-            self._telling = asyncio.get_running_loop().create_task(self.nc.publish(subjects.chat_cancel(self.chat_id)))
+            self._telling = asyncio.get_running_loop().create_task(self._tell_executor())
+
+    async def _tell_executor(self) -> None:
+        with contextlib.suppress(Exception):  # no bus: the executor's stream ends with its connection
+            await self.nc.publish(subjects.chat_cancel(self.chat_id))
 
 
 async def open_chat_stream(nc, subject: str, chat: ChatRequest) -> ChatChunks:

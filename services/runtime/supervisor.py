@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -64,10 +67,6 @@ def leave(code: int) -> int:
     whose unwinding through a C++ frame that swallows exceptions aborts the whole process
     ("FATAL: exception not rethrown", SIGABRT), seen about once in a hundred quick stops. Nothing is
     left to finalize by then: the services drained, the spans were exported, the data is on disk."""
-    import os
-    import sys
-    import threading
-
     if not any(t.daemon and t.is_alive() for t in threading.enumerate()):
         return code
     logging.shutdown()

@@ -271,7 +271,7 @@ class WorkflowService(Service):
 
     async def on_control(self, msg: NatsMessage) -> None:
         """`cancel`: stop the run if this runner carries it."""
-        _, _, _, run_id, action = msg.raw_message.subject.split(".")
+        run_id, action = subjects.control_target(msg.raw_message.subject)
         if action != "cancel":
             return
         self.carriers.stop(run_id, Stop.CANCEL)
@@ -279,7 +279,7 @@ class WorkflowService(Service):
     async def on_cancel_record(self, msg: NatsMessage) -> None:
         """`cancel` from a NATS client: record `cancelling` (once, in one runner of the queue group),
         so a run nobody carries yet is cancelled when a runner picks it up."""
-        _, _, _, run_id, action = msg.raw_message.subject.split(".")
+        run_id, action = subjects.control_target(msg.raw_message.subject)
         if action != "cancel" or self.runs is None:
             return
         if not subjects.is_token(run_id):
